@@ -1,0 +1,125 @@
+"""Settings read once from the environment (and a `.env` file) with pydantic-settings.
+
+Every variable of the public contract is here, under its contract name. Values that are
+only needed by some commands (tokens, sender names) may be absent; `Settings.require`
+fails with a message naming the missing variable when a command needs one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """hudhud's configuration. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- the contract ---------------------------------------------------------------
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("HUDHUD_REDIS_URL"))
+    taqnyat_base_url: str = Field(
+        "https://api.taqnyat.sa", validation_alias=_env("TAQNYAT_BASE_URL")
+    )
+    taqnyat_token: SecretStr | None = Field(None, validation_alias=_env("TAQNYAT_TOKEN"))
+    taqnyat_sender: str | None = Field(None, validation_alias=_env("TAQNYAT_SENDER"))
+    taqnyat_caller_id: str | None = Field(None, validation_alias=_env("TAQNYAT_CALLER_ID"))
+    taifa_base_url: str = Field("https://govconnect.ke/v1", validation_alias=_env("TAIFA_BASE_URL"))
+    taifa_api_key: SecretStr | None = Field(None, validation_alias=_env("TAIFA_API_KEY"))
+    email_provider: Literal["taifa", "taqnyat"] = Field(
+        "taifa", validation_alias=_env("HUDHUD_EMAIL_PROVIDER")
+    )
+    visibility_timeout: int = Field(3600, ge=10, validation_alias=_env("HUDHUD_VISIBILITY_TIMEOUT"))
+
+    # --- delivery -------------------------------------------------------------------
+    taqnyat_email_from: str | None = Field(None, validation_alias=_env("TAQNYAT_EMAIL_FROM"))
+    taifa_from: str | None = Field(None, validation_alias=_env("TAIFA_FROM"))
+    max_attempts: int = Field(8, ge=1, validation_alias=_env("HUDHUD_MAX_ATTEMPTS"))
+    backoff_base: float = Field(2.0, gt=0, validation_alias=_env("HUDHUD_BACKOFF_BASE"))
+    backoff_cap: float = Field(600.0, gt=0, validation_alias=_env("HUDHUD_BACKOFF_CAP"))
+    eta_window: int = Field(60, ge=1, validation_alias=_env("HUDHUD_ETA_WINDOW"))
+    lease_seconds: int = Field(120, ge=5, validation_alias=_env("HUDHUD_LEASE_SECONDS"))
+    requeue_after: int = Field(300, ge=5, validation_alias=_env("HUDHUD_REQUEUE_AFTER"))
+    retention_days: float = Field(30.0, gt=0, validation_alias=_env("HUDHUD_RETENTION_DAYS"))
+    idempotency_ttl: int = Field(86400, ge=86400, validation_alias=_env("HUDHUD_IDEMPOTENCY_TTL"))
+    tracking_days: float = Field(7.0, gt=0, validation_alias=_env("HUDHUD_TRACKING_DAYS"))
+    rate_limit_taqnyat: float = Field(0.0, ge=0, validation_alias=_env("HUDHUD_RATE_LIMIT_TAQNYAT"))
+    rate_limit_taifa: float = Field(0.0, ge=0, validation_alias=_env("HUDHUD_RATE_LIMIT_TAIFA"))
+    low_balance: float = Field(10.0, ge=0, validation_alias=_env("HUDHUD_LOW_BALANCE"))
+    sms_batch_size: int = Field(1000, ge=1, validation_alias=_env("HUDHUD_SMS_BATCH_SIZE"))
+    taifa_batch_size: int = Field(100, ge=1, validation_alias=_env("HUDHUD_TAIFA_BATCH_SIZE"))
+
+    # --- HTTP -----------------------------------------------------------------------
+    http_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_HTTP_CONNECT_TIMEOUT"))
+    http_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("HUDHUD_HTTP_READ_TIMEOUT"))
+    http_retries: int = Field(2, ge=0, validation_alias=_env("HUDHUD_HTTP_RETRIES"))
+    http_pool_size: int = Field(0, ge=0, validation_alias=_env("HUDHUD_HTTP_POOL_SIZE"))
+
+    # --- beat intervals (seconds) ----------------------------------------------------
+    release_interval: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_RELEASE_INTERVAL"))
+    status_interval: float = Field(30.0, gt=0, validation_alias=_env("HUDHUD_STATUS_INTERVAL"))
+    balance_interval: float = Field(60.0, gt=0, validation_alias=_env("HUDHUD_BALANCE_INTERVAL"))
+    events_interval: float = Field(15.0, gt=0, validation_alias=_env("HUDHUD_EVENTS_INTERVAL"))
+    recover_interval: float = Field(15.0, gt=0, validation_alias=_env("HUDHUD_RECOVER_INTERVAL"))
+    probe_interval: float = Field(10.0, gt=0, validation_alias=_env("HUDHUD_PROBE_INTERVAL"))
+
+    # --- worker ---------------------------------------------------------------------
+    prefetch_multiplier: int = Field(4, ge=1, validation_alias=_env("HUDHUD_PREFETCH_MULTIPLIER"))
+    eta_task_limit: int = Field(1000, ge=1, validation_alias=_env("HUDHUD_ETA_TASK_LIMIT"))
+    flower_basic_auth: SecretStr | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH"))
+
+    @field_validator("taqnyat_base_url", "taifa_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("HUDHUD_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    def require(self, field: str) -> str:
+        """The value of a setting a command needs, or a ConfigurationError naming its variable."""
+        value = getattr(self, field)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":
+            raise ConfigurationError(_VARIABLES.get(field, field.upper()))
+        return str(value)
+
+
+_VARIABLES = {
+    "taqnyat_token": "TAQNYAT_TOKEN",
+    "taqnyat_sender": "TAQNYAT_SENDER",
+    "taqnyat_caller_id": "TAQNYAT_CALLER_ID",
+    "taifa_api_key": "TAIFA_API_KEY",
+    "taifa_from": "TAIFA_FROM",
+    "taqnyat_email_from": "TAQNYAT_EMAIL_FROM",
+}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigurationError(str(exc).splitlines()[-2].strip(), detail=str(exc)) from None
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and `hudhud dev` change the environment)."""
+    get_settings.cache_clear()

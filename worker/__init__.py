@@ -1,0 +1,1 @@
+"""hudhud: delivers SMS, email and voice through Taqnyat and Taifa Mail."""
