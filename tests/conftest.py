@@ -1,0 +1,41 @@
+"""Shared fixtures: a real redis-server and the real sandbox, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.helpers import RedisServer, Sandbox
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    log: Path = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    server = Sandbox(log=log).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def fresh_sandbox(sandbox: Sandbox) -> Sandbox:
+    """The session's sandbox with its knobs, balance and record reset."""
+    sandbox.reset()
+    return sandbox
