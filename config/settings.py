@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
@@ -24,14 +24,15 @@ class Settings(BaseSettings):
     """hudhud's configuration. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=(".env", ".hudhud/dev.env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     # --- the contract ---------------------------------------------------------------
     redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("HUDHUD_REDIS_URL"))
-    taqnyat_base_url: str = Field(
-        "https://api.taqnyat.sa", validation_alias=_env("TAQNYAT_BASE_URL")
-    )
+    taqnyat_base_url: str = Field("https://api.taqnyat.sa", validation_alias=_env("TAQNYAT_BASE_URL"))
     taqnyat_token: SecretStr | None = Field(None, validation_alias=_env("TAQNYAT_TOKEN"))
     taqnyat_sender: str | None = Field(None, validation_alias=_env("TAQNYAT_SENDER"))
     taqnyat_caller_id: str | None = Field(None, validation_alias=_env("TAQNYAT_CALLER_ID"))
@@ -116,8 +117,10 @@ def get_settings() -> Settings:
     """The process-wide settings, read once."""
     try:
         return Settings()
-    except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[-2].strip(), detail=str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first.get("loc") else "configuration"
+        raise ConfigurationError(name, detail=first.get("msg")) from None
 
 
 def reset_settings() -> None:

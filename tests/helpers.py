@@ -55,9 +55,19 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.workdir), "--save", "", "--daemonize", "no",
-            "--logfile", str(self.workdir / "redis.log"),
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.workdir / "redis.log"),
         ]
         if self.aof:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
@@ -85,8 +95,9 @@ class RedisServer:
 class Sandbox:
     """`python -m worker.sandbox` on a private port, with the test tokens."""
 
-    def __init__(self, port: int | None = None, extra_args: list[str] | None = None,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, extra_args: list[str] | None = None, log: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.extra_args = extra_args or []
         self.log = log
@@ -110,10 +121,12 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         env = {**os.environ, **self.env()}
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker.sandbox", "--port", str(self.port), *self.extra_args],
-            env=env, stdout=out, stderr=out,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
         wait_for_port(self.port, proc=self.proc)
         return self

@@ -31,8 +31,9 @@ _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII without ':' (RFC
 _SENDER_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
-def text(value: Any, field: str, *, max_len: int, allow_empty: bool = False,
-         single_line: bool = False) -> str:
+def text(
+    value: Any, field: str, *, max_len: int, allow_empty: bool = False, single_line: bool = False
+) -> str:
     """A string that is valid UTF-8, within `max_len` characters."""
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, not {type(value).__name__}")
@@ -193,15 +194,22 @@ def instant(value: Any, field: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def future_instant(value: Any, field: str, *, now: datetime | None = None,
-                   min_ahead: timedelta = timedelta(0), max_ahead: timedelta | None = None,
-                   grace: timedelta = timedelta(seconds=5)) -> datetime:
+def future_instant(
+    value: Any,
+    field: str,
+    *,
+    now: datetime | None = None,
+    min_ahead: timedelta = timedelta(0),
+    max_ahead: timedelta | None = None,
+    grace: timedelta = timedelta(seconds=5),
+) -> datetime:
     """An instant that is not in the past (a few seconds of clock skew are tolerated)."""
     moment = instant(value, field)
     current = now or datetime.now(UTC)
     if moment < current + min_ahead - grace:
-        raise InvalidInput(field, "is in the past" if min_ahead == timedelta(0)
-                           else f"must be at least {min_ahead} ahead")
+        raise InvalidInput(
+            field, "is in the past" if min_ahead == timedelta(0) else f"must be at least {min_ahead} ahead"
+        )
     if max_ahead is not None and moment > current + max_ahead:
         raise InvalidInput(field, f"must be at most {max_ahead} ahead")
     return moment

@@ -1,0 +1,96 @@
+"""The delivery tasks: intake of foreign producers' sends, and the delivery of one message."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task
+
+from config import get_settings
+from worker import messages, runtime
+from worker.celery_app import app
+from worker.delivery import Delivery
+from worker.errors import InvalidInput
+from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused
+
+log = logging.getLogger("hudhud.tasks")
+
+
+def delivery() -> Delivery:
+    settings = get_settings()
+    return Delivery(runtime.ledger(settings), settings, runtime.provider_client)
+
+
+@app.task(name="hudhud.deliver", bind=True, max_retries=None, ignore_result=True)
+def deliver(self: Task, message_id: str, provider: str = "") -> str:
+    """Claim the message, call its provider once, record what happened."""
+    outcome = delivery().deliver(str(message_id), str(provider))
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.result
+
+
+def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, Any]) -> str:
+    """Check a foreign producer's send; record it under the task id; deliver it now or later.
+
+    Bad input ends as a complete `failed` record naming the field (no payload kept),
+    never as an endless retry.
+    """
+    settings = get_settings()
+    message_id = str(task.request.id)
+    hudhud = Hudhud(settings, app=app)
+    try:
+        if args:
+            raise InvalidInput("args", "positional arguments are not accepted: use keyword arguments")
+        request = messages.build(channel, {k: v for k, v in fields.items() if v is not None}, settings)
+        created = hudhud.ledger.create(hudhud._new(request, message_id, None), now=time.time())
+        if created.outcome == "conflict":
+            raise IdempotencyConflict(created.id)
+    except InvalidInput as exc:
+        hudhud.ledger.record_failure(message_id, channel, str(exc), now=time.time())
+        log.warning("send %s refused: %s", message_id, exc)
+        return "failed"
+    if created.outcome != "created" or created.status != "queued":
+        if created.status == "scheduled" and created.outcome == "created" and request.due:
+            due = request.due.timestamp()
+            if due - time.time() <= hudhud.ledger.park_after:
+                from worker.producer import dispatch
+
+                dispatch(app, message_id, request.channel, request.provider, due)
+        return created.status
+    return delivery().deliver(message_id, request.provider).result
+
+
+@app.task(name="hudhud.send_sms", bind=True, ignore_result=True)
+def send_sms(self: Task, *args: Any, **fields: Any) -> str:
+    return intake(self, "sms", args, fields)
+
+
+@app.task(name="hudhud.send_email", bind=True, ignore_result=True)
+def send_email(self: Task, *args: Any, **fields: Any) -> str:
+    return intake(self, "email", args, fields)
+
+
+@app.task(name="hudhud.send_voice", bind=True, ignore_result=True)
+def send_voice(self: Task, *args: Any, **fields: Any) -> str:
+    return intake(self, "voice", args, fields)
+
+
+@app.task(name="hudhud.retry_email", ignore_result=True)
+def retry_email(id: str) -> str:
+    try:
+        return Hudhud(app=app).retry_email(str(id)).id
+    except (NotFound, Refused) as exc:
+        log.warning("retry of %s refused: %s", id, exc)
+        return "refused"
+
+
+@app.task(name="hudhud.cancel", ignore_result=True)
+def cancel(id: str) -> str:
+    try:
+        return Hudhud(app=app).cancel(str(id)).status
+    except (NotFound, Refused) as exc:
+        log.warning("cancel of %s refused: %s", id, exc)
+        return "refused"

@@ -1,0 +1,128 @@
+"""The Celery application, configured from `config.get_settings()`.
+
+- Redis broker from HUDHUD_REDIS_URL (`rediss://` gets certificate checks by default).
+- One queue per channel (`sms`, `email`, `voice`) and `hudhud` for beat jobs and intake.
+- `acks_late` + reject-on-worker-lost: a task is acknowledged after it ran; the ledger's
+  atomic claim makes the redelivered copy harmless.
+- The visibility timeout is applied to the broker and to every transport option that has one.
+- Task arguments shown to Flower and events are redacted (see `RedactedRequest`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from celery import Celery
+from celery.worker.request import Request
+from kombu import Exchange, Queue
+
+from config import get_settings
+
+CHANNEL_QUEUES = ("sms", "email", "voice")
+CONTROL_QUEUE = "hudhud"
+INTAKE_TASKS = {"hudhud.send_sms": "sms", "hudhud.send_email": "email", "hudhud.send_voice": "voice"}
+
+
+def _redact(value: Any) -> str:
+    """Only the shape of arguments: field names, never their values."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!s}: …" for k in value) + "}"
+    if isinstance(value, list | tuple):
+        return f"({len(value)} args)"
+    return "…"
+
+
+class RedactedRequest(Request):
+    """A worker-side request whose argument reprs (events, Flower, inspect) carry no data.
+
+    Producers with only `celery` installed send `argsrepr`/`kwargsrepr` built from the real
+    arguments; the worker replaces them before any event leaves the process.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name = self._request_dict.get("task", "")
+        if name == "hudhud.deliver":
+            return  # its only argument is a message id
+        self._argsrepr = "()"
+        self._kwargsrepr = _redact(self.kwargs)
+
+
+def _broker_ssl(url: str) -> dict[str, Any] | None:
+    parsed = urlparse(url)
+    if parsed.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parsed.query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def create_app() -> Celery:
+    settings = get_settings()
+    app = Celery("hudhud", include=["tasks.delivery", "tasks.beat"])
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "health_check_interval": 25,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+    }
+    exchange = Exchange("hudhud", type="direct")
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_use_ssl=_broker_ssl(settings.redis_url),
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_track_started=False,
+        task_queues=[Queue(q, exchange, routing_key=q) for q in (*CHANNEL_QUEUES, CONTROL_QUEUE)],
+        task_default_queue=CONTROL_QUEUE,
+        task_default_exchange="hudhud",
+        task_default_routing_key=CONTROL_QUEUE,
+        task_routes={name: {"queue": q, "routing_key": q} for name, q in INTAKE_TASKS.items()},
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
+        worker_eta_task_limit=settings.eta_task_limit,
+        worker_send_task_events=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=30.0,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_hijack_root_logger=True,
+        worker_redirect_stdouts=False,
+        task_default_rate_limit=None,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=_beat_schedule(),
+    )
+    app.Task.Request = RedactedRequest
+    return app
+
+
+def _beat_schedule() -> dict[str, dict[str, Any]]:
+    settings = get_settings()
+    jobs = {
+        "release-due": ("hudhud.beat.release_due", settings.release_interval),
+        "requeue-stale": ("hudhud.beat.requeue_stale", settings.recover_interval),
+        "recover-leases": ("hudhud.beat.recover_leases", settings.recover_interval),
+        "taqnyat-status": ("hudhud.beat.taqnyat_status", settings.status_interval),
+        "taqnyat-balance": ("hudhud.beat.taqnyat_balance", settings.balance_interval),
+        "probe-paused": ("hudhud.beat.probe_paused", settings.probe_interval),
+        "taifa-events": ("hudhud.beat.taifa_events", settings.events_interval),
+    }
+    return {
+        name: {
+            "task": task,
+            "schedule": interval,
+            "options": {"queue": CONTROL_QUEUE, "expires": max(interval, 1.0) * 2},
+        }
+        for name, (task, interval) in jobs.items()
+    }
+
+
+app = create_app()

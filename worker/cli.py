@@ -1,0 +1,347 @@
+"""The `hudhud` command line (see CONTRACT.md: send, status, cancel, retry, check, worker,
+beat, flower, sandbox, dev). Every command takes `--json`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from worker.errors import ConfigurationError, InvalidInput
+
+EXIT_INPUT = 2
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str) if as_json else text)
+
+
+def _fail(as_json: bool, message: str, code: int = 1, **extra: Any) -> NoReturn:
+    if as_json:
+        click.echo(json.dumps({"error": message, **extra}, ensure_ascii=False))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _producer() -> Any:
+    from worker.producer import Hudhud
+
+    return Hudhud()
+
+
+def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
+    import redis
+
+    from worker.producer import IdempotencyConflict
+
+    try:
+        receipt = _producer().send(channel, fields)
+    except IdempotencyConflict as exc:
+        _fail(as_json, str(exc), EXIT_INPUT, field="key", id=exc.existing_id)
+    except InvalidInput as exc:
+        _fail(as_json, str(exc), EXIT_INPUT, field=exc.field)
+    except ConfigurationError as exc:
+        _fail(as_json, str(exc), EXIT_INPUT, field=exc.variable)
+    except redis.RedisError as exc:
+        _fail(as_json, f"cannot reach Redis ({type(exc).__name__}): nothing was recorded", 1)
+    _emit(as_json, {"id": receipt.id, "status": receipt.status, "duplicate": receipt.duplicate}, receipt.id)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """hudhud: delivers SMS, email and voice through Taqnyat and Taifa Mail."""
+
+
+@main.group()
+def send() -> None:
+    """Check a message, record it and enqueue it (exit 2 on bad input, nothing recorded)."""
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+_at_option = click.option("--at", help="ISO 8601 time with an offset or Z")
+_key_option = click.option("--key", help="idempotency key")
+
+
+@send.command("sms")
+@click.option("--to", multiple=True, required=True, help="9665XXXXXXXX (repeatable)")
+@click.option("--body", required=True)
+@click.option("--sender")
+@_at_option
+@_key_option
+@_json_option
+def send_sms(
+    to: tuple[str, ...], body: str, sender: str | None, at: str | None, key: str | None, as_json: bool
+) -> None:
+    """Send an SMS through Taqnyat."""
+    _send("sms", {"to": list(to), "body": body, "sender": sender, "at": at, "key": key}, as_json)
+
+
+def _attachment(path: str) -> dict[str, str]:
+    file = Path(path)
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput("attach", f"cannot read {file.name}: {exc.strerror}") from None
+    return {
+        "filename": file.name,
+        "content_base64": base64.b64encode(content).decode("ascii"),
+        "content_type": mimetypes.guess_type(file.name)[0] or "application/octet-stream",
+    }
+
+
+@send.command("email")
+@click.option("--to", multiple=True, required=True)
+@click.option("--subject", required=True)
+@click.option("--text")
+@click.option("--html")
+@click.option("--from", "from_")
+@click.option("--provider", type=click.Choice(["taifa", "taqnyat"]))
+@click.option("--cc", multiple=True)
+@click.option("--bcc", multiple=True)
+@click.option("--reply-to")
+@click.option("--tag", multiple=True)
+@click.option("--header", multiple=True, help="NAME=VALUE (repeatable)")
+@click.option("--attach", multiple=True, help="a file to attach (repeatable)")
+@click.option("--campaign")
+@_at_option
+@_key_option
+@_json_option
+def send_email(
+    to: tuple[str, ...],
+    subject: str,
+    text: str | None,
+    html: str | None,
+    from_: str | None,
+    provider: str | None,
+    cc: tuple[str, ...],
+    bcc: tuple[str, ...],
+    reply_to: str | None,
+    tag: tuple[str, ...],
+    header: tuple[str, ...],
+    attach: tuple[str, ...],
+    campaign: str | None,
+    at: str | None,
+    key: str | None,
+    as_json: bool,
+) -> None:
+    """Send an email through Taifa Mail or Taqnyat."""
+    if text is not None and html is not None:
+        _fail(as_json, "text: give --text or --html, not both", EXIT_INPUT, field="text")
+    try:
+        attachments = [_attachment(p) for p in attach] or None
+    except InvalidInput as exc:
+        _fail(as_json, str(exc), EXIT_INPUT, field=exc.field)
+    fields = {
+        "to": list(to),
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "from": from_,
+        "provider": provider,
+        "cc": list(cc) or None,
+        "bcc": list(bcc) or None,
+        "reply_to": reply_to,
+        "tags": list(tag) or None,
+        "header": list(header) or None,
+        "attachments": attachments,
+        "campaign": campaign,
+        "at": at,
+        "key": key,
+    }
+    _send("email", fields, as_json)
+
+
+@send.command("voice")
+@click.option("--to", multiple=True, required=True)
+@click.option("--audio-url", required=True)
+@click.option("--caller-id")
+@_at_option
+@_key_option
+@_json_option
+def send_voice(
+    to: tuple[str, ...], audio_url: str, caller_id: str | None, at: str | None, key: str | None, as_json: bool
+) -> None:
+    """Place a voice call through Taqnyat."""
+    _send(
+        "voice",
+        {"to": list(to), "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key},
+        as_json,
+    )
+
+
+@main.command()
+@click.argument("message_id")
+@_json_option
+def status(message_id: str, as_json: bool) -> None:
+    """The record of one message: status, attempts, provider ids, cost, error, events."""
+    from worker.producer import NotFound
+
+    try:
+        record = _producer().status(message_id)
+    except NotFound as exc:
+        _fail(as_json, str(exc), 1)
+    if as_json:
+        _emit(True, record, "")
+        return
+    for name in (
+        "id",
+        "channel",
+        "provider",
+        "status",
+        "attempts",
+        "provider_message_id",
+        "cost",
+        "currency",
+        "error",
+        "at",
+        "in_doubt",
+        "retry_of",
+        "created_at",
+    ):
+        if record.get(name) not in (None, "", False):
+            click.echo(f"{name:20} {record[name]}")
+    for item in record["events"]:
+        extra = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("type", "at"))
+        click.echo(f"  {item.get('at', ''):26} {item.get('type', '')} {extra}".rstrip())
+
+
+@main.command()
+@click.argument("message_id")
+@_json_option
+def cancel(message_id: str, as_json: bool) -> None:
+    """Cancel a message that has not been handed to a provider yet."""
+    from worker.producer import NotFound, Refused
+
+    try:
+        receipt = _producer().cancel(message_id)
+    except (NotFound, Refused) as exc:
+        _fail(as_json, str(exc), 1)
+    _emit(as_json, receipt.as_dict(), f"{receipt.id} cancelled")
+
+
+@main.command()
+@click.argument("message_id")
+@_json_option
+def retry(message_id: str, as_json: bool) -> None:
+    """Ask Taifa to retry a bounced/failed/rejected email (a new, linked message)."""
+    from worker.producer import NotFound, Refused
+
+    try:
+        receipt = _producer().retry_email(message_id)
+    except (NotFound, Refused) as exc:
+        _fail(as_json, str(exc), 1)
+    _emit(as_json, {**receipt.as_dict(), "retry_of": message_id}, receipt.id)
+
+
+@main.command()
+@_json_option
+def check(as_json: bool) -> None:
+    """Per provider: reachable, credentials valid, status, balance, senders."""
+    from worker.check import run_checks
+
+    report = run_checks()
+    if as_json:
+        _emit(True, report, "")
+    else:
+        for provider, facts in report["providers"].items():
+            click.echo(f"{provider}:")
+            for name, value in facts.items():
+                click.echo(f"  {name:14} {value}")
+        click.echo(f"redis: {report['redis']}")
+    sys.exit(0 if report["ok"] else 1)
+
+
+_passthrough = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@main.command(context_settings=_passthrough)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def worker(args: tuple[str, ...]) -> None:
+    """A Celery worker (ARGS go to celery worker)."""
+    from worker.processes import run_worker
+
+    run_worker(list(args))
+
+
+@main.command(context_settings=_passthrough)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def beat(args: tuple[str, ...]) -> None:
+    """The periodic jobs (exactly one beat per deployment)."""
+    from worker.processes import run_beat
+
+    run_beat(list(args))
+
+
+@main.command(context_settings=_passthrough)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def flower(args: tuple[str, ...]) -> None:
+    """Flower on this app (ARGS go to flower, e.g. --port=5555 --basic-auth=user:pass)."""
+    from worker.processes import run_flower
+
+    run_flower(list(args))
+
+
+@main.command()
+@click.option("--port", type=int, default=8025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--latency-ms", type=float)
+@click.option("--error-rate", type=float, help="share of 5xx answers (0..1)")
+@click.option("--timeout-rate", type=float, help="share of requests that hang (0..1)")
+@click.option("--rate-429", type=float, help="share of 429 answers (0..1)")
+@click.option("--balance", type=float)
+@click.option("--knobs", help="JSON object of further knobs")
+def sandbox(
+    port: int,
+    host: str,
+    latency_ms: float | None,
+    error_rate: float | None,
+    timeout_rate: float | None,
+    rate_429: float | None,
+    balance: float | None,
+    knobs: str | None,
+) -> None:
+    """A local simulator of both provider APIs (Taqnyat at /, Taifa at /v1/emails)."""
+    from worker.sandbox.app import run
+
+    values: dict[str, Any] = json.loads(knobs) if knobs else {}
+    for name, value in (
+        ("latency_ms", latency_ms),
+        ("error_rate_5xx", error_rate),
+        ("timeout_rate", timeout_rate),
+        ("rate_429", rate_429),
+        ("balance", balance),
+    ):
+        if value is not None:
+            values[name] = value
+    run(host=host, port=port, knobs=values)
+
+
+@main.command()
+@click.option("--data-dir", default=".hudhud", show_default=True, help="where Redis keeps its data")
+@click.option("--redis-port", type=int, default=6390, show_default=True)
+@click.option("--sandbox-port", type=int, default=8025, show_default=True)
+@click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--concurrency", type=int, default=20, show_default=True)
+def dev(data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> None:
+    """Everything on one machine: Redis, sandbox, worker, beat and Flower (Ctrl-C stops all)."""
+    from worker.devstack import run_dev
+
+    sys.exit(
+        run_dev(
+            Path(data_dir),
+            redis_port=redis_port,
+            sandbox_port=sandbox_port,
+            flower_port=flower_port,
+            concurrency=concurrency,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

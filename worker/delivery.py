@@ -1,0 +1,275 @@
+"""Deliver one recorded message: claim it, call its provider once, record the outcome.
+
+The claim (`queued|scheduled -> sending`, with a lease) is atomic, so a duplicated or
+redelivered task finds the message claimed or done and stops without calling the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from config import Settings
+from worker.errors import ConfigurationError, InvalidInput
+from worker.ledger import Claim, Ledger, event
+from worker.providers.errors import (
+    AccountError,
+    BalanceError,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+)
+
+log = logging.getLogger("hudhud.delivery")
+
+MAX_INLINE_WAIT = 1.0  # seconds a worker sleeps for the rate limiter before re-queuing
+RECONCILE_TAG = "hudhud-"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery attempt; `retry_in` asks the task to retry after it."""
+
+    result: str  # sent | failed | rejected | retry | held | skip | missing | parked
+    retry_in: float | None = None
+
+
+def reconcile_tag(message_id: str) -> str:
+    return f"{RECONCILE_TAG}{message_id}"
+
+
+class Delivery:
+    def __init__(self, ledger: Ledger, settings: Settings, clients: Any) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.clients = clients  # callable: provider name -> client
+
+    def rate_for(self, provider: str) -> float:
+        return {"taqnyat": self.settings.rate_limit_taqnyat, "taifa": self.settings.rate_limit_taifa}.get(
+            provider, 0.0
+        )
+
+    def deliver(self, message_id: str, provider: str) -> Outcome:
+        claim = self._claim(message_id, provider)
+        if claim.outcome == "wait":
+            return Outcome("retry", retry_in=claim.wait)
+        if claim.outcome != "claimed":
+            if claim.outcome == "held":
+                log.info("message %s held: provider %s is paused", message_id, provider)
+            return Outcome(claim.outcome)
+        try:
+            result = self.call(message_id, claim)
+        except InvalidInput as exc:
+            return self._end(message_id, claim, "failed", error=str(exc))
+        except PermanentError as exc:
+            return self._end(message_id, claim, "rejected", error=exc.describe())
+        except (BalanceError, AccountError) as exc:
+            return self._hold(message_id, claim, exc)
+        except RetryableError as exc:
+            return self._retry(message_id, claim, exc.describe(), exc.retry_after)
+        except ProviderError as exc:
+            return self._retry(message_id, claim, exc.describe(), None)
+        except ConfigurationError as exc:
+            self._park(message_id, claim, f"configuration: {exc.variable} is not set or invalid")
+            raise
+        except Exception as exc:  # a fault of ours: keep the message, spend a retry
+            log.exception("delivery of %s failed with %s", message_id, type(exc).__name__)
+            return self._retry(message_id, claim, f"internal error: {type(exc).__name__}", None)
+        return self._sent(message_id, claim, result)
+
+    def _claim(self, message_id: str, provider: str) -> Claim:
+        rate = self.rate_for(provider)
+        burst = max(1.0, rate / 10)
+        while True:
+            claim = self.ledger.claim(message_id, provider, now=time.time(), rate=rate, burst=burst)
+            if claim.outcome != "wait" or claim.wait > MAX_INLINE_WAIT:
+                return claim
+            time.sleep(claim.wait)
+
+    # --- the provider call --------------------------------------------------------
+    def call(self, message_id: str, claim: Claim) -> Any:
+        payload = claim.payload
+        client = self.clients(claim.provider)
+        if claim.channel == "sms":
+            return client.send_sms(payload["to"], payload["body"], payload["sender"], sms_id=message_id)
+        if claim.channel == "voice":
+            return client.send_voice(payload["to"], payload["audio_url"], payload["caller_id"])
+        if claim.provider == "taqnyat":
+            html = payload.get("html")
+            return client.send_email(
+                payload["to"],
+                payload["subject"],
+                html or payload.get("text", ""),
+                sender_email=payload["from"],
+                campaign_name=payload.get("campaign") or "hudhud",
+                html=bool(html),
+            )
+        if "retry_of_provider_id" in payload:
+            return client.retry(payload["retry_of_provider_id"])
+        tags = [*payload.get("tags", []), reconcile_tag(message_id)]
+        if payload.get("campaign"):
+            tags.append(f"campaign-{payload['campaign']}"[:100])
+        return client.send(
+            payload["from"],
+            payload["to"],
+            payload["subject"],
+            html=payload.get("html"),
+            text=payload.get("text"),
+            cc=payload.get("cc"),
+            bcc=payload.get("bcc"),
+            reply_to=payload.get("reply_to"),
+            headers=payload.get("headers"),
+            tags=tags,
+            attachments=payload.get("attachments"),
+        )
+
+    # --- outcomes -----------------------------------------------------------------
+    def _sent(self, message_id: str, claim: Claim, result: Any) -> Outcome:
+        now = time.time()
+        fields: dict[str, Any] = {}
+        if result.provider_message_id:
+            fields["provider_message_id"] = result.provider_message_id
+        if result.cost is not None:
+            fields["cost"] = str(result.cost)
+        if result.currency:
+            fields["currency"] = result.currency
+        if result.accepted:
+            fields["accepted"] = json.dumps(list(result.accepted))
+        if result.rejected:
+            fields["rejected"] = json.dumps(list(result.rejected))
+        if result.status == "rejected":
+            fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
+            return self._end(message_id, claim, "rejected", fields=fields)
+        tracking = claim.provider == "taifa" and claim.channel == "email"
+        ev = event(
+            "sent",
+            now,
+            provider_message_id=result.provider_message_id,
+            cost=fields.get("cost"),
+            rejected=len(result.rejected) or None,
+        )
+        self._transition(
+            message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
+        )
+        return Outcome("sent")
+
+    def _end(
+        self,
+        message_id: str,
+        claim: Claim,
+        status: str,
+        *,
+        error: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> Outcome:
+        now = time.time()
+        data = dict(fields or {})
+        if error:
+            data["error"] = error
+        log.info("message %s %s: %s", message_id, status, data.get("error", ""))
+        self._transition(message_id, claim, status, now, event(status, now, error=data.get("error")), data)
+        return Outcome(status)
+
+    def _retry(self, message_id: str, claim: Claim, error: str, retry_after: float | None) -> Outcome:
+        if claim.attempts >= self.settings.max_attempts:
+            return self._end(
+                message_id, claim, "failed", error=f"retries spent after {claim.attempts} attempts: {error}"
+            )
+        delay = backoff(claim.attempts, self.settings.backoff_base, self.settings.backoff_cap)
+        delay = max(delay, retry_after or 0.0)
+        now = time.time()
+        park = delay > self.ledger.park_after
+        log.info("message %s retry in %.1fs (attempt %d): %s", message_id, delay, claim.attempts, error)
+        self._transition(
+            message_id,
+            claim,
+            "queued",
+            now,
+            event("retry", now, error=error, delay=round(delay, 3)),
+            {"error": error, "next_attempt_at": now + delay},
+            zset="scheduled" if park else "queued",
+            score=now + delay,
+        )
+        return Outcome("parked" if park else "retry", retry_in=None if park else delay)
+
+    def _hold(self, message_id: str, claim: Claim, exc: ProviderError) -> Outcome:
+        now = time.time()
+        reason = {
+            "kind": exc.kind,
+            "error": exc.describe(),
+            "since": now,
+            "code": exc.code,
+            "message_id": message_id,
+        }
+        log.warning("provider %s paused (%s): %s", claim.provider, exc.kind, exc.describe())
+        self._transition(
+            message_id,
+            claim,
+            "queued",
+            now,
+            event("held", now, error=exc.describe()),
+            {"error": exc.describe()},
+            zset="held",
+            score=now,
+            attempts_delta=-1,
+            pause=reason,
+        )
+        return Outcome("held")
+
+    def _park(self, message_id: str, claim: Claim, error: str) -> None:
+        now = time.time()
+        log.error("message %s waits: %s", message_id, error)
+        self._transition(
+            message_id,
+            claim,
+            "queued",
+            now,
+            event("held", now, error=error),
+            {"error": error},
+            zset="scheduled",
+            score=now + 60,
+            attempts_delta=-1,
+        )
+
+    def _transition(
+        self,
+        message_id: str,
+        claim: Claim,
+        status: str,
+        now: float,
+        ev: str,
+        fields: dict[str, Any],
+        *,
+        zset: str = "",
+        score: float = 0.0,
+        attempts_delta: int = 0,
+        pause: dict[str, Any] | None = None,
+    ) -> None:
+        outcome, current = self.ledger.transition(
+            message_id,
+            to=status,
+            expect="sending",
+            now=now,
+            event_json=ev,
+            token=claim.attempts,
+            provider=claim.provider,
+            zset=zset,
+            score=score,
+            attempts_delta=attempts_delta,
+            pause=pause,
+            fields=fields,
+        )
+        if outcome == "stale":
+            # The lease ran out while this call was in flight and the message moved on.
+            log.warning("message %s: late %s result while %s", message_id, status, current)
+            self.ledger.redis.hset(f"hudhud:m:{message_id}", "in_doubt", "1")
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential back-off with jitter: base * 2^(attempt-1), capped, times 0.5-1.0."""
+    raw = min(cap, base * (2 ** max(0, attempt - 1)))
+    return raw * random.uniform(0.5, 1.0)

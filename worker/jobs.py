@@ -1,0 +1,248 @@
+"""The periodic jobs run by beat: release due messages, recover lost tasks and expired claims,
+watch Taqnyat's status and balance, resume paused providers, and poll Taifa's events.
+
+Each job is safe to run on several workers at once: every move is an atomic ledger script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from celery import Celery
+
+from config import Settings
+from worker.delivery import reconcile_tag
+from worker.ledger import Ledger, event
+from worker.producer import dispatch
+from worker.providers.errors import ProviderError
+
+log = logging.getLogger("hudhud.jobs")
+
+TAIFA_FINAL = {
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "failed": "failed",
+    "rejected": "rejected",
+    "error": "failed",
+    "cancelled": "failed",
+}
+PROVIDERS = ("taqnyat", "taifa")
+
+
+class Jobs:
+    def __init__(
+        self, ledger: Ledger, settings: Settings, app: Celery, clients: Callable[[str], Any]
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.app = app
+        self.clients = clients
+
+    # --- scheduling -----------------------------------------------------------------
+    def release_due(self) -> int:
+        """Parked messages due within the ETA window become ETA tasks (exact due time)."""
+        now = time.time()
+        released = 0
+        while True:
+            batch = self.ledger.release_due(until=now + self.ledger.park_after, now=now, count=500)
+            for message_id, channel, provider, due in batch:
+                dispatch(self.app, message_id, channel, provider, due, now)
+            released += len(batch)
+            if len(batch) < 500:
+                return released
+
+    def requeue_stale(self) -> int:
+        """Queued messages whose task never ran (lost publish, Redis crash): enqueue again.
+        A duplicate task is harmless: the claim lets only one through."""
+        now = time.time()
+        stale = self.ledger.requeue_stale(older_than=now - self.settings.requeue_after, now=now)
+        for message_id, channel in stale:
+            provider = self.ledger.provider_of(message_id)
+            dispatch(self.app, message_id, channel, provider)
+        if stale:
+            log.warning("re-enqueued %d queued messages whose task was not seen", len(stale))
+        return len(stale)
+
+    # --- expired claims -------------------------------------------------------------
+    def recover_leases(self) -> int:
+        """A worker died during a provider call: ask Taifa whether it got the email; otherwise
+        send again once, marked in doubt."""
+        now = time.time()
+        expired = self.ledger.expired_leases(now=now)
+        for message_id, provider, attempts in expired:
+            if provider == "taifa" and self._reconcile_taifa(message_id, attempts):
+                continue
+            self.ledger.transition(
+                message_id,
+                to="queued",
+                expect="sending",
+                now=now,
+                token=attempts,
+                provider=provider,
+                zset="queued",
+                score=now,
+                event_json=event("in_doubt", now, note="claim expired during a provider call"),
+                fields={"in_doubt": "1"},
+            )
+            record = self.ledger.get(message_id) or {}
+            dispatch(self.app, message_id, record.get("channel", "sms"), provider)
+        if expired:
+            log.warning("recovered %d expired claims", len(expired))
+        return len(expired)
+
+    def _reconcile_taifa(self, message_id: str, attempts: int) -> bool:
+        try:
+            page = self.clients("taifa").search(tag=reconcile_tag(message_id), limit=5)
+        except ProviderError as exc:
+            log.warning("cannot reconcile %s with Taifa: %s", message_id, exc)
+            return False
+        if not page.items:
+            return False
+        found = page.items[0]
+        now = time.time()
+        self.ledger.transition(
+            message_id,
+            to="sent",
+            expect="sending",
+            now=now,
+            token=attempts,
+            provider="taifa",
+            zset="tracking",
+            score=now,
+            event_json=event("reconciled", now, provider_message_id=found.id),
+            fields={"provider_message_id": found.id, "in_doubt": "1"},
+        )
+        return True
+
+    # --- provider health ------------------------------------------------------------
+    def taqnyat_status(self) -> bool:
+        """Pause Taqnyat while /system/status reports an outage; resume when it clears."""
+        try:
+            status = self.clients("taqnyat").system_status()
+        except ProviderError as exc:
+            log.warning("taqnyat status unknown: %s", exc)
+            return True
+        reason = self.ledger.pause_reason("taqnyat")
+        if not status.operational:
+            if self.ledger.pause(
+                "taqnyat", {"kind": "outage", "error": status.description, "since": time.time()}
+            ):
+                log.warning("taqnyat paused: outage reported (%s)", status.description)
+            return False
+        if reason and reason.get("kind") == "outage":
+            self.resume("taqnyat")
+        return True
+
+    def taqnyat_balance(self) -> Decimal | None:
+        try:
+            balance = self.clients("taqnyat").balance()
+        except ProviderError as exc:
+            log.warning("taqnyat balance unknown: %s", exc)
+            return None
+        if balance.balance <= Decimal(str(self.settings.low_balance)):
+            log.warning("taqnyat balance is low: %s %s", balance.balance, balance.currency or "")
+        return Decimal(balance.balance)
+
+    def probe_paused(self) -> list[str]:
+        """Probe every paused provider; resume those that answer well."""
+        resumed = []
+        for provider in PROVIDERS:
+            reason = self.ledger.pause_reason(provider)
+            if reason is None and self.ledger.held_count(provider):
+                self.resume(provider)  # held messages left by a pause already lifted
+                continue
+            if reason is None or reason.get("kind") == "outage":
+                continue
+            if self._probe(provider, reason):
+                self.resume(provider)
+                resumed.append(provider)
+        return resumed
+
+    def _probe(self, provider: str, reason: dict[str, Any]) -> bool:
+        try:
+            if provider == "taqnyat":
+                balance = self.clients("taqnyat").balance()
+                if reason.get("kind") == "balance":
+                    seen = Decimal(str(reason.get("balance", "0")))
+                    if balance.balance <= 0 or (balance.balance <= seen and "balance" in reason):
+                        return False
+                status = self.clients("taqnyat").system_status()
+                return bool(status.operational)
+            self.clients("taifa").list(limit=1)
+            return True
+        except ProviderError as exc:
+            log.info("probe of %s: still failing (%s)", provider, exc.kind)
+            return False
+
+    def resume(self, provider: str) -> int:
+        self.ledger.resume(provider)
+        now = time.time()
+        moved = 0
+        while True:
+            batch = self.ledger.release_held(provider, now=now)
+            for message_id, channel, prov, _ in batch:
+                dispatch(self.app, message_id, channel, prov)
+            moved += len(batch)
+            if len(batch) < 1000:
+                break
+        log.warning("provider %s resumed; %d held messages re-enqueued", provider, moved)
+        return moved
+
+    # --- Taifa events ---------------------------------------------------------------
+    def taifa_events(self, limit: int = 200) -> int:
+        """Read Taifa's events of emails not yet final: delivered, bounced, failed; opened and
+        clicked are recorded as events."""
+        now = time.time()
+        self.ledger.untrack_older_than(now - self.settings.tracking_days * 86400)
+        ids = self.ledger.tracked(limit=limit)
+        finished = 0
+        for message_id in ids:
+            finished += self._poll_one(message_id, now)
+        return finished
+
+    def _poll_one(self, message_id: str, now: float) -> int:
+        record = self.ledger.get(message_id)
+        if record is None or record.get("status") != "sent" or not record.get("provider_message_id"):
+            self.ledger.redis.zrem("hudhud:tracking", message_id)
+            return 0
+        try:
+            events = self.clients("taifa").events(record["provider_message_id"])
+        except ProviderError as exc:
+            log.info("events of %s unavailable: %s", message_id, exc.kind)
+            return 0
+        seen = int(record.get("taifa_events_seen") or 0)
+        final = None
+        pipe = self.ledger.redis.pipeline(transaction=False)
+        for item in events[seen:]:
+            pipe.rpush(
+                f"hudhud:e:{message_id}",
+                json.dumps(
+                    {
+                        "type": item.event_type,
+                        "at": item.created_at,
+                        "source": "taifa",
+                        **({"metadata": item.metadata} if item.metadata else {}),
+                    },
+                    default=str,
+                ),
+            )
+        for item in events:
+            final = TAIFA_FINAL.get(item.event_type, final)
+        pipe.hset(f"hudhud:m:{message_id}", "taifa_events_seen", len(events))
+        pipe.execute()
+        if final is None:
+            return 0
+        self.ledger.transition(
+            message_id,
+            to=final,
+            expect="sent",
+            now=now,
+            provider="taifa",
+            event_json=event(final, now, source="taifa"),
+        )
+        return 1

@@ -1,0 +1,357 @@
+"""The message ledger in Redis: one record per message, its history, and the atomic claims.
+
+Keys (all under `hudhud:`):
+- `m:{id}` hash: the record (status, attempts, payload, provider ids, cost, error, ...)
+- `e:{id}` list: JSON events `{type, at, ...}` (status history and provider events)
+- `idem:{key}` string: `{id}|{request hash}`, kept `HUDHUD_IDEMPOTENCY_TTL` seconds
+- `scheduled` zset: parked messages by due time (scheduled sends and long back-offs)
+- `queued` zset: messages that should have a task in the broker, by enqueue time
+- `leases` zset: claimed messages by lease expiry
+- `held:{provider}` zset: messages waiting while that provider is paused
+- `pause:{provider}` string: JSON reason of a provider pause
+- `tracking` zset: handed-over Taifa emails waiting for a final event
+- `rate:{provider}` string: the global rate limiter's theoretical arrival time
+
+Every transition is one Lua script, so a record is never half-written and a message is
+claimed for a provider call by one worker only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from worker.ledger import scripts
+
+PREFIX = "hudhud:"
+SCHEDULED = PREFIX + "scheduled"
+QUEUED = PREFIX + "queued"
+LEASES = PREFIX + "leases"
+TRACKING = PREFIX + "tracking"
+
+FINAL_STATUSES = frozenset({"delivered", "bounced", "failed", "rejected", "cancelled"})
+CANCELLABLE = "scheduled,queued"
+
+
+def msg_key(message_id: str) -> str:
+    return f"{PREFIX}m:{message_id}"
+
+
+def events_key(message_id: str) -> str:
+    return f"{PREFIX}e:{message_id}"
+
+
+def idem_key(key: str) -> str:
+    return f"{PREFIX}idem:{key}"
+
+
+def pause_key(provider: str) -> str:
+    return f"{PREFIX}pause:{provider}"
+
+
+def held_key(provider: str) -> str:
+    return f"{PREFIX}held:{provider}"
+
+
+def rate_key(provider: str) -> str:
+    return f"{PREFIX}rate:{provider}"
+
+
+def iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event(kind: str, at: float, **extra: Any) -> str:
+    return json.dumps({"type": kind, "at": iso(at), **extra}, separators=(",", ":"))
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated message ready to be recorded."""
+
+    id: str
+    channel: str
+    provider: str
+    payload: Mapping[str, Any]
+    request_hash: str
+    key: str | None = None
+    due: float | None = None  # epoch seconds when scheduled
+    retry_of: str | None = None
+    status: str = "queued"
+
+
+@dataclass(frozen=True)
+class Created:
+    outcome: str  # created | duplicate | exists | conflict
+    id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str  # claimed | skip | missing | held | wait
+    attempts: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    channel: str = ""
+    provider: str = ""
+    in_doubt: bool = False
+    status: str = ""
+    wait: float = 0.0
+
+
+class Ledger:
+    """The record of every message, in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        retention_seconds: int,
+        idempotency_ttl: int,
+        lease_seconds: int,
+        park_after: float = 60.0,
+    ) -> None:
+        self.redis = client
+        self.park_after = park_after
+        self.retention_seconds = retention_seconds
+        self.idempotency_ttl = idempotency_ttl
+        self.lease_seconds = lease_seconds
+        self._create = client.register_script(scripts.CREATE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._release = client.register_script(scripts.RELEASE)
+        self._requeue = client.register_script(scripts.REQUEUE)
+        self._expired = client.register_script(scripts.EXPIRED_LEASES)
+
+    # --- recording ----------------------------------------------------------------
+    def _create_args(self, msg: NewMessage, now: float) -> tuple[list[str], list[Any]]:
+        """A due time within `park_after` seconds waits as an ETA task (zset `queued`, scored
+        by its due time); a later one is parked in `scheduled` for beat to release."""
+        status = "scheduled" if msg.status == "queued" and msg.due is not None else msg.status
+        target = ""
+        if status == "scheduled" and msg.due is not None and msg.due - now > self.park_after:
+            target = SCHEDULED
+        elif status in ("queued", "scheduled"):
+            target = QUEUED
+        fields: dict[str, Any] = {
+            "id": msg.id,
+            "channel": msg.channel,
+            "provider": msg.provider,
+            "status": status,
+            "attempts": 0,
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "payload": json.dumps(msg.payload, separators=(",", ":"), ensure_ascii=False),
+            "request_hash": msg.request_hash,
+        }
+        if msg.key:
+            fields["key"] = msg.key
+        if msg.due is not None:
+            fields["at"] = iso(msg.due)
+        if msg.retry_of:
+            fields["retry_of"] = msg.retry_of
+        flat = [item for pair in fields.items() for item in pair]
+        keys = [msg_key(msg.id), events_key(msg.id), idem_key(msg.key) if msg.key else "", target]
+        score = msg.due if msg.due is not None else now
+        args = [msg.id, now, self.idempotency_ttl, msg.request_hash, status, score, event(status, now), *flat]
+        return keys, args
+
+    def create(self, msg: NewMessage, *, now: float) -> Created:
+        keys, args = self._create_args(msg, now)
+        outcome, mid, status = self._create(keys=keys, args=args)
+        return Created(_s(outcome), _s(mid), _s(status))
+
+    def create_many(self, messages: Sequence[NewMessage], *, now: float) -> list[Created]:
+        """Record many messages in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for msg in messages:
+            keys, args = self._create_args(msg, now)
+            self._create(keys=keys, args=args, client=pipe)
+        return [Created(_s(o), _s(i), _s(s)) for o, i, s in pipe.execute()]
+
+    def record_failure(self, message_id: str, channel: str, error: str, *, now: float) -> None:
+        """A complete `failed` record for input refused inside the worker (no payload kept)."""
+        msg = NewMessage(
+            id=message_id, channel=channel, provider="", payload={}, request_hash="", status="failed"
+        )
+        keys, args = self._create_args(msg, now)
+        args += ["error", error]
+        self._create(keys=keys, args=args)
+        self.redis.expire(msg_key(message_id), self.retention_seconds)
+        self.redis.expire(events_key(message_id), self.retention_seconds)
+
+    # --- delivery -----------------------------------------------------------------
+    def claim(
+        self, message_id: str, provider: str, *, now: float, rate: float = 0.0, burst: float = 1.0
+    ) -> Claim:
+        keys = [
+            msg_key(message_id),
+            events_key(message_id),
+            LEASES,
+            QUEUED,
+            pause_key(provider),
+            held_key(provider),
+            rate_key(provider),
+        ]
+        reply = self._claim(
+            keys=keys, args=[message_id, now, iso(now), now + self.lease_seconds, rate, burst]
+        )
+        outcome = _s(reply[0])
+        if outcome == "claimed":
+            return Claim(
+                outcome,
+                attempts=int(reply[1]),
+                payload=json.loads(_s(reply[2]) or "{}"),
+                channel=_s(reply[3]),
+                provider=_s(reply[4]),
+                in_doubt=_s(reply[5]) == "1",
+            )
+        if outcome == "skip":
+            return Claim(outcome, status=_s(reply[1]))
+        if outcome == "wait":
+            return Claim(outcome, wait=float(_s(reply[1])))
+        return Claim(outcome)
+
+    def transition(
+        self,
+        message_id: str,
+        *,
+        to: str,
+        expect: str,
+        now: float,
+        event_json: str | None = None,
+        token: int | None = None,
+        provider: str = "",
+        zset: str = "",
+        score: float = 0.0,
+        attempts_delta: int = 0,
+        pause: Mapping[str, Any] | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Move a message to `to` if it is in one of `expect` (comma list) and `token` holds."""
+        keys = [
+            msg_key(message_id),
+            events_key(message_id),
+            LEASES,
+            QUEUED,
+            SCHEDULED,
+            held_key(provider or "none"),
+            TRACKING,
+            pause_key(provider or "none"),
+        ]
+        expire = (
+            self.retention_seconds if to in FINAL_STATUSES or (to == "sent" and zset != "tracking") else 0
+        )
+        flat = [item for pair in (fields or {}).items() for item in pair]
+        args = [
+            message_id,
+            "" if token is None else token,
+            expect,
+            to,
+            iso(now),
+            event_json or event(to, now),
+            zset,
+            score,
+            expire,
+            attempts_delta,
+            json.dumps(pause) if pause else "",
+            *flat,
+        ]
+        reply = self._transition(keys=keys, args=args)
+        return _s(reply[0]), _s(reply[1]) if len(reply) > 1 else ""
+
+    def cancel(self, message_id: str, *, now: float) -> tuple[str, str]:
+        return self.transition(
+            message_id, to="cancelled", expect=CANCELLABLE, now=now, provider=self.provider_of(message_id)
+        )
+
+    def provider_of(self, message_id: str) -> str:
+        value = self.redis.hget(msg_key(message_id), "provider")
+        return _s(value) if value is not None else ""
+
+    def add_event(self, message_id: str, kind: str, *, now: float, **extra: Any) -> None:
+        self.redis.rpush(events_key(message_id), event(kind, now, **extra))
+
+    # --- reading ------------------------------------------------------------------
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(msg_key(message_id))
+        pipe.lrange(events_key(message_id), 0, -1)
+        raw, events = pipe.execute()
+        if not raw:
+            return None
+        record: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+        record["events"] = [json.loads(_s(e)) for e in events]
+        return record
+
+    def status_of(self, message_ids: Iterable[str]) -> list[str | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in message_ids:
+            pipe.hget(msg_key(mid), "status")
+        return [None if s is None else _s(s) for s in pipe.execute()]
+
+    # --- beat ---------------------------------------------------------------------
+    def release_due(self, *, until: float, now: float, count: int = 500) -> list[tuple[str, str, str, float]]:
+        """Scheduled (or backed-off) messages due before `until`, moved to `queued`."""
+        flat = self._release(
+            keys=[SCHEDULED, QUEUED], args=[until, count, now, iso(now), "due", "scheduled,queued"]
+        )
+        return [
+            (_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2]), float(_s(flat[i + 3])))
+            for i in range(0, len(flat), 4)
+        ]
+
+    def release_held(
+        self, provider: str, *, now: float, count: int = 1000
+    ) -> list[tuple[str, str, str, float]]:
+        flat = self._release(
+            keys=[held_key(provider), QUEUED], args=["+inf", count, now, iso(now), "now", "queued"]
+        )
+        return [
+            (_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2]), float(_s(flat[i + 3])))
+            for i in range(0, len(flat), 4)
+        ]
+
+    def requeue_stale(self, *, older_than: float, now: float, count: int = 1000) -> list[tuple[str, str]]:
+        flat = self._requeue(keys=[QUEUED], args=[older_than, count, now])
+        return [(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def expired_leases(self, *, now: float, count: int = 200) -> list[tuple[str, str, int]]:
+        flat = self._expired(keys=[LEASES], args=[now, count, now + self.lease_seconds])
+        return [(_s(flat[i]), _s(flat[i + 1]), int(_s(flat[i + 2]) or 0)) for i in range(0, len(flat), 3)]
+
+    def tracked(self, *, limit: int = 200) -> list[str]:
+        return [_s(m) for m in self.redis.zrange(TRACKING, 0, limit - 1)]
+
+    def untrack_older_than(self, cutoff: float) -> int:
+        return int(self.redis.zremrangebyscore(TRACKING, "-inf", cutoff))
+
+    # --- provider pauses ----------------------------------------------------------
+    def pause(self, provider: str, reason: Mapping[str, Any]) -> bool:
+        return bool(self.redis.set(pause_key(provider), json.dumps(reason), nx=True))
+
+    def pause_reason(self, provider: str) -> dict[str, Any] | None:
+        raw = self.redis.get(pause_key(provider))
+        return None if raw is None else dict(json.loads(_s(raw)))
+
+    def resume(self, provider: str) -> bool:
+        return bool(self.redis.delete(pause_key(provider)))
+
+    def held_count(self, provider: str) -> int:
+        return int(self.redis.zcard(held_key(provider)))
+
+    def counts(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in (SCHEDULED, QUEUED, LEASES, TRACKING, held_key("taqnyat"), held_key("taifa")):
+            pipe.zcard(key)
+        names = ("scheduled", "queued", "sending", "tracking", "held_taqnyat", "held_taifa")
+        return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))

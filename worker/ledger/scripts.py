@@ -1,0 +1,175 @@
+"""Lua scripts that make each ledger transition one atomic Redis round trip.
+
+Conventions: KEYS hold every key a script touches; ARGV[1] is the message id; times are
+epoch seconds (floats) and ISO strings passed in by the caller, so scripts never read clocks.
+"""
+
+# KEYS: msg, events, idem (or ""), target zset (or "")
+# ARGV: id, now, idem_ttl, request_hash, status, score, event_json, field, value, ...
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'exists', ARGV[1], redis.call('HGET', KEYS[1], 'status') or ''}
+end
+if KEYS[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then
+    local sep = string.find(existing, '|', 1, true)
+    local eid = string.sub(existing, 1, sep - 1)
+    if string.sub(existing, sep + 1) == ARGV[4] then
+      return {'duplicate', eid, redis.call('HGET', 'hudhud:m:' .. eid, 'status') or ''}
+    end
+    return {'conflict', eid, ''}
+  end
+  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[4], 'EX', tonumber(ARGV[3]))
+end
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('RPUSH', KEYS[2], ARGV[7])
+if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[1]) end
+return {'created', ARGV[1], ARGV[5]}
+"""
+
+# KEYS: msg, events, leases, queued, pause, held, rate
+# ARGV: id, now, now_iso, lease_until, rate_per_second, burst
+# -> {'claimed', attempts, payload, channel, provider, in_doubt}
+#  | {'skip', status} | {'missing'} | {'held'} | {'wait', seconds}
+CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+if status ~= 'queued' and status ~= 'scheduled' then return {'skip', status} end
+local now = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('ZADD', KEYS[6], now, ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return {'held'}
+end
+local rate = tonumber(ARGV[5])
+if rate > 0 then
+  local interval = 1.0 / rate
+  local tat = tonumber(redis.call('GET', KEYS[7]) or '0')
+  if tat < now then tat = now end
+  local allowed_from = tat - tonumber(ARGV[6]) * interval
+  if now < allowed_from then return {'wait', tostring(allowed_from - now)} end
+  redis.call('SET', KEYS[7], tostring(tat + interval), 'EX', 60)
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'sending', 'lease_until', ARGV[4], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('RPUSH', KEYS[2], cjson.encode({type = 'sending', at = ARGV[3], attempt = attempts}))
+local row = redis.call('HMGET', KEYS[1], 'payload', 'channel', 'provider', 'in_doubt')
+return {'claimed', attempts, row[1] or '', row[2] or '', row[3] or '', row[4] or ''}
+"""
+
+# KEYS: msg, events, leases, queued, scheduled, held, tracking, pause
+# ARGV: id, token (attempt number or ''), expect_status, new_status, now_iso, event_json,
+#       zset ('' | queued | scheduled | held | tracking), zscore, expire_seconds,
+#       attempts_delta, pause_json (or ''), field, value, ...
+# -> {'ok', previous_status} | {'stale', current_status} | {'missing'}
+TRANSITION = """
+local row = redis.call('HMGET', KEYS[1], 'status', 'attempts')
+local status = row[1]
+if not status then return {'missing'} end
+local allowed = false
+for s in string.gmatch(ARGV[3], '[^,]+') do
+  if s == status then allowed = true end
+end
+if not allowed or (ARGV[2] ~= '' and ARGV[2] ~= row[2]) then
+  redis.call('RPUSH', KEYS[2], ARGV[6])
+  return {'stale', status}
+end
+local fields = {'status', ARGV[4], 'updated_at', ARGV[5]}
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+if tonumber(ARGV[10]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[10])) end
+redis.call('RPUSH', KEYS[2], ARGV[6])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+if ARGV[7] == 'queued' then redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), ARGV[1])
+elseif ARGV[7] == 'scheduled' then redis.call('ZADD', KEYS[5], tonumber(ARGV[8]), ARGV[1])
+elseif ARGV[7] == 'held' then redis.call('ZADD', KEYS[6], tonumber(ARGV[8]), ARGV[1])
+elseif ARGV[7] == 'tracking' then redis.call('ZADD', KEYS[7], tonumber(ARGV[8]), ARGV[1])
+else redis.call('ZREM', KEYS[7], ARGV[1]) end
+if ARGV[11] ~= '' then redis.call('SET', KEYS[8], ARGV[11], 'NX') end
+local ttl = tonumber(ARGV[9])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {'ok', status}
+"""
+
+# Move members of a zset whose score <= limit back into `queued` (status checked).
+# KEYS: source zset, queued zset; ARGV: limit, count, now, now_iso, new_score_mode
+# ('due' keeps each member's own score, 'now' uses ARGV[3]), accept (comma list of statuses)
+# -> flat list {id, channel, provider, score, ...}
+RELEASE = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+                        'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #items, 2 do
+  local id = items[i]
+  local score = items[i + 1]
+  local key = 'hudhud:m:' .. id
+  local row = redis.call('HMGET', key, 'status', 'channel', 'provider')
+  redis.call('ZREM', KEYS[1], id)
+  local ok = false
+  if row[1] then
+    for s in string.gmatch(ARGV[6], '[^,]+') do if s == row[1] then ok = true end end
+  end
+  if ok then
+    local new_score = score
+    if ARGV[5] == 'now' then new_score = ARGV[3] end
+    if row[1] ~= 'queued' then
+      redis.call('HSET', key, 'status', 'queued', 'updated_at', ARGV[4])
+      redis.call('RPUSH', 'hudhud:e:' .. id, cjson.encode({type = 'queued', at = ARGV[4]}))
+    end
+    redis.call('ZADD', KEYS[2], tonumber(new_score), id)
+    out[#out + 1] = id
+    out[#out + 1] = row[2]
+    out[#out + 1] = row[3]
+    out[#out + 1] = score
+  end
+end
+return out
+"""
+
+# Queued messages whose broker task may be lost: bump their score and return them.
+# KEYS: queued; ARGV: limit, count, now -> flat {id, channel, ...}
+REQUEUE = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(items) do
+  local row = redis.call('HMGET', 'hudhud:m:' .. id, 'status', 'channel')
+  if row[1] == 'queued' then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
+    out[#out + 1] = id
+    out[#out + 1] = row[2]
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+# Claims whose lease expired: extend the lease so one caller owns the recovery.
+# KEYS: leases; ARGV: now, count, new_lease -> flat {id, provider, attempts, ...}
+EXPIRED_LEASES = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(items) do
+  local row = redis.call('HMGET', 'hudhud:m:' .. id, 'status', 'provider', 'attempts')
+  if row[1] == 'sending' then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
+    out[#out + 1] = id
+    out[#out + 1] = row[2]
+    out[#out + 1] = row[3]
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""

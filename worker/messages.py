@@ -1,0 +1,212 @@
+"""Turn the fields of a send (from the CLI, the Python API or a task) into a checked request.
+
+Every check happens here, before anything is recorded: a bad field raises `InvalidInput`
+naming it. The result carries the payload the worker will hand to the provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from config.settings import Settings
+from worker import validation as v
+from worker.errors import InvalidInput
+
+CHANNELS = ("sms", "email", "voice")
+EMAIL_PROVIDERS = ("taifa", "taqnyat")
+MAX_AHEAD = timedelta(days=366)
+
+_COMMON = {"to", "at", "key"}
+SMS_FIELDS = _COMMON | {"body", "sender"}
+VOICE_FIELDS = _COMMON | {"audio_url", "caller_id"}
+EMAIL_FIELDS = _COMMON | {
+    "subject",
+    "text",
+    "html",
+    "from",
+    "from_",
+    "provider",
+    "cc",
+    "bcc",
+    "reply_to",
+    "tags",
+    "tag",
+    "headers",
+    "header",
+    "attachments",
+    "campaign",
+}
+_TAQNYAT_EMAIL_UNSUPPORTED = ("cc", "bcc", "reply_to", "headers", "attachments", "tags")
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A checked send: channel, provider, what the provider needs, and when."""
+
+    channel: str
+    provider: str
+    payload: dict[str, Any]
+    due: datetime | None = None
+    key: str | None = None
+
+    @property
+    def request_hash(self) -> str:
+        """Identifies the request for idempotency: same fields, same hash."""
+        canonical = json.dumps(
+            {
+                "channel": self.channel,
+                "provider": self.provider,
+                "payload": self.payload,
+                "due": self.due.isoformat() if self.due else None,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
+    for name in fields:
+        if name not in allowed:
+            raise InvalidInput(str(name)[:60], "is not a known field")
+
+
+def _present(fields: Mapping[str, Any], name: str) -> Any:
+    value = fields.get(name)
+    if value is None or value == "" or value == []:
+        raise InvalidInput(name, "is required")
+    return value
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _due(fields: Mapping[str, Any], now: datetime) -> datetime | None:
+    if fields.get("at") in (None, ""):
+        return None
+    moment = v.future_instant(fields["at"], "at", now=now, max_ahead=MAX_AHEAD)
+    return moment if moment > now else None
+
+
+def _key(fields: Mapping[str, Any]) -> str | None:
+    key = fields.get("key")
+    if key in (None, ""):
+        return None
+    return v.text(key, "key", max_len=200, single_line=True)
+
+
+def _default(value: Any, setting: str | None, field: str, variable: str) -> Any:
+    if value not in (None, ""):
+        return value
+    if setting:
+        return setting
+    raise InvalidInput(field, f"is required (not given, and {variable} is not set)")
+
+
+def sms(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
+    current = now or datetime.now(UTC)
+    _known(fields, SMS_FIELDS)
+    recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
+    body = v.text(_present(fields, "body"), "body", max_len=v.MAX_SMS_BODY)
+    sender = v.sender_name(
+        _default(fields.get("sender"), settings.taqnyat_sender, "sender", "TAQNYAT_SENDER"), "sender"
+    )
+    return SendRequest(
+        "sms",
+        "taqnyat",
+        {"to": recipients, "body": body, "sender": sender},
+        _due(fields, current),
+        _key(fields),
+    )
+
+
+def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
+    current = now or datetime.now(UTC)
+    _known(fields, VOICE_FIELDS)
+    recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
+    audio = v.url(_present(fields, "audio_url"), "audio_url")
+    caller = v.msisdn(
+        _default(fields.get("caller_id"), settings.taqnyat_caller_id, "caller_id", "TAQNYAT_CALLER_ID"),
+        "caller_id",
+    )
+    return SendRequest(
+        "voice",
+        "taqnyat",
+        {"to": recipients, "audio_url": audio, "caller_id": caller},
+        _due(fields, current),
+        _key(fields),
+    )
+
+
+def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
+    merged: dict[str, Any] = {}
+    for index, item in enumerate(_listify(fields.get("header")) or []):
+        if not isinstance(item, str) or "=" not in item:
+            raise InvalidInput(f"header[{index}]", "must be NAME=VALUE")
+        name, _, value = item.partition("=")
+        merged[name.strip()] = value
+    if fields.get("headers") is not None:
+        if not isinstance(fields["headers"], Mapping):
+            raise InvalidInput("headers", "must be an object of name: value")
+        merged.update(fields["headers"])
+    return v.headers(merged, "headers")
+
+
+def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
+    current = now or datetime.now(UTC)
+    _known(fields, EMAIL_FIELDS)
+    provider = fields.get("provider") or settings.email_provider
+    if provider not in EMAIL_PROVIDERS:
+        raise InvalidInput("provider", "must be taifa or taqnyat")
+    to = v.recipients(_listify(_present(fields, "to")), "to", v.email)
+    subject = v.text(_present(fields, "subject"), "subject", max_len=v.MAX_SUBJECT, single_line=True)
+    text_body, html_body = fields.get("text"), fields.get("html")
+    if text_body in (None, "") and html_body in (None, ""):
+        raise InvalidInput("text", "one of text or html is required")
+    payload: dict[str, Any] = {"to": to, "subject": subject}
+    if text_body not in (None, ""):
+        payload["text"] = v.text(text_body, "text", max_len=v.MAX_EMAIL_BODY)
+    if html_body not in (None, ""):
+        payload["html"] = v.text(html_body, "html", max_len=v.MAX_EMAIL_BODY)
+    from_setting = settings.taifa_from if provider == "taifa" else settings.taqnyat_email_from
+    variable = "TAIFA_FROM" if provider == "taifa" else "TAQNYAT_EMAIL_FROM"
+    sender = fields.get("from") or fields.get("from_")
+    payload["from"] = v.email(_default(sender, from_setting, "from", variable), "from")
+    if fields.get("campaign") not in (None, ""):
+        payload["campaign"] = v.text(fields["campaign"], "campaign", max_len=100, single_line=True)
+    extras = {
+        "cc": v.recipients(_listify(fields["cc"]), "cc", v.email) if fields.get("cc") else [],
+        "bcc": v.recipients(_listify(fields["bcc"]), "bcc", v.email) if fields.get("bcc") else [],
+        "reply_to": v.email(fields["reply_to"], "reply_to") if fields.get("reply_to") else None,
+        "headers": _header_pairs(fields),
+        "tags": v.tags(_listify(fields.get("tags") or fields.get("tag")), "tags"),
+        "attachments": v.attachments(fields.get("attachments"), "attachments"),
+    }
+    for name, value in extras.items():
+        if not value:
+            continue
+        if provider == "taqnyat" and name in _TAQNYAT_EMAIL_UNSUPPORTED:
+            raise InvalidInput(name, "is not supported by the taqnyat email provider")
+        payload[name] = value
+    return SendRequest("email", provider, payload, _due(fields, current), _key(fields))
+
+
+BUILDERS = {"sms": sms, "email": email, "voice": voice}
+
+
+def build(
+    channel: str, fields: Mapping[str, Any], settings: Settings, now: datetime | None = None
+) -> SendRequest:
+    """Check the fields of a send on `channel`."""
+    if channel not in BUILDERS:
+        raise InvalidInput("channel", "must be sms, email or voice")
+    if not isinstance(fields, Mapping):
+        raise InvalidInput("fields", "must be an object")
+    return BUILDERS[channel](fields, settings, now)

@@ -1,0 +1,293 @@
+"""The Python producer API: check a send, record it, enqueue its delivery.
+
+    from worker.producer import Hudhud
+
+    hudhud = Hudhud()                      # settings from the environment / .env
+    receipt = hudhud.send_sms(to=["966500000000"], body="Your code is 4831", key="otp-81-1")
+    receipt.id, receipt.status             # ('6f1c…', 'queued')
+
+Bad input raises `worker.errors.InvalidInput` naming the field, before anything is
+recorded. Only the message id travels through the broker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+
+from config import Settings, get_settings
+from worker import messages, runtime
+from worker.errors import InvalidInput
+from worker.ledger import Created, Ledger, NewMessage
+
+DELIVER_TASK = "hudhud.deliver"
+
+
+class IdempotencyConflict(InvalidInput):
+    """The idempotency key was used before for a different request."""
+
+    def __init__(self, existing_id: str) -> None:
+        self.existing_id = existing_id
+        super().__init__("key", f"was already used for a different request (message {existing_id})")
+
+
+class NotFound(LookupError):
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(f"no message with id {message_id}")
+
+
+class Refused(RuntimeError):
+    """The message is in a state that does not allow the operation."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: str
+    status: str
+    duplicate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "duplicate": self.duplicate}
+
+
+def dispatch(
+    app: Celery,
+    message_id: str,
+    channel: str,
+    provider: str,
+    due: float | None = None,
+    now: float | None = None,
+) -> None:
+    """Enqueue the delivery of one recorded message on its channel's queue."""
+    options: dict[str, Any] = {"queue": channel, "routing_key": channel}
+    if due is not None and due > (now or time.time()) + 0.05:
+        options["eta"] = datetime.fromtimestamp(due, UTC)
+    app.send_task(DELIVER_TASK, args=[message_id, provider], **options)
+
+
+class Hudhud:
+    """Producer API for web apps (Django, Flask, FastAPI) and scripts."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._app = app
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            from worker.celery_app import app
+
+            self._app = app
+        return self._app
+
+    @property
+    def ledger(self) -> Ledger:
+        return runtime.ledger(self.settings)
+
+    # --- sending ------------------------------------------------------------------
+    def send_sms(
+        self,
+        to: str | Sequence[str],
+        body: str,
+        *,
+        sender: str | None = None,
+        at: str | datetime | None = None,
+        key: str | None = None,
+    ) -> Receipt:
+        return self.send("sms", {"to": to, "body": body, "sender": sender, "at": at, "key": key})
+
+    def send_voice(
+        self,
+        to: str | Sequence[str],
+        audio_url: str,
+        *,
+        caller_id: str | None = None,
+        at: str | datetime | None = None,
+        key: str | None = None,
+    ) -> Receipt:
+        return self.send(
+            "voice", {"to": to, "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key}
+        )
+
+    def send_email(
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        *,
+        text: str | None = None,
+        html: str | None = None,
+        from_: str | None = None,
+        provider: str | None = None,
+        cc: Sequence[str] | None = None,
+        bcc: Sequence[str] | None = None,
+        reply_to: str | None = None,
+        tags: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        attachments: Sequence[Mapping[str, str]] | None = None,
+        campaign: str | None = None,
+        at: str | datetime | None = None,
+        key: str | None = None,
+    ) -> Receipt:
+        fields = {
+            "to": to,
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "from": from_,
+            "provider": provider,
+            "cc": cc,
+            "bcc": bcc,
+            "reply_to": reply_to,
+            "tags": tags,
+            "headers": headers,
+            "attachments": attachments,
+            "campaign": campaign,
+            "at": at,
+            "key": key,
+        }
+        return self.send("email", fields)
+
+    def send(self, channel: str, fields: Mapping[str, Any], *, message_id: str | None = None) -> Receipt:
+        """Check `fields` for `channel`, record the message, enqueue it. One send."""
+        request = messages.build(channel, _without_none(fields), self.settings)
+        return self.submit(request, message_id=message_id)
+
+    def submit(
+        self, request: messages.SendRequest, *, message_id: str | None = None, retry_of: str | None = None
+    ) -> Receipt:
+        now = time.time()
+        created = self.ledger.create(self._new(request, message_id, retry_of), now=now)
+        return self._after_create(created, request, now)
+
+    def send_many(self, channel: str, items: Iterable[Mapping[str, Any]]) -> list[Receipt]:
+        """Bulk producer API: check every item first (all or nothing), then record and
+        enqueue them with pipelined round trips."""
+        requests = [messages.build(channel, _without_none(f), self.settings) for f in items]
+        now = time.time()
+        news = [self._new(r, None, None) for r in requests]
+        receipts: list[Receipt] = []
+        for start in range(0, len(news), 1000):
+            chunk = news[start : start + 1000]
+            created = self.ledger.create_many(chunk, now=now)
+            receipts += self._after_create_many(created, requests[start : start + 1000], now)
+        return receipts
+
+    def _new(self, request: messages.SendRequest, message_id: str | None, retry_of: str | None) -> NewMessage:
+        return NewMessage(
+            id=message_id or str(uuid.uuid4()),
+            channel=request.channel,
+            provider=request.provider,
+            payload=request.payload,
+            request_hash=request.request_hash,
+            key=request.key,
+            due=request.due.timestamp() if request.due else None,
+            retry_of=retry_of,
+        )
+
+    def _after_create(self, created: Created, request: messages.SendRequest, now: float) -> Receipt:
+        if created.outcome == "conflict":
+            raise IdempotencyConflict(created.id)
+        if created.outcome != "created":
+            return Receipt(created.id, created.status, duplicate=True)
+        due = request.due.timestamp() if request.due else None
+        if due is None or due - now <= self.ledger.park_after:
+            dispatch(self.app, created.id, request.channel, request.provider, due, now)
+        return Receipt(created.id, created.status)
+
+    def _after_create_many(
+        self, created: list[Created], requests: list[messages.SendRequest], now: float
+    ) -> list[Receipt]:
+        receipts = []
+        with self.app.producer_or_acquire() as producer:
+            for item, request in zip(created, requests, strict=True):
+                if item.outcome == "conflict":
+                    receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
+                    continue
+                if item.outcome != "created":
+                    receipts.append(Receipt(item.id, item.status, duplicate=True))
+                    continue
+                due = request.due.timestamp() if request.due else None
+                if due is None or due - now <= self.ledger.park_after:
+                    options: dict[str, Any] = {
+                        "queue": request.channel,
+                        "routing_key": request.channel,
+                        "producer": producer,
+                    }
+                    if due is not None and due > now:
+                        options["eta"] = datetime.fromtimestamp(due, UTC)
+                    self.app.send_task(DELIVER_TASK, args=[item.id, request.provider], **options)
+                receipts.append(Receipt(item.id, item.status))
+        return receipts
+
+    # --- other operations -----------------------------------------------------------
+    def status(self, message_id: str) -> dict[str, Any]:
+        record = self.ledger.get(message_id)
+        if record is None:
+            raise NotFound(message_id)
+        return public_record(record)
+
+    def cancel(self, message_id: str) -> Receipt:
+        outcome, previous = self.ledger.cancel(message_id, now=time.time())
+        if outcome == "missing":
+            raise NotFound(message_id)
+        if outcome != "ok":
+            raise Refused(
+                f"message {message_id} is {previous}: only scheduled or queued messages can be cancelled"
+            )
+        return Receipt(message_id, "cancelled")
+
+    def retry_email(self, message_id: str) -> Receipt:
+        """Ask Taifa to retry a bounced, failed or rejected email: a new, linked message."""
+        record = self.ledger.get(message_id)
+        if record is None:
+            raise NotFound(message_id)
+        if record.get("channel") != "email" or record.get("provider") != "taifa":
+            raise Refused(f"message {message_id} is not a Taifa email: only those can be retried")
+        if record.get("status") not in ("bounced", "failed", "rejected"):
+            raise Refused(
+                f"message {message_id} is {record.get('status')}: only bounced, failed "
+                "or rejected emails can be retried"
+            )
+        if not record.get("provider_message_id"):
+            raise Refused(f"message {message_id} never reached Taifa: send it again instead")
+        request = messages.SendRequest(
+            "email", "taifa", {"retry_of_provider_id": record["provider_message_id"]}
+        )
+        return self.submit(request, retry_of=message_id)
+
+
+def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `hudhud status` shows: no recipients, bodies or addresses."""
+    out: dict[str, Any] = {
+        "id": record.get("id"),
+        "channel": record.get("channel"),
+        "provider": record.get("provider") or None,
+        "status": record.get("status"),
+        "attempts": int(record.get("attempts") or 0),
+        "provider_message_id": record.get("provider_message_id") or None,
+        "cost": record.get("cost") or None,
+        "currency": record.get("currency") or None,
+        "error": record.get("error") or None,
+        "events": list(record.get("events") or []),
+        "created_at": record.get("created_at"),
+        "updated_at": record.get("updated_at"),
+        "at": record.get("at") or None,
+        "in_doubt": record.get("in_doubt") == "1",
+        "retry_of": record.get("retry_of") or None,
+        "key": record.get("key") or None,
+    }
+    for name in ("accepted", "rejected"):
+        if record.get(name):
+            out[f"{name}_count"] = int(record[name])
+    return out
+
+
+def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,110 @@
+"""Process-wide resources, created lazily: the Redis client, the ledger, provider clients.
+
+Each is made once per process (and again in a forked child, so no socket is shared).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import redis
+
+from config import Settings, get_settings
+from worker.ledger import Ledger
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+_pid = 0
+
+
+def _fresh() -> dict[str, Any]:
+    global _pid
+    if _pid != os.getpid():
+        _cache.clear()
+        _pid = os.getpid()
+    return _cache
+
+
+def redis_client(settings: Settings | None = None) -> redis.Redis:
+    cfg = settings or get_settings()
+    with _lock:
+        cache = _fresh()
+        if "redis" not in cache:
+            cache["redis"] = redis.Redis.from_url(
+                cfg.redis_url,
+                socket_timeout=30,
+                socket_connect_timeout=10,
+                health_check_interval=25,
+                retry_on_timeout=True,
+                max_connections=max(64, pool_size(cfg) * 2),
+            )
+        return cache["redis"]
+
+
+def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
+    return Ledger(
+        client,
+        retention_seconds=int(settings.retention_days * 86400),
+        idempotency_ttl=settings.idempotency_ttl,
+        lease_seconds=lease_seconds(settings),
+        park_after=park_after(settings),
+    )
+
+
+def ledger(settings: Settings | None = None) -> Ledger:
+    cfg = settings or get_settings()
+    client = redis_client(cfg)
+    with _lock:
+        cache = _fresh()
+        if "ledger" not in cache:
+            cache["ledger"] = make_ledger(cfg, client)
+        return cache["ledger"]
+
+
+def park_after(settings: Settings) -> float:
+    """ETA tasks only for the near future, well inside the broker's visibility timeout."""
+    return float(min(settings.eta_window, settings.visibility_timeout // 2))
+
+
+def lease_seconds(settings: Settings) -> int:
+    """A claim outlives the longest provider call, short retries included."""
+    per_call = settings.http_connect_timeout + settings.http_read_timeout
+    return max(settings.lease_seconds, int(per_call * (settings.http_retries + 1) * 2 + 10))
+
+
+def pool_size(settings: Settings) -> int:
+    """HTTP connections per provider: as many as the worker runs tasks at once."""
+    if settings.http_pool_size:
+        return settings.http_pool_size
+    try:
+        return max(10, int(os.environ.get("HUDHUD_CONCURRENCY", "0")))
+    except ValueError:
+        return 10
+
+
+def provider_client(name: str, settings: Settings | None = None) -> Any:
+    """The process's client for `taqnyat` or `taifa` (built on first use)."""
+    cfg = settings or get_settings()
+    with _lock:
+        cache = _fresh()
+        key = f"client:{name}"
+        if key not in cache:
+            if name == "taqnyat":
+                from worker.providers.taqnyat import TaqnyatClient
+
+                cache[key] = TaqnyatClient.from_settings(cfg, pool_size=pool_size(cfg))
+            elif name == "taifa":
+                from worker.providers.taifa import TaifaClient
+
+                cache[key] = TaifaClient.from_settings(cfg, pool_size=pool_size(cfg))
+            else:
+                raise ValueError(f"unknown provider {name!r}")
+        return cache[key]
+
+
+def reset() -> None:
+    """Forget every resource (tests change settings between runs)."""
+    with _lock:
+        _cache.clear()
