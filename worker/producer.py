@@ -12,6 +12,7 @@ recorded. Only the message id travels through the broker.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -285,7 +286,7 @@ def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name in ("accepted", "rejected"):
         if record.get(name):
-            out[f"{name}_count"] = int(record[name])
+            out[f"{name}_count"] = len(json.loads(record[name]))
     return out
 
 

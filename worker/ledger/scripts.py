@@ -49,7 +49,7 @@ if rate > 0 then
   local interval = 1.0 / rate
   local tat = tonumber(redis.call('GET', KEYS[7]) or '0')
   if tat < now then tat = now end
-  local allowed_from = tat - tonumber(ARGV[6]) * interval
+  local allowed_from = tat - (tonumber(ARGV[6]) - 1) * interval
   if now < allowed_from then return {'wait', tostring(allowed_from - now)} end
   redis.call('SET', KEYS[7], tostring(tat + interval), 'EX', 60)
 end

@@ -1,0 +1,156 @@
+"""The ledger against a real redis-server: records, idempotency, claims, transitions, beat moves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, msg_key
+
+
+@pytest.fixture()
+def ledger(redis_client: redis.Redis) -> Ledger:
+    return Ledger(redis_client, retention_seconds=3600, idempotency_ttl=86400, lease_seconds=30,
+                  park_after=60)
+
+
+def new(mid: str = "m1", *, key: str | None = None, hash_: str = "h1", due: float | None = None,
+        provider: str = "taqnyat") -> NewMessage:
+    return NewMessage(id=mid, channel="sms", provider=provider, payload={"to": ["966500000000"]},
+                      request_hash=hash_, key=key, due=due)
+
+
+def test_create_records_a_queued_message_with_its_history(ledger: Ledger) -> None:
+    created = ledger.create(new(), now=time.time())
+    assert (created.outcome, created.status) == ("created", "queued")
+    record = ledger.get("m1")
+    assert record is not None
+    assert record["status"] == "queued" and record["attempts"] == "0"
+    assert [e["type"] for e in record["events"]] == ["queued"]
+    assert ledger.redis.zscore(QUEUED, "m1") is not None
+
+
+def test_same_key_and_request_returns_the_first_id(ledger: Ledger) -> None:
+    now = time.time()
+    first = ledger.create(new("a", key="k"), now=now)
+    again = ledger.create(new("b", key="k"), now=now)
+    assert first.outcome == "created"
+    assert (again.outcome, again.id) == ("duplicate", "a")
+    assert ledger.get("b") is None
+
+
+def test_same_key_with_another_request_is_a_conflict(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new("a", key="k"), now=now)
+    other = ledger.create(new("b", key="k", hash_="different"), now=now)
+    assert (other.outcome, other.id) == ("conflict", "a")
+    assert ledger.get("b") is None
+
+
+def test_idempotency_key_is_kept_a_day(ledger: Ledger) -> None:
+    ledger.create(new("a", key="k"), now=time.time())
+    assert ledger.redis.ttl("hudhud:idem:k") > 86000
+
+
+def test_far_schedule_is_parked_and_near_schedule_waits_as_eta(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new("far", due=now + 3600), now=now)
+    ledger.create(new("near", due=now + 10), now=now)
+    assert ledger.redis.zscore(SCHEDULED, "far") == pytest.approx(now + 3600)
+    assert ledger.redis.zscore(QUEUED, "near") == pytest.approx(now + 10)
+    assert ledger.get("far")["status"] == "scheduled"  # type: ignore[index]
+
+
+def test_only_one_claim_wins(ledger: Ledger) -> None:
+    ledger.create(new(), now=time.time())
+    first = ledger.claim("m1", "taqnyat", now=time.time())
+    second = ledger.claim("m1", "taqnyat", now=time.time())
+    assert first.outcome == "claimed" and first.attempts == 1
+    assert first.payload == {"to": ["966500000000"]}
+    assert (second.outcome, second.status) == ("skip", "sending")
+
+
+def test_claim_while_provider_paused_holds_the_message(ledger: Ledger) -> None:
+    ledger.create(new(), now=time.time())
+    ledger.pause("taqnyat", {"kind": "balance"})
+    claim = ledger.claim("m1", "taqnyat", now=time.time())
+    assert claim.outcome == "held"
+    assert ledger.held_count("taqnyat") == 1
+    assert ledger.get("m1")["status"] == "queued"  # type: ignore[index]
+    ledger.resume("taqnyat")
+    released = ledger.release_held("taqnyat", now=time.time())
+    assert [r[0] for r in released] == ["m1"]
+    assert ledger.claim("m1", "taqnyat", now=time.time()).outcome == "claimed"
+
+
+def test_rate_limit_makes_the_next_claim_wait(ledger: Ledger) -> None:
+    now = time.time()
+    for mid in ("a", "b"):
+        ledger.create(new(mid), now=now)
+    assert ledger.claim("a", "taqnyat", now=now, rate=1.0, burst=1.0).outcome == "claimed"
+    waiting = ledger.claim("b", "taqnyat", now=now, rate=1.0, burst=1.0)
+    assert waiting.outcome == "wait" and 0 < waiting.wait <= 1.0
+    assert ledger.claim("b", "taqnyat", now=now + 1.01, rate=1.0, burst=1.0).outcome == "claimed"
+
+
+def test_transition_needs_the_current_claim_token(ledger: Ledger) -> None:
+    ledger.create(new(), now=time.time())
+    claim = ledger.claim("m1", "taqnyat", now=time.time())
+    stale, _ = ledger.transition("m1", to="sent", expect="sending", now=time.time(),
+                                 token=claim.attempts + 1)
+    assert stale == "stale"
+    ok, previous = ledger.transition("m1", to="sent", expect="sending", now=time.time(),
+                                     token=claim.attempts, fields={"provider_message_id": "99"})
+    assert (ok, previous) == ("ok", "sending")
+    record = ledger.get("m1")
+    assert record is not None and record["provider_message_id"] == "99"
+    assert ledger.redis.ttl(msg_key("m1")) > 0, "a final record expires after the retention period"
+
+
+def test_cancel_works_while_scheduled_or_queued_but_not_after(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new("s", due=now + 3600), now=now)
+    ledger.create(new("q"), now=now)
+    ledger.create(new("x"), now=now)
+    ledger.claim("x", "taqnyat", now=now)
+    assert ledger.cancel("s", now=now)[0] == "ok"
+    assert ledger.cancel("q", now=now)[0] == "ok"
+    assert ledger.cancel("x", now=now) == ("stale", "sending")
+    assert ledger.redis.zscore(SCHEDULED, "s") is None
+    assert ledger.claim("q", "taqnyat", now=now).outcome == "skip"
+
+
+def test_release_due_moves_only_due_messages(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new("soon", due=now + 100), now=now)
+    ledger.create(new("later", due=now + 5000), now=now)
+    released = ledger.release_due(until=now + 200, now=now)
+    assert [(r[0], r[1], r[2]) for r in released] == [("soon", "sms", "taqnyat")]
+    assert ledger.get("soon")["status"] == "queued"  # type: ignore[index]
+    assert ledger.release_due(until=now + 200, now=now) == []
+
+
+def test_expired_lease_is_recovered_once(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new(), now=now)
+    ledger.claim("m1", "taqnyat", now=now)
+    assert ledger.expired_leases(now=now + 5) == []
+    assert ledger.expired_leases(now=now + 31) == [("m1", "taqnyat", 1)]
+    assert ledger.expired_leases(now=now + 32) == [], "the lease was extended for the recoverer"
+
+
+def test_stale_queued_messages_are_requeued(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new(), now=now - 1000)
+    assert ledger.requeue_stale(older_than=now - 300, now=now) == [("m1", "sms")]
+    assert ledger.requeue_stale(older_than=now - 300, now=now) == []
+
+
+def test_record_failure_keeps_no_payload(ledger: Ledger) -> None:
+    ledger.record_failure("bad", "sms", "to[0]: must be 8 to 15 digits", now=time.time())
+    record = ledger.get("bad")
+    assert record is not None
+    assert record["status"] == "failed" and record["payload"] == "{}"
+    assert record["error"].startswith("to[0]")
