@@ -1,0 +1,41 @@
+# hudhud: `make dev` installs and runs everything locally; `make test` installs and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install redis dev test lint bench chaos clean
+
+$(BIN)/hudhud: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(BIN)/hudhud
+
+install: $(BIN)/hudhud
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+dev: install redis
+	$(BIN)/hudhud dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install redis lint
+	$(BIN)/python -m pytest -q
+
+bench: install redis
+	$(BIN)/python bench/run.py
+
+chaos: install redis
+	$(BIN)/python bench/chaos.py
+
+clean:
+	rm -rf $(VENV) .hudhud .pytest_cache .mypy_cache .ruff_cache
