@@ -18,7 +18,7 @@ from celery import Celery
 from celery.worker.request import Request
 from kombu import Exchange, Queue
 
-from config import get_settings
+from config import Settings, get_settings
 
 CHANNEL_QUEUES = ("sms", "email", "voice")
 CONTROL_QUEUE = "hudhud"
@@ -57,9 +57,11 @@ def _broker_ssl(url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
-def create_app() -> Celery:
-    settings = get_settings()
-    app = Celery("hudhud", include=["tasks.delivery", "tasks.beat"])
+def create_app(settings: Settings | None = None) -> Celery:
+    """The app for `settings` (default: the environment's). Producers in other processes may
+    make their own with the same settings; only the worker needs the tasks imported."""
+    settings = settings or get_settings()
+    app = Celery("hudhud", include=["tasks.delivery", "tasks.beat"], set_as_current=False)
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         "health_check_interval": 25,
@@ -98,14 +100,13 @@ def create_app() -> Celery:
         task_default_rate_limit=None,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=_beat_schedule(),
+        beat_schedule=_beat_schedule(settings),
     )
     app.Task.Request = RedactedRequest
     return app
 
 
-def _beat_schedule() -> dict[str, dict[str, Any]]:
-    settings = get_settings()
+def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     jobs = {
         "release-due": ("hudhud.beat.release_due", settings.release_interval),
         "requeue-stale": ("hudhud.beat.requeue_stale", settings.recover_interval),
@@ -126,3 +127,4 @@ def _beat_schedule() -> dict[str, dict[str, Any]]:
 
 
 app = create_app()
+app.set_current()

@@ -1,0 +1,150 @@
+"""A whole hudhud deployment of real processes for end-to-end tests: redis-server, the
+sandbox, `hudhud worker` processes and `hudhud beat`, each logging to a file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from config import Settings
+from tests.helpers import RedisServer, Sandbox, free_port, wait_for_port
+from worker.celery_app import create_app
+from worker.ledger import Ledger
+from worker.producer import Hudhud
+from worker.runtime import make_ledger
+
+FAST_BEAT = {
+    "HUDHUD_RELEASE_INTERVAL": "0.5",
+    "HUDHUD_STATUS_INTERVAL": "1",
+    "HUDHUD_BALANCE_INTERVAL": "2",
+    "HUDHUD_EVENTS_INTERVAL": "0.5",
+    "HUDHUD_RECOVER_INTERVAL": "1",
+    "HUDHUD_PROBE_INTERVAL": "1",
+    "HUDHUD_BACKOFF_BASE": "0.2",
+    "HUDHUD_BACKOFF_CAP": "2",
+    "HUDHUD_MAX_ATTEMPTS": "30",
+    "HUDHUD_HTTP_CONNECT_TIMEOUT": "1",
+    "HUDHUD_HTTP_READ_TIMEOUT": "2",
+    "HUDHUD_HTTP_RETRIES": "1",
+    "HUDHUD_LEASE_SECONDS": "5",
+    "HUDHUD_REQUEUE_AFTER": "15",
+    "HUDHUD_ETA_WINDOW": "3",
+    "TAQNYAT_SENDER": "HUDHUD",
+    "TAQNYAT_CALLER_ID": "966500000001",
+    "TAIFA_FROM": "noreply@example.com",
+    "TAQNYAT_EMAIL_FROM": "noreply@example.com",
+}
+
+
+class Stack:
+    def __init__(self, workdir: Path, *, redis_server: RedisServer, sandbox: Sandbox,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.redis_server = redis_server
+        self.sandbox = sandbox
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("HUDHUD_", "TAQNYAT_", "TAIFA_"))},
+            **FAST_BEAT,
+            **sandbox.env(),
+            "HUDHUD_REDIS_URL": redis_server.url,
+            "HUDHUD_BEAT_SCHEDULE": str(workdir / "beat-schedule"),
+            **(extra_env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.settings = Settings(**{k: v for k, v in self.env.items()
+                                    if k.startswith(("HUDHUD_", "TAQNYAT_", "TAIFA_"))})
+        self.app: Celery = create_app(self.settings)
+        self.redis = redis.Redis.from_url(redis_server.url)
+        self.ledger: Ledger = make_ledger(self.settings, self.redis)
+        self.hudhud = Hudhud(self.settings, app=self.app)
+
+    def log(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        out = open(self.log(name), "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=self.env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "w1", *, pool: str = "gevent", concurrency: int = 20,
+                     queues: str = "sms,email,voice,hudhud") -> subprocess.Popen[bytes]:
+        proc = self._spawn(name, ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
+                                  "-Q", queues])
+        self.wait_log(name, "ready", timeout=60)
+        return proc
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        return self._spawn("beat", ["beat", "-l", "INFO"])
+
+    def start_flower(self) -> int:
+        port = free_port()
+        proc = self._spawn("flower", ["flower", f"--port={port}", "--address=127.0.0.1"])
+        wait_for_port(port, 60, proc)
+        return port
+
+    def wait_log(self, name: str, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log(name).exists() and text in self.log(name).read_text(errors="replace"):
+                return
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.log(name).read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} did not log {text!r}: {self.log(name).read_text(errors='replace')[-3000:]}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(60)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self.redis.close()
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env={**self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=120)
+
+    def wait_status(self, ids: list[str], accept: set[str], timeout: float = 60) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = dict(zip(ids, self.ledger.status_of(ids), strict=True))
+            if all(s in accept for s in statuses.values()):
+                return {k: str(v) for k, v in statuses.items()}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not all in {accept}: {statuses}")
+            time.sleep(0.2)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(interval)
