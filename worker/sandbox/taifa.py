@@ -90,7 +90,7 @@ def limit_reached(state: State) -> bool:
 
 def create_email(state: State, request: SendRequest, now: float,
                  retry_of_id: str | None = None) -> Email:
-    email = Email(request, now, state.knobs.progress_seconds, retry_of_id)
+    email = Email(request, state.emails.stamp(now), state.knobs.progress_seconds, retry_of_id)
     state.emails.add(email)
     if email.kind != REJECT:
         state.record("taifa", "email", email.id, email.to_addresses, subject=request.subject,
@@ -105,7 +105,10 @@ def limit_refusal() -> web.Response:
 
 async def redirect_collection(request: web.Request) -> web.StreamResponse:
     """Like FastAPI: the collection lives at the path with a trailing slash (seed 004)."""
-    raise web.HTTPTemporaryRedirect(request.url.with_path("/v1/emails/"))
+    target = request.url.with_path("/v1/emails/")
+    if request.query_string:
+        target = target.with_query(request.query_string)
+    raise web.HTTPTemporaryRedirect(target)
 
 
 @authed
@@ -261,7 +264,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     email = scheduled_email(request, now)
     if isinstance(email, web.Response):
         return email
-    email.cancelled_at = now
+    email.cancelled_at = request.app[STATE].emails.stamp(now)
     return reply({"id": email.id, "status": "cancelled"})
 
 
@@ -271,7 +274,7 @@ async def send_now(request: web.Request) -> web.StreamResponse:
     email = scheduled_email(request, now)
     if isinstance(email, web.Response):
         return email
-    email.start_at = now
+    email.start_at = request.app[STATE].emails.stamp(now)
     return reply({"id": email.id, "status": "queued"})
 
 

@@ -11,6 +11,7 @@ from worker.sandbox.clock import iso_time
 NORMAL, BOUNCE, FAIL, OPEN, REJECT = "normal", "bounce", "fail", "open", "reject"
 SUPPRESSED = "recipient is on the suppression list"
 _EVENT_METADATA: dict[str, dict[str, Any]] = {
+    "scheduled": {},
     "queued": {},
     "sent": {},
     "delivered": {"smtp_response": "250 2.0.0 OK"},

@@ -65,11 +65,23 @@ class EmailStore:
     def __init__(self) -> None:
         self.by_id: dict[str, Email] = {}
         self.order: list[Email] = []
+        self.last_us = 0
+
+    def stamp(self, now: float) -> float:
+        """`now`, nudged so that no two emails share a creation or change time.
+
+        The updates feed pages by time alone; distinct times keep a batch from tying.
+        """
+        self.last_us = max(micros(now), self.last_us + 1)
+        return self.last_us / 1_000_000
 
     def __len__(self) -> int:
         return len(self.order)
 
     def add(self, email: Email) -> None:
+        if email.scheduled_at is not None:
+            # Emails scheduled for the same instant start a microsecond apart (see stamp).
+            email.start_at = email.scheduled_at + len(self.order) % 1_000_000 / 1_000_000
         self.by_id[email.id] = email
         self.order.append(email)
 
