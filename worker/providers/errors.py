@@ -1,6 +1,8 @@
 """The one error hierarchy of provider calls, decided in the provider modules.
 
 - `RetryableError`: timeouts, connection errors, 5xx, 429 (with `retry_after` seconds).
+  Its subclass `InDoubtError` marks a send that reached the provider without a usable
+  reply (read timeout, dropped connection, 500/504): it may have been accepted.
 - `BalanceError`: the account has no balance (Taqnyat codes 2 and 3).
 - `AccountError`: credentials, API access or IP refused (101, 102, 104, 401, 403).
 - `PermanentError`: the provider refused this message's input (14-17, 400, 404, 409, 413, 422).
@@ -52,11 +54,21 @@ class RetryableError(ProviderError):
     """A transient fault: try again later, after `retry_after` seconds when the provider says."""
 
     kind = "retryable"
+    in_doubt = False
 
     def __init__(self, provider: str, message: str, *, retry_after: float | None = None,
                  **kwargs: Any) -> None:
         self.retry_after = retry_after
         super().__init__(provider, message, **kwargs)
+
+
+class InDoubtError(RetryableError):
+    """A send reached the provider but no usable reply came back: it may have been accepted.
+
+    Retrying it may duplicate the message; reconcile with the provider where it can be asked.
+    """
+
+    in_doubt = True
 
 
 class BalanceError(ProviderError):

@@ -1,0 +1,500 @@
+"""The small HTTP base under every provider client.
+
+It owns the `requests.Session` (one connection pool sized to the worker's concurrency),
+the (connect, read) timeouts, the User-Agent, tolerant JSON decoding and the SHORT retries
+of transient faults. It answers with a `Reply` for every HTTP answer, whatever its status:
+mapping statuses and bodies to the error hierarchy is the provider module's job. Faults
+without an HTTP answer (no connection, timeouts) become `RetryableError` here.
+
+Retry policy
+------------
+Reads (`safe=True`: GET, and POSTs without side effects such as Taifa's validate) are
+retried on any connection error, any timeout, any 5xx and 429.
+
+Sends (`safe=False`: anything that may deliver, delete or change state) are retried only
+where the provider cannot have acted on the request:
+
+- connection faults that happened before the request was sent (DNS, refused, connect
+  timeout);
+- 429, 503 and 502: the front answered "not now" (503, 429) or could not reach the
+  application at all (502, a proxy page);
+
+and never after a read timeout, a connection dropped after sending, a 500 or a 504: those
+may follow an accepted send whose reply was lost, and resending could deliver the message
+twice. They surface as `InDoubtError` (a `RetryableError`), so the caller can reconcile
+before trying again. `retry_sends_on_read_timeout=True` trades that safety for fewer
+in-doubt sends (read timeouts and 504 are then retried too).
+
+A 429 is retried inside the call only when its Retry-After is short (`max_inline_wait`);
+a longer one is handed back at once. 4xx are never retried. Waits are short, exponential
+and jittered (`backoff` doubles from its start value up to `max_backoff`).
+
+Nothing here logs or raises a URL query, a header or a body: those carry tokens,
+recipients and message text.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import metadata
+from typing import Any
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from worker.providers.errors import InDoubtError, RetryableError
+
+log = logging.getLogger(__name__)
+
+READ_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+SEND_RETRY_STATUSES = frozenset({429, 502, 503})
+IN_DOUBT_STATUSES = frozenset({500, 504})
+DEFAULT_POOL_SIZE = 10
+
+
+def user_agent() -> str:
+    """`hudhud/<version>`, from the installed package when there is one."""
+    try:
+        version = metadata.version("hudhud")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    return f"hudhud/{version}"
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def decode_json(text: str) -> Any:
+    """The JSON value of a body, exact: integers stay `int`, fractions become `Decimal`."""
+    return json.loads(text, parse_int=int, parse_float=Decimal)
+
+
+def decode_body(text: str) -> Any:
+    """A body's JSON value; the seeds' invalid JSON salvaged; None for anything else."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        return decode_json(stripped)
+    except ValueError:
+        pass
+    if stripped.startswith("<"):
+        return None  # an HTML page from a proxy or a load balancer
+    return salvage_json(stripped)
+
+
+# The seeds print replies that are not JSON: bare words (`"ResponseStatus": success`),
+# trailing commas, doubled closing quotes (`"MessageEn":" error From"",`), a repeated key
+# (`"MessageEn": "MessageEn":" this ip ..."`), unquoted keys (`statusCode: 200`), a missing
+# comma after `}` and missing braces. A real server may copy its own docs.
+_REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r'"(\w+)"\s*:\s*"\1"\s*:'), r'"\1":'),
+    (re.compile(r'([^"\s:,\[{\\])""(\s*[,}\]\n])'), r'\1"\2'),
+    (re.compile(r'([{,]\s*)([A-Za-z_]\w*)\s*:'), r'\1"\2":'),
+    (re.compile(r':\s*(?!(?:null|true|false)\b)([A-Za-z_]\w*)\s*(?=[,}\]\n])'), r': "\1"'),
+    (re.compile(r'([}\]])([ \t]*\n\s*")'), r"\1,\2"),
+    (re.compile(r",(\s*[}\]])"), r"\1"),
+)
+
+
+def salvage_json(text: str) -> Any:
+    """Best effort for a JSON-like body: repair it, else pick the known fields out of it."""
+    repaired = text if text.startswith(("{", "[")) else "{" + text
+    for pattern, replacement in _REPAIRS:
+        repaired = pattern.sub(replacement, repaired)
+    repaired = repaired.rstrip().rstrip(",") + _missing_closers(repaired)
+    try:
+        return decode_json(re.sub(r",(\s*[}\]])", r"\1", repaired))
+    except ValueError:
+        return _salvage_fields(text)
+
+
+def _missing_closers(text: str) -> str:
+    stack: list[str] = []
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]" and stack:
+            stack.pop()
+    return "".join(reversed(stack))
+
+
+_PAIR = re.compile(
+    r'"?([A-Za-z_]\w*)"?\s*:\s*'
+    r'(?:"([^"\n]*)"(?!\s*:)|(-?\d+(?:\.\d+)?)\b|(null|true|false)\b|([A-Za-z_]\w*)\b(?!"?\s*:))'
+)
+_ERROR_KEYS = ("ErrorCode", "MessageAr", "MessageEn")
+_DATA_KEYS = ("msgId", "result", "MessageAr", "MessageEn", "price", "rejectedNumber")
+_TOP_KEYS = ("status", "statusCode", "ResponseStatus", "messageId", "message", "reason")
+
+
+def _salvage_fields(text: str) -> dict[str, Any] | None:
+    """The last resort: the fields a provider module reads, found by pattern."""
+    fields: dict[str, Any] = {}
+    for match in _PAIR.finditer(text):
+        key, quoted, number, literal, word = match.groups()
+        if quoted is not None:
+            fields.setdefault(key, quoted)
+        elif number is not None:
+            fields.setdefault(key, decode_json(number))
+        elif literal is not None:
+            fields.setdefault(key, json.loads(literal))
+        else:
+            fields.setdefault(key, word)
+    if not fields:
+        return None
+    out: dict[str, Any] = {k: fields[k] for k in _TOP_KEYS if k in fields}
+    if "ErrorCode" in fields:
+        out["Data"] = None
+        out["Error"] = {k: fields[k] for k in _ERROR_KEYS if k in fields}
+    elif "msgId" in fields or "price" in fields:
+        out["Data"] = {k: fields[k] for k in _DATA_KEYS if k in fields}
+    if "service" in fields or "description" in fields:
+        out["status"] = {k: fields[k] for k in ("service", "description") if k in fields}
+    out["salvaged"] = True
+    return out
+
+
+def plain(value: Any) -> Any:
+    """A decoded body in JSON-native types (Decimal -> float), to keep as the raw record."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def page_summary(text: str, limit: int = 200) -> str:
+    """The words of a non-JSON page (`<h1>502 Bad Gateway</h1>` -> `502 Bad Gateway`)."""
+    title = re.search(r"<(title|h1)[^>]*>(.*?)</\1>", text, re.I | re.S)
+    words = title.group(2) if title else re.sub(r"<[^>]*>", " ", text)
+    words = " ".join(words.split())
+    return words[:limit] + ("..." if len(words) > limit else "")
+
+
+# --- Retry-After ---------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _seconds_until(value, now)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until(value: str, now: datetime | None) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - (now or datetime.now(UTC))).total_seconds()
+
+
+# --- redaction -----------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"[^\s@<>\"',;:()\[\]]+@[^\s@<>\"',;:()\[\]]+")
+_LONG_NUMBER = re.compile(r"(?<![\w.])\+?\d{8,}(?![\w.])")
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Takes secrets, email addresses and phone numbers out of a provider's words."""
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __call__(self, words: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                words = words.replace(secret, "***")
+        words = _ADDRESS.sub("<address>", words)
+        return _LONG_NUMBER.sub("<number>", words)
+
+
+NO_SECRETS = Redactor()
+
+
+# --- the HTTP base -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer: status, headers, decoded body (None when not JSON) and its text."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    data: Any = field(repr=False)
+    text: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+    def summary(self) -> str:
+        """Short words for a body that is not JSON."""
+        return page_summary(self.text) or "empty reply"
+
+
+def _body_text(response: requests.Response) -> str:
+    """The body as text: the declared charset, else UTF-8 (never a guess)."""
+    declared = "charset=" in response.headers.get("Content-Type", "").lower()
+    encoding = (response.encoding if declared else None) or "utf-8"
+    try:
+        return response.content.decode(encoding, errors="replace")
+    except LookupError:
+        return response.content.decode("utf-8", errors="replace")
+
+
+class _RetryableReply(Exception):
+    """An HTTP answer the retry policy may try again; carries the answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+_PRE_SEND = (
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.NameResolutionError,
+)
+
+
+def failed_before_sending(exc: BaseException) -> bool:
+    """True when a requests fault happened before any byte of the request left."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ProxyError | requests.exceptions.SSLError):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, _PRE_SEND):
+            return True
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            cause = reason
+            continue
+        nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) \
+            else None
+        cause = nested or cause.__cause__ or cause.__context__
+    return False
+
+
+class HttpClient:
+    """A session for one provider: pool, timeouts, User-Agent, decoding, short retries."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        token: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 2,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        retry_sends_on_read_timeout: bool = False,
+        backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        max_inline_wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.retries = retries
+        self.retry_sends_on_read_timeout = retry_sends_on_read_timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_inline_wait = max_inline_wait
+        self.redact = Redactor((token,) if token else ())
+        self._token = token
+        self._sleep = sleep
+        self.session = self._new_session(max(1, pool_size))
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.provider!r}, {self.base_url!r})"
+
+    def _new_session(self, pool_size: int) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=False,
+                              max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
+        return session
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests --------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        safe: bool,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        auth: bool = True,
+    ) -> Reply:
+        """One call with the short retry policy; every HTTP answer comes back as a `Reply`."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: self._should_retry(exc, safe=safe)),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._log_retry(method, path, state),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(method, path, safe=safe, params=params,
+                                         json_body=json_body, auth=auth)
+        except _RetryableReply as answered:
+            return answered.reply
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, safe=safe) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _attempt(self, method: str, path: str, *, safe: bool, params: Mapping[str, Any] | None,
+                 json_body: Any, auth: bool) -> Reply:
+        headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+        started = time.monotonic()
+        response = self.session.request(
+            method, f"{self.base_url}{path}", params=params, json=json_body, headers=headers,
+            timeout=self.timeout, allow_redirects=True,
+        )
+        text = _body_text(response)
+        reply = Reply(status=response.status_code, headers=CaseInsensitiveDict(response.headers),
+                      data=decode_body(text), text=text)
+        log.debug("%s %s %s -> %d in %.3fs", self.provider, method, path, reply.status,
+                  time.monotonic() - started)
+        if self._retryable_status(reply, safe=safe):
+            raise _RetryableReply(reply)
+        return reply
+
+    # -- policy ----------------------------------------------------------------------
+
+    def _retryable_status(self, reply: Reply, *, safe: bool) -> bool:
+        statuses = READ_RETRY_STATUSES if safe or self.retry_sends_on_read_timeout \
+            else SEND_RETRY_STATUSES
+        return reply.status in statuses
+
+    def _should_retry(self, exc: BaseException, *, safe: bool) -> bool:
+        if isinstance(exc, _RetryableReply):
+            wait = exc.reply.retry_after
+            return wait is None or wait <= self.max_inline_wait
+        if not isinstance(exc, requests.RequestException):
+            return False
+        if failed_before_sending(exc):
+            return True
+        if not isinstance(exc, requests.ConnectionError | requests.Timeout):
+            return False
+        return safe or self.retry_sends_on_read_timeout
+
+    def _wait(self, state: RetryCallState) -> float:
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(ceiling / 2, ceiling)
+        outcome = state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        if isinstance(failure, _RetryableReply) and failure.reply.retry_after is not None:
+            wait = max(wait, failure.reply.retry_after)
+        return wait
+
+    def _log_retry(self, method: str, path: str, state: RetryCallState) -> None:
+        outcome = state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        reason = (f"HTTP {failure.reply.status}" if isinstance(failure, _RetryableReply)
+                  else type(failure).__name__)
+        log.info("%s %s %s: %s, retry %d of %d", self.provider, method, path, reason,
+                 state.attempt_number, self.retries)
+
+    def _transport_error(self, exc: requests.RequestException, *, safe: bool) -> RetryableError:
+        fault = type(exc).__name__
+        if failed_before_sending(exc):
+            return RetryableError(self.provider, f"could not connect ({fault})")
+        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+            if safe:
+                return RetryableError(self.provider, f"no reply ({fault})")
+            return InDoubtError(
+                self.provider, f"no reply after the request was sent ({fault}); "
+                "it may have been accepted")
+        return RetryableError(self.provider, f"request failed ({fault})")
+
+
+def status_retry_error(provider: str, reply: Reply, words: str, *, safe: bool,
+                       **details: Any) -> RetryableError:
+    """The retryable error of a 5xx/429 answer: in doubt for a send answered 500/504."""
+    kind = InDoubtError if not safe and reply.status in IN_DOUBT_STATUSES else RetryableError
+    return kind(provider, words, retry_after=reply.retry_after, http_status=reply.status,
+                **details)
+
+
+def unreadable_reply(provider: str, reply: Reply, *, safe: bool) -> RetryableError:
+    """A 2xx whose body cannot be read: for a send, it may have been accepted."""
+    kind = RetryableError if safe else InDoubtError
+    return kind(provider, f"unreadable reply ({reply.summary()})", http_status=reply.status)
+
+
+def first_text(*values: Any) -> str | None:
+    """The first value that is a non-empty string once stripped (numbers count as text)."""
+    for value in values:
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def join_words(parts: Iterable[str]) -> str:
+    return "; ".join(p for p in parts if p)

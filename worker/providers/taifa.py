@@ -1,0 +1,567 @@
+"""Taifa Mail (govconnect.ke/v1): a FastAPI-style REST API for email (seed 004).
+
+What this module knows about Taifa's quirks:
+- `POST /v1/emails/` needs its trailing slash (without it: a 307 to the slash path).
+- Errors are `{"detail": {"code", "message"}}`, `{"detail": "..."}`, or FastAPI's 422
+  `{"detail": [{"loc": ["body", "to", 0, "email"], "msg": "..."}]}`.
+- 403 means a plan feature gate or the send limit: the account is at fault, not the message.
+- A 202 may still carry `status: "rejected"` (suppression list): that is an answer, not an error.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from config.settings import Settings
+from worker import validation
+from worker.errors import InvalidInput
+from worker.providers.errors import AccountError, PermanentError, ProviderError
+from worker.providers.http import (
+    DEFAULT_POOL_SIZE,
+    NO_SECRETS,
+    HttpClient,
+    Redactor,
+    Reply,
+    first_text,
+    plain,
+    status_retry_error,
+    unreadable_reply,
+)
+from worker.providers.results import (
+    BatchResult,
+    EmailStatus,
+    Page,
+    SendResult,
+    TaifaEmail,
+    TaifaEvent,
+    Updates,
+    Validation,
+    ValidationIssue,
+    exact_id,
+    mapping,
+    text_or_none,
+    timestamp,
+    whole_number,
+)
+
+PROVIDER = "taifa"
+
+SEND_AT_MIN_AHEAD = timedelta(minutes=1)
+SEND_AT_MAX_AHEAD = timedelta(days=30)
+MAX_PAGE_LIMIT = 100
+
+Address = str | Mapping[str, Any]
+
+# The request field behind an error code that names none.
+CODE_FIELDS = {
+    "invalid_attachment": "attachments",
+    "payload_too_large": "attachments",
+    "invalid_send_at": "send_at",
+}
+_RETRY_STATUSES = frozenset({408, 425, 429})
+_ACCOUNT_STATUSES = frozenset({401, 403})
+_LOC_ROOTS = frozenset({"body", "query", "path", "header"})
+_ECHOING_KEYS = frozenset({"input", "ctx"})  # FastAPI echoes the offending value there
+_SEND_FIELDS = frozenset({"from_", "to", "subject", "html", "text", "cc", "bcc", "reply_to",
+                          "headers", "tags", "send_at", "attachments"})
+
+
+# --- mapping failures ----------------------------------------------------------------
+
+
+def loc_field(loc: Any) -> str | None:
+    """FastAPI's `["body", "to", 0, "email"]` as `to[0].email`."""
+    if not isinstance(loc, list | tuple):
+        return None
+    parts = builtins.list(loc)
+    if parts and parts[0] in _LOC_ROOTS:
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def read_detail(detail: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, words, field) of an error `detail`, whichever of its three shapes it has."""
+    if isinstance(detail, str):
+        return None, detail.strip() or None, None
+    if isinstance(detail, Mapping):
+        code = text_or_none(detail.get("code"))
+        words = first_text(detail.get("message"), detail.get("msg"))
+        field = loc_field(detail.get("loc")) or text_or_none(detail.get("field"))
+        return code, words, field or CODE_FIELDS.get(code or "")
+    if isinstance(detail, list) and detail:
+        items = [mapping(item) for item in detail]
+        fields = [loc_field(item.get("loc")) for item in items]
+        texts = [first_text(item.get("msg"), item.get("message")) or "invalid" for item in items]
+        if len(items) == 1:
+            words = texts[0]
+        else:
+            words = "; ".join(f"{f}: {t}" if f else t for f, t in zip(fields, texts, strict=True))
+        return text_or_none(items[0].get("type")), words, fields[0]
+    return None, None, None
+
+
+def scrubbed(value: Any) -> Any:
+    """A reply without the values FastAPI echoes back (they may be recipients)."""
+    if isinstance(value, Mapping):
+        return {k: scrubbed(v) for k, v in value.items() if k not in _ECHOING_KEYS}
+    if isinstance(value, list):
+        return [scrubbed(v) for v in value]
+    return value
+
+
+def taifa_failure(reply: Reply, *, safe: bool = False,
+                  redact: Redactor = NO_SECRETS) -> ProviderError | None:
+    """The error of a Taifa reply, or None for a 2xx."""
+    if reply.ok:
+        return None
+    data = mapping(reply.data)
+    code, words, field = read_detail(data.get("detail") if data else None)
+    text = redact(words or first_text(data.get("message")) or _no_words(reply))
+    raw = plain(scrubbed(reply.data))
+    if reply.status in _ACCOUNT_STATUSES:
+        return AccountError(PROVIDER, text, http_status=reply.status, code=code, raw=raw)
+    if reply.status >= 500 or reply.status in _RETRY_STATUSES:
+        return status_retry_error(PROVIDER, reply, text, safe=safe, code=code, raw=raw)
+    return PermanentError(PROVIDER, text, http_status=reply.status, code=code, field=field,
+                          raw=raw)
+
+
+def _no_words(reply: Reply) -> str:
+    return reply.summary() if reply.data is None else f"HTTP {reply.status}"
+
+
+# --- reading successes ---------------------------------------------------------------
+
+
+def parse_send(data: Any) -> SendResult:
+    """`{"id","status","message_id","rejection_reason"}` (also a batch or retry item)."""
+    body = mapping(data)
+    return SendResult(
+        provider=PROVIDER,
+        provider_message_id=exact_id(body.get("id")),
+        status=text_or_none(body.get("status")) or "queued",
+        rejection_reason=text_or_none(body.get("rejection_reason")),
+        raw=plain(body),
+    )
+
+
+def parse_event(data: Any) -> TaifaEvent:
+    body = mapping(data)
+    return TaifaEvent(
+        id=exact_id(body.get("id")),
+        event_type=text_or_none(body.get("event_type") or body.get("type")) or "unknown",
+        metadata=dict(plain(mapping(body.get("metadata")))),
+        created_at=timestamp(body.get("created_at")),
+    )
+
+
+def parse_events(data: Any) -> tuple[TaifaEvent, ...]:
+    """A bare list of events, or `{"events": [...]}`."""
+    items = data if isinstance(data, list) else mapping(data).get("events")
+    return tuple(parse_event(e) for e in items) if isinstance(items, list) else ()
+
+
+def parse_email(data: Any) -> TaifaEmail:
+    body = mapping(data)
+    headers = mapping(body.get("headers"))
+    return TaifaEmail(
+        id=exact_id(body.get("id")) or "",
+        status=text_or_none(body.get("status")) or "unknown",
+        subject=text_or_none(body.get("subject")),
+        from_address=_address_text(body.get("from_address") or body.get("from_")),
+        to_addresses=tuple(a for a in map(_address_text, _as_list(body.get("to_addresses")))
+                           if a),
+        tags=tuple(str(t) for t in _as_list(body.get("tags"))),
+        scheduled_at=timestamp(body.get("scheduled_at")),
+        created_at=timestamp(body.get("created_at")),
+        sent_at=timestamp(body.get("sent_at")),
+        delivered_at=timestamp(body.get("delivered_at")),
+        retry_of_id=exact_id(body.get("retry_of_id")),
+        html=body.get("html") if isinstance(body.get("html"), str) else None,
+        text=body.get("text") if isinstance(body.get("text"), str) else None,
+        headers={str(k): str(v) for k, v in headers.items()},
+        events=parse_events(body.get("events")),
+        raw=plain(body),
+    )
+
+
+def parse_page(data: Any, read: Any, *, page: int, limit: int) -> Page[Any]:
+    """`{"items": [...], "total", "page", "limit"}` (or `results` / `data` for `items`)."""
+    body = mapping(data)
+    items = next((body[k] for k in ("items", "results", "data") if isinstance(body.get(k), list)),
+                 data if isinstance(data, list) else [])
+    parsed = tuple(read(item) for item in items)
+    return Page(
+        items=parsed,
+        total=_int_or(body.get("total"), len(parsed)),
+        page=_int_or(body.get("page"), page),
+        limit=_int_or(body.get("limit"), limit),
+    )
+
+
+def parse_status(data: Any) -> EmailStatus:
+    body = mapping(data)
+    return EmailStatus(
+        id=exact_id(body.get("id")) or "",
+        status=text_or_none(body.get("status")) or "unknown",
+        updated_at=timestamp(body.get("updated_at")),
+    )
+
+
+def parse_updates(data: Any) -> Updates:
+    body = mapping(data)
+    return Updates(items=tuple(parse_status(i) for i in _as_list(body.get("items"))),
+                   next_since=text_or_none(body.get("next_since")))
+
+
+def parse_batch(data: Any) -> BatchResult:
+    body = mapping(data)
+    results = tuple(parse_send(r) for r in _as_list(body.get("results")))
+    sent = sum(1 for r in results if r.status not in ("failed", "rejected"))
+    return BatchResult(
+        total=_int_or(body.get("total"), len(results)),
+        sent=_int_or(body.get("sent"), sent),
+        failed=_int_or(body.get("failed"), len(results) - sent),
+        results=results,
+    )
+
+
+def parse_validation(data: Any) -> Validation:
+    body = mapping(data)
+    issues = tuple(
+        ValidationIssue(text_or_none(mapping(i).get("field")),
+                        text_or_none(mapping(i).get("error") or mapping(i).get("message"))
+                        or "invalid")
+        for i in _as_list(body.get("issues")))
+    valid = body.get("valid") is True
+    return Validation(valid=valid, can_send=body.get("can_send", valid) is True, issues=issues)
+
+
+def _as_list(value: Any) -> builtins.list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _int_or(value: Any, default: int) -> int:
+    number = whole_number(value)
+    return default if number is None else number
+
+
+def _address_text(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return text_or_none(value.get("email"))
+    return text_or_none(value)
+
+
+# --- building requests ---------------------------------------------------------------
+
+
+def address(value: Any, field: str) -> dict[str, str]:
+    """An address as Taifa wants it: `{"email", "name"?}` from "a@b.c" or such a dict."""
+    if isinstance(value, str):
+        return {"email": validation.email(value, field)}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(field, 'must be an email address or {"email", "name"}')
+    unknown = set(value) - {"email", "name"}
+    if unknown:
+        raise InvalidInput(f"{field}.{sorted(map(str, unknown))[0]}", "is not a known field")
+    out = {"email": validation.email(value.get("email"), f"{field}.email")}
+    if value.get("name") not in (None, ""):
+        out["name"] = validation.text(value["name"], f"{field}.name", max_len=200,
+                                      single_line=True)
+    return out
+
+
+def address_list(values: Any, field: str, *, required: bool) -> builtins.list[dict[str, str]]:
+    """A list of addresses (a single one is taken as a list of one), duplicates removed."""
+    if values is None:
+        values = []
+    if isinstance(values, str | Mapping):
+        values = [values]
+    if not isinstance(values, Iterable):
+        raise InvalidInput(field, "must be a list of addresses")
+    items = builtins.list(values)
+    if required and not items:
+        raise InvalidInput(field, "needs at least one recipient")
+    if len(items) > validation.MAX_RECIPIENTS:
+        raise InvalidInput(field, f"has too many recipients (at most {validation.MAX_RECIPIENTS})")
+    seen: dict[str, dict[str, str]] = {}
+    for index, item in enumerate(items):
+        entry = address(item, f"{field}[{index}]")
+        seen.setdefault(entry["email"].lower(), entry)
+    return builtins.list(seen.values())
+
+
+def send_at_text(value: datetime | str, field: str = "send_at",
+                 now: datetime | None = None) -> str:
+    """`send_at` between 1 minute and 30 days ahead, as ISO 8601 UTC."""
+    moment = validation.future_instant(value, field, now=now, min_ahead=SEND_AT_MIN_AHEAD,
+                                       max_ahead=SEND_AT_MAX_AHEAD, grace=timedelta(0))
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def email_payload(
+    from_: Address,
+    to: Address | Iterable[Address],
+    subject: str,
+    *,
+    html: str | None = None,
+    text: str | None = None,
+    cc: Iterable[Address] | None = None,
+    bcc: Iterable[Address] | None = None,
+    reply_to: Address | None = None,
+    headers: Mapping[str, str] | None = None,
+    tags: Iterable[str] | None = None,
+    send_at: datetime | str | None = None,
+    attachments: Iterable[Mapping[str, str]] | None = None,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """The checked JSON body of a send; InvalidInput (naming the field) on bad input."""
+    if html is None and text is None:
+        raise InvalidInput(f"{prefix}html", "at least one of html or text is required")
+    payload: dict[str, Any] = {
+        "from_": address(from_, f"{prefix}from_"),
+        "to": address_list(to, f"{prefix}to", required=True),
+        "subject": validation.text(subject, f"{prefix}subject", max_len=validation.MAX_SUBJECT,
+                                   single_line=True),
+    }
+    for name, body in (("html", html), ("text", text)):
+        if body is not None:
+            payload[name] = validation.text(body, f"{prefix}{name}",
+                                            max_len=validation.MAX_EMAIL_BODY)
+    optional: dict[str, Any] = {
+        "cc": address_list(cc, f"{prefix}cc", required=False),
+        "bcc": address_list(bcc, f"{prefix}bcc", required=False),
+        "reply_to": address(reply_to, f"{prefix}reply_to") if reply_to is not None else None,
+        "headers": validation.headers(headers, f"{prefix}headers"),
+        "tags": validation.tags(tags, f"{prefix}tags"),
+        "send_at": send_at_text(send_at, f"{prefix}send_at") if send_at is not None else None,
+        "attachments": validation.attachments(attachments, f"{prefix}attachments"),
+    }
+    payload.update({k: v for k, v in optional.items() if v})
+    return payload
+
+
+def batch_payload(messages: Iterable[Mapping[str, Any]]) -> builtins.list[dict[str, Any]]:
+    """Each message as `send()` takes it (`from_`, `to`, `subject`, ...), checked."""
+    if isinstance(messages, str | Mapping) or not isinstance(messages, Iterable):
+        raise InvalidInput("messages", "must be a list of send objects")
+    out = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]."
+        if not isinstance(message, Mapping):
+            raise InvalidInput(where[:-1], "must be an object of send fields")
+        unknown = set(message) - _SEND_FIELDS
+        if unknown:
+            raise InvalidInput(f"{where}{sorted(map(str, unknown))[0]}", "is not a known field")
+        for needed in ("from_", "to", "subject"):
+            if needed not in message:
+                raise InvalidInput(f"{where}{needed}", "is required")
+        fields = dict(message)
+        out.append(email_payload(fields.pop("from_"), fields.pop("to"), fields.pop("subject"),
+                                 prefix=where, **fields))
+    if not out:
+        raise InvalidInput("messages", "needs at least one message")
+    return out
+
+
+def email_id(value: Any, field: str = "id") -> str:
+    """An email id, safe inside a URL path."""
+    text = validation.text(str(value) if isinstance(value, int) else value, field, max_len=100,
+                           single_line=True).strip()
+    return quote(text, safe="")
+
+
+def page_params(page: int, limit: int) -> dict[str, int]:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+        raise InvalidInput("page", "must be an integer of 0 or more")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
+    return {"page": page, "limit": limit}
+
+
+# --- the client ----------------------------------------------------------------------
+
+
+class TaifaClient:
+    """Taifa Mail's REST API. Checks input before any request."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 2,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        retry_sends_on_read_timeout: bool = False,
+    ) -> None:
+        self.http = HttpClient(
+            PROVIDER, base_url, token=api_key, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, retries=retries, pool_size=pool_size,
+            retry_sends_on_read_timeout=retry_sends_on_read_timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool_size: int | None = None) -> TaifaClient:
+        """A client from hudhud's settings; ConfigurationError when TAIFA_API_KEY is unset."""
+        return cls(
+            settings.taifa_base_url,
+            settings.require("taifa_api_key"),
+            connect_timeout=settings.http_connect_timeout,
+            read_timeout=settings.http_read_timeout,
+            retries=settings.http_retries,
+            pool_size=pool_size or settings.http_pool_size or DEFAULT_POOL_SIZE,
+        )
+
+    def __repr__(self) -> str:
+        return f"TaifaClient({self.http.base_url!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> TaifaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(
+        self,
+        from_: Address,
+        to: Address | Iterable[Address],
+        subject: str,
+        *,
+        html: str | None = None,
+        text: str | None = None,
+        cc: Iterable[Address] | None = None,
+        bcc: Iterable[Address] | None = None,
+        reply_to: Address | None = None,
+        headers: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+        send_at: datetime | str | None = None,
+        attachments: Iterable[Mapping[str, str]] | None = None,
+    ) -> SendResult:
+        """POST /emails/. Answers Taifa's status: queued, scheduled, or rejected (with reason).
+
+        Addresses are "a@b.c" strings or {"email", "name"} objects. `send_at` must be between
+        1 minute and 30 days ahead; at least one of `html` and `text` is required.
+        """
+        payload = email_payload(from_, to, subject, html=html, text=text, cc=cc, bcc=bcc,
+                                reply_to=reply_to, headers=headers, tags=tags,
+                                send_at=send_at, attachments=attachments)
+        return parse_send(self._call("POST", "/emails/", safe=False, json_body=payload))
+
+    def validate(
+        self,
+        from_: Address,
+        to: Address | Iterable[Address],
+        subject: str,
+        *,
+        html: str | None = None,
+        text: str | None = None,
+        cc: Iterable[Address] | None = None,
+        bcc: Iterable[Address] | None = None,
+        reply_to: Address | None = None,
+        headers: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+        send_at: datetime | str | None = None,
+        attachments: Iterable[Mapping[str, str]] | None = None,
+    ) -> Validation:
+        """POST /emails/validate: a dry run of `send` with the same arguments."""
+        payload = email_payload(from_, to, subject, html=html, text=text, cc=cc, bcc=bcc,
+                                reply_to=reply_to, headers=headers, tags=tags,
+                                send_at=send_at, attachments=attachments)
+        return parse_validation(
+            self._call("POST", "/emails/validate", safe=True, json_body=payload))
+
+    def batch_send(self, messages: Iterable[Mapping[str, Any]]) -> BatchResult:
+        """POST /emails/batch. An item Taifa refuses comes back with status "failed"."""
+        payload = batch_payload(messages)
+        return parse_batch(self._call("POST", "/emails/batch", safe=False, json_body=payload))
+
+    def retry(self, id: str) -> SendResult:
+        """POST /emails/{id}/retry: a new email for a bounced, rejected or failed one."""
+        return parse_send(self._call("POST", f"/emails/{email_id(id)}/retry", safe=False))
+
+    # -- scheduled -------------------------------------------------------------------
+
+    def scheduled(self, page: int = 0, limit: int = 20) -> Page[TaifaEmail]:
+        """GET /emails/scheduled."""
+        params = page_params(page, limit)
+        data = self._call("GET", "/emails/scheduled", safe=True, params=params)
+        return parse_page(data, parse_email, page=page, limit=limit)
+
+    def cancel_scheduled(self, id: str) -> EmailStatus:
+        """DELETE /emails/scheduled/{id}."""
+        data = self._call("DELETE", f"/emails/scheduled/{email_id(id)}", safe=False)
+        return parse_status(data)
+
+    def send_now(self, id: str) -> EmailStatus:
+        """POST /emails/scheduled/{id}/send-now."""
+        data = self._call("POST", f"/emails/scheduled/{email_id(id)}/send-now", safe=False)
+        return parse_status(data)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, id: str) -> TaifaEmail:
+        """GET /emails/{id}: the email with its bodies, headers and events."""
+        return parse_email(self._call("GET", f"/emails/{email_id(id)}", safe=True))
+
+    def events(self, id: str) -> tuple[TaifaEvent, ...]:
+        """GET /emails/{id}/events, oldest first as Taifa gives them."""
+        return parse_events(self._call("GET", f"/emails/{email_id(id)}/events", safe=True))
+
+    def search(self, q: str | None = None, status: str | None = None, tag: str | None = None,
+               page: int = 0, limit: int = 20) -> Page[TaifaEmail]:
+        """GET /emails/search; `q` takes tokens like `to:`, `from:`, `status:`, `tag:`."""
+        params: dict[str, Any] = page_params(page, limit)
+        for name, value in (("q", q), ("status", status), ("tag", tag)):
+            if value is not None:
+                params[name] = validation.text(value, name, max_len=500, single_line=True,
+                                               allow_empty=True)
+        data = self._call("GET", "/emails/search", safe=True, params=params)
+        return parse_page(data, parse_email, page=page, limit=limit)
+
+    def updates(self, since: datetime | str) -> Updates:
+        """GET /emails/updates?since=...: status changes since then (50 at most, oldest
+        first); call again with `next_since` to read on."""
+        if isinstance(since, datetime):
+            since_text = validation.instant(since, "since").isoformat().replace("+00:00", "Z")
+        else:
+            validation.instant(since, "since")
+            since_text = since.strip()
+        data = self._call("GET", "/emails/updates", safe=True, params={"since": since_text})
+        return parse_updates(data)
+
+    def list(self, status: str | None = None, page: int = 0, limit: int = 20) -> Page[TaifaEmail]:
+        """GET /emails/, newest first."""
+        params: dict[str, Any] = page_params(page, limit)
+        if status is not None:
+            params["status"] = validation.text(status, "status", max_len=50, single_line=True)
+        data = self._call("GET", "/emails/", safe=True, params=params)
+        return parse_page(data, parse_email, page=page, limit=limit)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, safe: bool, json_body: Any = None,
+              params: Mapping[str, Any] | None = None) -> Any:
+        reply = self.http.request(method, path, safe=safe, json_body=json_body, params=params)
+        failure = taifa_failure(reply, safe=safe, redact=self.http.redact)
+        if failure is not None:
+            raise failure
+        if reply.data is None:
+            raise unreadable_reply(PROVIDER, reply, safe=safe)
+        return reply.data
