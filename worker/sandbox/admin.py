@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox.knobs import KnobError, parse_balance
+from worker.sandbox.knobs import KnobError, parse_amount, parse_balance
 from worker.sandbox.responses import reply
 from worker.sandbox.state import STATE, money
 
@@ -61,7 +61,7 @@ async def change_balance(request: web.Request) -> web.Response:
         if "set" in body:
             state.balance = parse_balance(body["set"])
         else:
-            state.balance = parse_balance(state.balance + parse_balance(body["add"]))
+            state.balance = parse_balance(state.balance + parse_amount(body["add"]))
     except KnobError as error:
         return refuse(error.message)
     return balance_view(request)

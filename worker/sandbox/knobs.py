@@ -136,16 +136,24 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 KNOB_NAMES: tuple[str, ...] = (*_CHECKS, "balance")
 
 
-def parse_balance(value: Any) -> Decimal:
-    """A balance given as a number or a decimal string, never negative."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise KnobError("balance must be a number or a decimal string")
+def parse_amount(value: Any) -> Decimal:
+    """An amount given as a number or a decimal string."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise KnobError("an amount must be a number or a decimal string")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise KnobError(f"balance {value!r} is not a number") from None
-    if not amount.is_finite() or amount < 0:
-        raise KnobError("balance must be a finite number >= 0")
+        raise KnobError(f"amount {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise KnobError("an amount must be finite")
+    return amount
+
+
+def parse_balance(value: Any) -> Decimal:
+    """A balance given as a number or a decimal string, never negative."""
+    amount = parse_amount(value)
+    if amount < 0:
+        raise KnobError("balance must not be negative")
     return amount
 
 
