@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from datetime import UTC, datetime, timedelta
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def iso_time(stamp: float) -> str:
     """A UTC timestamp as ISO 8601 with microseconds and a `Z`."""
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_micros(micros(stamp))
 
 
 def _parse(value: str) -> datetime | None:
@@ -26,6 +33,7 @@ def parse_iso(value: str) -> float | None:
     moment = _parse(value)
     return None if moment is None else moment.timestamp()
 
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -36,7 +44,8 @@ def micros(stamp: float) -> int:
 
 def iso_micros(value: int) -> str:
     """Whole microseconds since the epoch as ISO 8601 with a `Z` (exact, no float rounding)."""
-    return (_EPOCH + timedelta(microseconds=value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(value, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}Z"
 
 
 def parse_iso_micros(value: str) -> int | None:

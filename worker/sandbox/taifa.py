@@ -75,12 +75,23 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def page_reply(request: web.Request, emails: Iterable[Email], now: float) -> web.Response:
+def page_reply(request: web.Request, emails: Iterable[Email] | None, now: float) -> web.Response:
+    """One page of `emails`, or of every email when None."""
     page = query_int(request, "page", 0, 0, None)
     limit = query_int(request, "limit", 20, 1, MAX_LIMIT)
-    chosen, total = paginate(emails, page, limit)
+    if emails is None:
+        chosen, total = request.app[STATE].emails.page_of_all(page, limit)
+    else:
+        chosen, total = paginate(emails, page, limit)
     return reply({"items": [email.list_item(now) for email in chosen], "total": total,
                   "page": page, "limit": limit})
+
+
+def filtered(request: web.Request, query: str, now: float) -> Iterable[Email] | None:
+    filters = Filters.parse(query, request.query.get("status"), request.query.get("tag"))
+    if not filters.checks(now):
+        return None
+    return request.app[STATE].emails.search(filters, now)
 
 
 def limit_reached(state: State) -> bool:
@@ -191,16 +202,13 @@ async def retry(request: web.Request) -> web.StreamResponse:
 @authed
 async def search(request: web.Request) -> web.StreamResponse:
     now = time.time()
-    filters = Filters.parse(request.query.get("q", ""), request.query.get("status"),
-                            request.query.get("tag"))
-    return page_reply(request, request.app[STATE].emails.search(filters, now), now)
+    return page_reply(request, filtered(request, request.query.get("q", ""), now), now)
 
 
 @authed
 async def list_emails(request: web.Request) -> web.StreamResponse:
     now = time.time()
-    filters = Filters.parse("", request.query.get("status"), request.query.get("tag"))
-    return page_reply(request, request.app[STATE].emails.search(filters, now), now)
+    return page_reply(request, filtered(request, "", now), now)
 
 
 def batch_item(state: State, body: Any, now: float) -> tuple[dict[str, Any], bool]:

@@ -25,13 +25,13 @@ _EVENT_METADATA: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Address:
     email: str
     name: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class SendRequest:
     """A send body that passed every check."""
 
