@@ -133,6 +133,15 @@ def test_fault_after_accept_is_recorded(fresh_sandbox: Sandbox) -> None:
     assert balance(fresh_sandbox) == "2043.974"
 
 
+def test_fault_after_accept_spares_refusals_and_reads(fresh_sandbox: Sandbox) -> None:
+    fresh_sandbox.knobs(fault_after_accept=1.0)
+    refused = requests.post(f"{fresh_sandbox.url}/v1/messages", json={**SMS, "sender": "X"},
+                            headers=TAQNYAT, timeout=10)
+    assert refused.status_code == 400
+    reply = requests.get(f"{fresh_sandbox.url}/account/balance", headers=TAQNYAT, timeout=10)
+    assert reply.status_code == 200
+
+
 def test_reset(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(latency_ms=3, plan="free", balance=1)
     sms(fresh_sandbox)

@@ -361,3 +361,11 @@ def test_unknown_path_is_json_404(fresh_sandbox: Sandbox) -> None:
     reply = requests.get(f"{fresh_sandbox.url}/v1/nothing", headers=AUTH, timeout=10)
     assert reply.status_code == 404
     assert reply.json() == {"statusCode": 404, "message": "Not Found"}
+
+
+def test_mail_send_php_style_list(fresh_sandbox: Sandbox) -> None:
+    form = [("bearerTokens", SANDBOX_TAQNYAT_TOKEN), ("campaignName", "c"), ("subject", "s"),
+            ("from", "mail@example.com"), ("to[]", "a@example.com"), ("to[]", "b@example.com"),
+            ("msg", "hi")]
+    reply = requests.post(f"{fresh_sandbox.url}/mailSend.php", data=form, timeout=10)
+    assert_mail_success(reply, "0.020")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from worker.sandbox.knobs import Knobs
 from worker.sandbox.responses import reply, taifa_error
-from worker.sandbox.state import STATE
+from worker.sandbox.state import ACCEPTED_HERE, STATE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN, STATUS, TAIFA, TAQNYAT = "admin", "status", "taifa", "taqnyat"
@@ -106,8 +106,14 @@ async def provider_faults(request: web.Request, handler: Handler) -> web.StreamR
     fault = await before_handler(who, knobs)
     if fault is not None:
         return fault
-    recorded = len(state.sends)
-    response = await call(handler, request, who)
-    if len(state.sends) > recorded and random.random() < knobs.fault_after_accept:
+    if not knobs.fault_after_accept:
+        return await call(handler, request, who)
+    accepted: list[int] = []
+    token = ACCEPTED_HERE.set(accepted)
+    try:
+        response = await call(handler, request, who)
+    finally:
+        ACCEPTED_HERE.reset(token)
+    if accepted and random.random() < knobs.fault_after_accept:
         return server_error(who)
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,8 @@ BASE_SENDERS = ("HUDHUD", "Taqnyat")
 FIRST_MESSAGE_ID = 5452899970123
 FIRST_MAIL_ID = 202
 _MILLI = Decimal("0.001")
+# The seqs recorded while handling the current request (set by the fault middleware).
+ACCEPTED_HERE: ContextVar[list[int] | None] = ContextVar("accepted_here", default=None)
 
 
 def money(amount: Decimal) -> str:
@@ -136,6 +139,9 @@ class State:
         entry = SendRecord(len(self.sends) + 1, provider, channel, provider_message_id,
                            recipients, **details)
         self.sends.append(entry)
+        accepted = ACCEPTED_HERE.get()
+        if accepted is not None:
+            accepted.append(entry.seq)
         return entry
 
     def charge(self, cost: Decimal) -> int:

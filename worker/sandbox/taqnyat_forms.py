@@ -65,12 +65,12 @@ def fail(state: State, texts: dict[int, tuple[str, str]], code: int) -> web.Resp
 
 async def read_fields(request: web.Request) -> dict[str, Any]:
     """Query-string fields, overlaid by a JSON object body or form fields."""
-    fields: dict[str, Any] = {key: _one_or_all(request.query.getall(key)) for key in request.query}
+    fields = _fields(request.query)
     if not request.body_exists:
         return fields
     if request.content_type in FORM_TYPES:
         form = await request.post()
-        fields.update({key: _one_or_all(form.getall(key)) for key in form})
+        fields.update(_fields(form))
         return fields
     try:
         body = json.loads(await request.read())
@@ -83,6 +83,15 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
 
 def _one_or_all(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
+
+
+def _fields(source: Any) -> dict[str, Any]:
+    """Fields of a query or form; PHP-style `to[]=a&to[]=b` lists count as `to`."""
+    fields = {key: _one_or_all(source.getall(key)) for key in source if not key.endswith("[]")}
+    for key in source:
+        if key.endswith("[]") and key[:-2] not in fields:
+            fields[key[:-2]] = list(source.getall(key))
+    return fields
 
 
 def _tokens(request: web.Request, fields: dict[str, Any]) -> list[str]:
