@@ -75,6 +75,7 @@ def test_taqnyat_sms_codes_map_to_their_class(body: dict[str, Any], kind: type,
                                               code: str | None, field: str | None,
                                               words: str) -> None:
     error = rest_failure(reply(400, body), channel="sms")
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert error.code == code
     assert error.field == field
@@ -96,6 +97,7 @@ def test_taqnyat_sms_codes_map_to_their_class(body: dict[str, Any], kind: type,
 def test_taqnyat_http_statuses_map_to_their_class(status: int, body: Any, kind: type,
                                                   field: str | None) -> None:
     error = rest_failure(reply(status, body))
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert error.http_status == status
     assert error.field == field
@@ -135,6 +137,7 @@ def test_taqnyat_transient_statuses_are_retryable_for_reads(status: int) -> None
 def test_taqnyat_send_answered_500_or_504_is_in_doubt(status: int, kind: type) -> None:
     error = rest_failure(reply(status, "<html><body><h1>Gateway</h1></body></html>"),
                          safe=False)
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert isinstance(error, RetryableError)
     assert "Gateway" in str(error)
@@ -176,6 +179,7 @@ def form_fail(code: int, words: str) -> dict[str, Any]:
 def test_taqnyat_form_codes_map_to_their_class_whatever_the_http_status(
         channel: str, code: int, kind: type, field: str | None, status: int) -> None:
     error = form_failure(reply(status, form_fail(code, f"words for {code}")), channel=channel)
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert error.code == str(code)
     assert error.field == field
@@ -243,6 +247,7 @@ def detail(code: str, message: str) -> dict[str, Any]:
 def test_taifa_statuses_map_to_their_class(status: int, body: dict[str, Any], kind: type,
                                            code: str | None, field: str | None) -> None:
     error = taifa_failure(reply(status, body))
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert error.code == code
     assert error.field == field
@@ -261,6 +266,7 @@ def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
         {"loc": ["body", "subject"], "msg": "Field required", "type": "missing"},
     ]}
     error = taifa_failure(reply(422, body))
+    assert isinstance(error, PermanentError)
     assert "to[0].email: not a valid email" in str(error)
     assert "subject: Field required" in str(error)
     assert ADDRESS not in json.dumps(error.raw)
@@ -275,6 +281,7 @@ def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
 ])
 def test_taifa_transient_statuses_are_retryable(status: int, body: Any, kind: type) -> None:
     error = taifa_failure(reply(status, body, {"Retry-After": "2"}), safe=True)
+    assert isinstance(error, RetryableError)
     assert type(error) is kind
     assert error.retry_after == 2.0
 

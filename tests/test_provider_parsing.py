@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from worker.errors import InvalidInput
-from worker.providers.errors import AccountError, BalanceError, PermanentError
+from worker.providers.errors import (
+    AccountError,
+    BalanceError,
+    PermanentError,
+    ProviderError,
+)
 from worker.providers.http import Reply, decode_body, page_summary, parse_retry_after, plain
 from worker.providers.results import exact_id, list_like, money, timestamp
 from worker.providers.taifa import (
@@ -353,6 +358,7 @@ def test_seed_001_email_failures_map_to_their_class_with_the_providers_words(
     # The seed's failures come with HTTP 400; the same body under 200 is a failure too.
     for status in (400, 200, 201):
         error = form_failure(reply(status, text), channel="email")
+        assert isinstance(error, ProviderError)
         assert type(error) is kind
         assert error.code == code
         assert words in str(error)
@@ -363,6 +369,7 @@ def test_seed_001_email_failures_map_to_their_class_with_the_providers_words(
 def test_seed_002_voice_failures_map_to_their_class_with_the_providers_words(
         text: str, kind: type, code: str, words: str, field: str | None) -> None:
     error = form_failure(reply(400, text), channel="voice")
+    assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert error.code == code
     assert words in str(error)
@@ -591,8 +598,8 @@ def test_balance_reply_keeps_three_decimals_and_reads_the_day_first_expiry() -> 
     balance = parse_balance(decode_body(
         '{"statusCode":200,"accountStatus":"active","accountExpiryDate":"23-08-2031",'
         '"balance":"2044.000","currency":"SAR","points":0}'))
-    assert balance.amount == Decimal("2044.000")
-    assert str(balance.amount) == "2044.000"
+    assert balance.balance == Decimal("2044.000")
+    assert str(balance.balance) == "2044.000"
     assert balance.currency == "SAR"
     assert balance.account_status == "active"
     assert balance.expires_on == date(2031, 8, 23)

@@ -1,1 +1,49 @@
 """Provider clients: one module per provider over one small HTTP base."""
+
+from worker.providers.errors import (
+    AccountError,
+    BalanceError,
+    InDoubtError,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+)
+from worker.providers.results import (
+    Balance,
+    BatchResult,
+    EmailStatus,
+    Page,
+    Sender,
+    SendResult,
+    SystemStatus,
+    TaifaEmail,
+    TaifaEvent,
+    Updates,
+    Validation,
+    ValidationIssue,
+)
+from worker.providers.taifa import TaifaClient
+from worker.providers.taqnyat import TaqnyatClient
+
+__all__ = [
+    "AccountError",
+    "Balance",
+    "BalanceError",
+    "BatchResult",
+    "EmailStatus",
+    "InDoubtError",
+    "Page",
+    "PermanentError",
+    "ProviderError",
+    "RetryableError",
+    "SendResult",
+    "Sender",
+    "SystemStatus",
+    "TaifaClient",
+    "TaifaEmail",
+    "TaifaEvent",
+    "TaqnyatClient",
+    "Updates",
+    "Validation",
+    "ValidationIssue",
+]

@@ -143,7 +143,7 @@ class SendResult:
 @dataclass(frozen=True)
 class Balance:
     provider: str
-    amount: Decimal | None
+    balance: Decimal
     currency: str | None
     account_status: str | None = None
     expires_on: date | None = None

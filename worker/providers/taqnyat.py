@@ -23,6 +23,7 @@ from worker.providers.errors import (
     BalanceError,
     PermanentError,
     ProviderError,
+    RetryableError,
 )
 from worker.providers.http import (
     DEFAULT_POOL_SIZE,
@@ -222,10 +223,15 @@ def parse_form_sent(data: Any, recipients: Iterable[str] = ()) -> SendResult:
 
 
 def parse_balance(data: Any) -> Balance:
+    """`{"balance":"2044.000","currency":"SAR","accountExpiryDate":"23-08-2031",...}`."""
     body = mapping(data)
+    amount = money(body.get("balance"))
+    if amount is None:
+        raise RetryableError(PROVIDER, "balance reply without a readable balance",
+                             raw=plain(data))
     return Balance(
         provider=PROVIDER,
-        amount=money(body.get("balance")),
+        balance=amount,
         currency=text_or_none(body.get("currency")),
         account_status=text_or_none(body.get("accountStatus")),
         expires_on=day_first_date(body.get("accountExpiryDate")),
