@@ -338,6 +338,7 @@ class Step:
     body: str = "{}"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hang_up: bool = False
 
 
 @dataclass
@@ -364,6 +365,9 @@ class Script:
                                         self.rfile.read(length)))
                 step = script.steps.pop(0) if len(script.steps) > 1 else script.steps[0]
                 time.sleep(step.delay)
+                if step.hang_up:
+                    self.close_connection = True
+                    return
                 payload = step.body.encode()
                 self.send_response(step.status)
                 self.send_header("Content-Type", "application/json")
@@ -549,3 +553,26 @@ def test_the_pool_is_sized_by_pool_size_and_never_blocks() -> None:
     adapter = client.session.get_adapter("http://127.0.0.1:1/")
     assert adapter._pool_maxsize == 37  # type: ignore[attr-defined]
     assert adapter._pool_block is False  # type: ignore[attr-defined]
+
+
+def test_a_connection_dropped_after_sending_is_retried_for_reads(script: Script) -> None:
+    script.play(Step(hang_up=True), Step(200, "{}"))
+    client, _ = http(script, retries=2)
+    assert client.request("GET", "/x", safe=True).status == 200
+    assert len(script.seen) == 2
+
+
+def test_a_connection_dropped_after_sending_a_send_is_in_doubt(script: Script) -> None:
+    script.play(Step(hang_up=True))
+    client, sleeps = http(script, retries=2)
+    with pytest.raises(InDoubtError):
+        client.request("POST", "/v1/messages", safe=False, json_body={})
+    assert len(script.seen) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("base_url", ["127.0.0.1:8080", "http://", "ftp://example.com"])
+def test_a_malformed_base_url_is_a_configuration_error(base_url: str) -> None:
+    with TaqnyatClient(base_url, TOKEN) as client, \
+            pytest.raises(ConfigurationError) as caught:
+        client.balance()
+    assert caught.value.variable == "TAQNYAT_BASE_URL"

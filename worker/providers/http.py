@@ -4,7 +4,8 @@ It owns the `requests.Session` (one connection pool sized to the worker's concur
 the (connect, read) timeouts, the User-Agent, tolerant JSON decoding and the SHORT retries
 of transient faults. It answers with a `Reply` for every HTTP answer, whatever its status:
 mapping statuses and bodies to the error hierarchy is the provider module's job. Faults
-without an HTTP answer (no connection, timeouts) become `RetryableError` here.
+without a usable HTTP answer (no connection, timeouts, a reply cut short) become
+`RetryableError` (or `InDoubtError`) here, and a malformed base URL a `ConfigurationError`.
 
 Retry policy
 ------------
@@ -55,6 +56,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from worker.errors import ConfigurationError
 from worker.providers.errors import InDoubtError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -288,6 +290,18 @@ class _RetryableReply(Exception):
         self.reply = reply
 
 
+_BAD_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+)
+_TRANSPORT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 _PRE_SEND = (
     urllib3.exceptions.NewConnectionError,
     urllib3.exceptions.ConnectTimeoutError,
@@ -402,7 +416,7 @@ class HttpClient:
                                          json_body=json_body, auth=auth)
         except _RetryableReply as answered:
             return answered.reply
-        except requests.RequestException as exc:
+        except (*_TRANSPORT, *_BAD_URL) as exc:
             raise self._transport_error(exc, safe=safe) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
@@ -434,12 +448,10 @@ class HttpClient:
         if isinstance(exc, _RetryableReply):
             wait = exc.reply.retry_after
             return wait is None or wait <= self.max_inline_wait
-        if not isinstance(exc, requests.RequestException):
+        if not isinstance(exc, _TRANSPORT):
             return False
         if failed_before_sending(exc):
             return True
-        if not isinstance(exc, requests.ConnectionError | requests.Timeout):
-            return False
         return safe or self.retry_sends_on_read_timeout
 
     def _wait(self, state: RetryCallState) -> float:
@@ -459,17 +471,17 @@ class HttpClient:
         log.info("%s %s %s: %s, retry %d of %d", self.provider, method, path, reason,
                  state.attempt_number, self.retries)
 
-    def _transport_error(self, exc: requests.RequestException, *, safe: bool) -> RetryableError:
+    def _transport_error(self, exc: requests.RequestException, *,
+                         safe: bool) -> RetryableError | ConfigurationError:
         fault = type(exc).__name__
+        if isinstance(exc, _BAD_URL):
+            return ConfigurationError(f"{self.provider.upper()}_BASE_URL", fault)
         if failed_before_sending(exc):
             return RetryableError(self.provider, f"could not connect ({fault})")
-        if isinstance(exc, requests.ConnectionError | requests.Timeout):
-            if safe:
-                return RetryableError(self.provider, f"no reply ({fault})")
-            return InDoubtError(
-                self.provider, f"no reply after the request was sent ({fault}); "
-                "it may have been accepted")
-        return RetryableError(self.provider, f"request failed ({fault})")
+        if safe:
+            return RetryableError(self.provider, f"no usable reply ({fault})")
+        return InDoubtError(self.provider, f"no usable reply after the request was sent "
+                            f"({fault}); it may have been accepted")
 
 
 def status_retry_error(provider: str, reply: Reply, words: str, *, safe: bool,
