@@ -25,7 +25,7 @@ dev: install redis
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check config tasks worker
 	$(BIN)/mypy
 
 test: install redis lint

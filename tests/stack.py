@@ -47,8 +47,14 @@ FAST_BEAT = {
 
 
 class Stack:
-    def __init__(self, workdir: Path, *, redis_server: RedisServer, sandbox: Sandbox,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redis_server: RedisServer,
+        sandbox: Sandbox,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.redis_server = redis_server
         self.sandbox = sandbox
@@ -61,8 +67,9 @@ class Stack:
             **(extra_env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.settings = Settings(**{k: v for k, v in self.env.items()
-                                    if k.startswith(("HUDHUD_", "TAQNYAT_", "TAIFA_"))})
+        self.settings = Settings(
+            **{k: v for k, v in self.env.items() if k.startswith(("HUDHUD_", "TAQNYAT_", "TAIFA_"))}
+        )
         self.app: Celery = create_app(self.settings)
         self.redis = redis.Redis.from_url(redis_server.url)
         self.ledger: Ledger = make_ledger(self.settings, self.redis)
@@ -72,25 +79,39 @@ class Stack:
         return self.workdir / f"{name}.log"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        out = open(self.log(name), "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=self.env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out = open(self.log(name), "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, name: str = "w1", *, pool: str = "gevent", concurrency: int = 20,
-                     queues: str = "sms,email,voice,hudhud") -> subprocess.Popen[bytes]:
-        proc = self._spawn(name, ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
-                                  "-Q", queues])
+    def start_worker(
+        self,
+        name: str = "w1",
+        *,
+        pool: str = "gevent",
+        concurrency: int = 20,
+        queues: str = "sms,email,voice,hudhud",
+    ) -> subprocess.Popen[bytes]:
+        proc = self._spawn(
+            name, ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-Q", queues]
+        )
         self.wait_log(name, "ready", timeout=60)
         return proc
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         return self._spawn("beat", ["beat", "-l", "INFO"])
 
-    def start_flower(self) -> int:
+    def start_flower(self, basic_auth: str = "ops:flower-pass") -> int:
         port = free_port()
+        self.env["FLOWER_BASIC_AUTH"] = basic_auth
         proc = self._spawn("flower", ["flower", f"--port={port}", "--address=127.0.0.1"])
+        del self.env["FLOWER_BASIC_AUTH"]
         wait_for_port(port, 60, proc)
         return port
 
@@ -103,7 +124,9 @@ class Stack:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log(name).read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
-        raise TimeoutError(f"{name} did not log {text!r}: {self.log(name).read_text(errors='replace')[-3000:]}")
+        raise TimeoutError(
+            f"{name} did not log {text!r}: {self.log(name).read_text(errors='replace')[-3000:]}"
+        )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
@@ -125,8 +148,13 @@ class Stack:
         self.redis.close()
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def wait_status(self, ids: list[str], accept: set[str], timeout: float = 60) -> dict[str, str]:
         deadline = time.monotonic() + timeout

@@ -121,8 +121,12 @@ def test_balance_outage_holds_messages_until_top_up(stack: Stack) -> None:
 def test_5xx_storm_sends_everything_once(stack: Stack) -> None:
     stack.sandbox.knobs(error_rate_5xx=0.5)
     try:
-        ids = [r.id for r in stack.hudhud.send_many("sms", [
-            {"to": [number(500 + i)], "body": f"storm {i}"} for i in range(30)])]
+        ids = [
+            r.id
+            for r in stack.hudhud.send_many(
+                "sms", [{"to": [number(500 + i)], "body": f"storm {i}"} for i in range(30)]
+            )
+        ]
         stack.wait_status(ids, {"sent"}, timeout=90)
     finally:
         stack.sandbox.knobs(error_rate_5xx=0.0)
@@ -181,15 +185,35 @@ def test_foreign_producer_send_task_is_recorded_under_the_task_id(stack: Stack) 
 
 def test_flower_shows_tasks_without_personal_data(stack: Stack, tmp_path: Path) -> None:
     port = stack.start_flower()
+    wait_until(
+        lambda: requests.get(
+            f"http://127.0.0.1:{port}/api/tasks", auth=("ops", "flower-pass"), timeout=5
+        ).json(),
+        timeout=30,
+        interval=0.5,
+    )  # events flow
     stack.app.send_task("hudhud.send_sms", kwargs={"to": ["966598765432"], "body": "flower secret"})
     receipt = stack.hudhud.send_sms(["966598765433"], "flower secret 2")
     stack.wait_status([receipt.id], {"sent"})
 
+    anonymous = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5)
+    assert anonymous.status_code == 401, "Flower must ask for its basic auth"
+
     def tasks() -> dict[str, dict[str, object]]:
-        reply = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5)
+        reply = requests.get(
+            f"http://127.0.0.1:{port}/api/tasks",
+            params={"limit": 5000},
+            auth=("ops", "flower-pass"),
+            timeout=5,
+        )
         reply.raise_for_status()
-        found = reply.json()
-        return found if any(t.get("name") == "hudhud.send_sms" for t in found.values()) else {}
+        found = {
+            k: v
+            for k, v in reply.json().items()
+            if str(v.get("name")).startswith("hudhud.") and not str(v.get("name")).startswith("hudhud.beat.")
+        }
+        names = {v.get("name") for v in found.values()}
+        return found if {"hudhud.send_sms", "hudhud.deliver"} <= names else {}
 
     seen = wait_until(tasks, timeout=30, interval=0.5)
     text = json.dumps(seen)

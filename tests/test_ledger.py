@@ -12,14 +12,28 @@ from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, msg_key
 
 @pytest.fixture()
 def ledger(redis_client: redis.Redis) -> Ledger:
-    return Ledger(redis_client, retention_seconds=3600, idempotency_ttl=86400, lease_seconds=30,
-                  park_after=60)
+    return Ledger(
+        redis_client, retention_seconds=3600, idempotency_ttl=86400, lease_seconds=30, park_after=60
+    )
 
 
-def new(mid: str = "m1", *, key: str | None = None, hash_: str = "h1", due: float | None = None,
-        provider: str = "taqnyat") -> NewMessage:
-    return NewMessage(id=mid, channel="sms", provider=provider, payload={"to": ["966500000000"]},
-                      request_hash=hash_, key=key, due=due)
+def new(
+    mid: str = "m1",
+    *,
+    key: str | None = None,
+    hash_: str = "h1",
+    due: float | None = None,
+    provider: str = "taqnyat",
+) -> NewMessage:
+    return NewMessage(
+        id=mid,
+        channel="sms",
+        provider=provider,
+        payload={"to": ["966500000000"]},
+        request_hash=hash_,
+        key=key,
+        due=due,
+    )
 
 
 def test_create_records_a_queued_message_with_its_history(ledger: Ledger) -> None:
@@ -98,11 +112,16 @@ def test_rate_limit_makes_the_next_claim_wait(ledger: Ledger) -> None:
 def test_transition_needs_the_current_claim_token(ledger: Ledger) -> None:
     ledger.create(new(), now=time.time())
     claim = ledger.claim("m1", "taqnyat", now=time.time())
-    stale, _ = ledger.transition("m1", to="sent", expect="sending", now=time.time(),
-                                 token=claim.attempts + 1)
+    stale, _ = ledger.transition("m1", to="sent", expect="sending", now=time.time(), token=claim.attempts + 1)
     assert stale == "stale"
-    ok, previous = ledger.transition("m1", to="sent", expect="sending", now=time.time(),
-                                     token=claim.attempts, fields={"provider_message_id": "99"})
+    ok, previous = ledger.transition(
+        "m1",
+        to="sent",
+        expect="sending",
+        now=time.time(),
+        token=claim.attempts,
+        fields={"provider_message_id": "99"},
+    )
     assert (ok, previous) == ("ok", "sending")
     record = ledger.get("m1")
     assert record is not None and record["provider_message_id"] == "99"

@@ -13,8 +13,12 @@ from config import Settings
 from worker import messages
 from worker.errors import InvalidInput
 
-CFG = Settings(TAQNYAT_SENDER="HUDHUD", TAQNYAT_CALLER_ID="966500000001", TAIFA_FROM="a@example.com",
-               TAQNYAT_EMAIL_FROM="b@example.com")
+CFG = Settings(
+    TAQNYAT_SENDER="HUDHUD",
+    TAQNYAT_CALLER_ID="966500000001",
+    TAIFA_FROM="a@example.com",
+    TAQNYAT_EMAIL_FROM="b@example.com",
+)
 BARE = Settings()
 
 
@@ -62,7 +66,10 @@ def test_email_attachment_rules() -> None:
     for bad, field in [
         ({"filename": "../a", "content_base64": good}, "attachments[0].filename"),
         ({"filename": "a\\b", "content_base64": good}, "attachments[0].filename"),
-        ({"filename": "a", "content_base64": "data:text/plain;base64," + good}, "attachments[0].content_base64"),
+        (
+            {"filename": "a", "content_base64": "data:text/plain;base64," + good},
+            "attachments[0].content_base64",
+        ),
         ({"filename": "a", "content_base64": "***"}, "attachments[0].content_base64"),
         ({"filename": "a", "content_base64": "A" * (33 * 1024 * 1024)}, "attachments[0].content_base64"),
     ]:
@@ -72,11 +79,20 @@ def test_email_attachment_rules() -> None:
 def test_attachments_over_24_mib_in_total_are_refused() -> None:
     half = base64.b64encode(b"\0" * (13 * 1024 * 1024)).decode()
     items = [{"filename": f"{i}.bin", "content_base64": half} for i in range(2)]
-    assert field_of("email", {"to": ["x@example.com"], "subject": "s", "text": "t", "attachments": items}) == "attachments"
+    assert (
+        field_of("email", {"to": ["x@example.com"], "subject": "s", "text": "t", "attachments": items})
+        == "attachments"
+    )
 
 
 def test_taqnyat_email_refuses_what_it_cannot_carry() -> None:
-    fields = {"to": ["x@example.com"], "subject": "s", "text": "t", "provider": "taqnyat", "cc": ["c@example.com"]}
+    fields = {
+        "to": ["x@example.com"],
+        "subject": "s",
+        "text": "t",
+        "provider": "taqnyat",
+        "cc": ["c@example.com"],
+    }
     assert field_of("email", fields) == "cc"
 
 
@@ -93,10 +109,23 @@ def test_request_hash_ignores_nothing_that_matters() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=12), st.one_of(st.none(), st.text(), st.integers(),
-       st.lists(st.text(max_size=20), max_size=3), st.binary(max_size=10)), max_size=6),
-       st.sampled_from(["sms", "email", "voice"]))
-def test_arbitrary_fields_are_either_accepted_or_refused_with_a_field(fields: dict[str, object], channel: str) -> None:
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(
+            st.none(),
+            st.text(),
+            st.integers(),
+            st.lists(st.text(max_size=20), max_size=3),
+            st.binary(max_size=10),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["sms", "email", "voice"]),
+)
+def test_arbitrary_fields_are_either_accepted_or_refused_with_a_field(
+    fields: dict[str, object], channel: str
+) -> None:
     try:
         request = messages.build(channel, fields, CFG)
     except InvalidInput as exc:

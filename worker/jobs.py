@@ -144,9 +144,10 @@ class Jobs:
         except ProviderError as exc:
             log.warning("taqnyat balance unknown: %s", exc)
             return None
-        if balance.balance <= Decimal(str(self.settings.low_balance)):
-            log.warning("taqnyat balance is low: %s %s", balance.balance, balance.currency or "")
-        return Decimal(balance.balance)
+        amount = Decimal(balance.balance)
+        if amount <= Decimal(str(self.settings.low_balance)):
+            log.warning("taqnyat balance is low: %s %s", amount, balance.currency or "")
+        return amount
 
     def probe_paused(self) -> list[str]:
         """Probe every paused provider; resume those that answer well."""
@@ -167,10 +168,8 @@ class Jobs:
         try:
             if provider == "taqnyat":
                 balance = self.clients("taqnyat").balance()
-                if reason.get("kind") == "balance":
-                    seen = Decimal(str(reason.get("balance", "0")))
-                    if balance.balance <= 0 or (balance.balance <= seen and "balance" in reason):
-                        return False
+                if reason.get("kind") == "balance" and balance.balance <= 0:
+                    return False
                 status = self.clients("taqnyat").system_status()
                 return bool(status.operational)
             self.clients("taifa").list(limit=1)

@@ -74,7 +74,7 @@ class SendRequest:
 def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
     for name in fields:
         if name not in allowed:
-            raise InvalidInput(str(name)[:60] or "\"\"", "is not a known field")
+            raise InvalidInput(str(name)[:60] or '""', "is not a known field")
 
 
 def _present(fields: Mapping[str, Any], name: str) -> Any:

@@ -56,8 +56,9 @@ class RetryableError(ProviderError):
     kind = "retryable"
     in_doubt = False
 
-    def __init__(self, provider: str, message: str, *, retry_after: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, provider: str, message: str, *, retry_after: float | None = None, **kwargs: Any
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(provider, message, **kwargs)
 

@@ -105,8 +105,8 @@ def decode_body(text: str) -> Any:
 _REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r'"(\w+)"\s*:\s*"\1"\s*:'), r'"\1":'),
     (re.compile(r'([^"\s:,\[{\\])""(\s*[,}\]\n])'), r'\1"\2'),
-    (re.compile(r'([{,]\s*)([A-Za-z_]\w*)\s*:'), r'\1"\2":'),
-    (re.compile(r':\s*(?!(?:null|true|false)\b)([A-Za-z_]\w*)\s*(?=[,}\]\n])'), r': "\1"'),
+    (re.compile(r"([{,]\s*)([A-Za-z_]\w*)\s*:"), r'\1"\2":'),
+    (re.compile(r":\s*(?!(?:null|true|false)\b)([A-Za-z_]\w*)\s*(?=[,}\]\n])"), r': "\1"'),
     (re.compile(r'([}\]])([ \t]*\n\s*")'), r"\1,\2"),
     (re.compile(r",(\s*[}\]])"), r"\1"),
 )
@@ -327,8 +327,7 @@ def failed_before_sending(exc: BaseException) -> bool:
         if isinstance(reason, BaseException) and id(reason) not in seen:
             cause = reason
             continue
-        nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) \
-            else None
+        nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
         cause = nested or cause.__cause__ or cause.__context__
     return False
 
@@ -372,8 +371,7 @@ class HttpClient:
 
     def _new_session(self, pool_size: int) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=False,
-                              max_retries=0)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=False, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
@@ -412,27 +410,46 @@ class HttpClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(method, path, safe=safe, params=params,
-                                         json_body=json_body, auth=auth)
+                    return self._attempt(
+                        method, path, safe=safe, params=params, json_body=json_body, auth=auth
+                    )
         except _RetryableReply as answered:
             return answered.reply
         except (*_TRANSPORT, *_BAD_URL) as exc:
             raise self._transport_error(exc, safe=safe) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _attempt(self, method: str, path: str, *, safe: bool, params: Mapping[str, Any] | None,
-                 json_body: Any, auth: bool) -> Reply:
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        safe: bool,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        auth: bool,
+    ) -> Reply:
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
         started = time.monotonic()
         response = self.session.request(
-            method, f"{self.base_url}{path}", params=params, json=json_body, headers=headers,
-            timeout=self.timeout, allow_redirects=True,
+            method,
+            f"{self.base_url}{path}",
+            params=params,
+            json=json_body,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=True,
         )
         text = _body_text(response)
-        reply = Reply(status=response.status_code, headers=CaseInsensitiveDict(response.headers),
-                      data=decode_body(text), text=text)
-        log.debug("%s %s %s -> %d in %.3fs", self.provider, method, path, reply.status,
-                  time.monotonic() - started)
+        reply = Reply(
+            status=response.status_code,
+            headers=CaseInsensitiveDict(response.headers),
+            data=decode_body(text),
+            text=text,
+        )
+        log.debug(
+            "%s %s %s -> %d in %.3fs", self.provider, method, path, reply.status, time.monotonic() - started
+        )
         if self._retryable_status(reply, safe=safe):
             raise _RetryableReply(reply)
         return reply
@@ -440,8 +457,7 @@ class HttpClient:
     # -- policy ----------------------------------------------------------------------
 
     def _retryable_status(self, reply: Reply, *, safe: bool) -> bool:
-        statuses = READ_RETRY_STATUSES if safe or self.retry_sends_on_read_timeout \
-            else SEND_RETRY_STATUSES
+        statuses = READ_RETRY_STATUSES if safe or self.retry_sends_on_read_timeout else SEND_RETRY_STATUSES
         return reply.status in statuses
 
     def _should_retry(self, exc: BaseException, *, safe: bool) -> bool:
@@ -466,13 +482,22 @@ class HttpClient:
     def _log_retry(self, method: str, path: str, state: RetryCallState) -> None:
         outcome = state.outcome
         failure = outcome.exception() if outcome is not None else None
-        reason = (f"HTTP {failure.reply.status}" if isinstance(failure, _RetryableReply)
-                  else type(failure).__name__)
-        log.info("%s %s %s: %s, retry %d of %d", self.provider, method, path, reason,
-                 state.attempt_number, self.retries)
+        reason = (
+            f"HTTP {failure.reply.status}" if isinstance(failure, _RetryableReply) else type(failure).__name__
+        )
+        log.info(
+            "%s %s %s: %s, retry %d of %d",
+            self.provider,
+            method,
+            path,
+            reason,
+            state.attempt_number,
+            self.retries,
+        )
 
-    def _transport_error(self, exc: requests.RequestException, *,
-                         safe: bool) -> RetryableError | ConfigurationError:
+    def _transport_error(
+        self, exc: requests.RequestException, *, safe: bool
+    ) -> RetryableError | ConfigurationError:
         fault = type(exc).__name__
         if isinstance(exc, _BAD_URL):
             return ConfigurationError(f"{self.provider.upper()}_BASE_URL", fault)
@@ -480,16 +505,17 @@ class HttpClient:
             return RetryableError(self.provider, f"could not connect ({fault})")
         if safe:
             return RetryableError(self.provider, f"no usable reply ({fault})")
-        return InDoubtError(self.provider, f"no usable reply after the request was sent "
-                            f"({fault}); it may have been accepted")
+        return InDoubtError(
+            self.provider, f"no usable reply after the request was sent ({fault}); it may have been accepted"
+        )
 
 
-def status_retry_error(provider: str, reply: Reply, words: str, *, safe: bool,
-                       **details: Any) -> RetryableError:
+def status_retry_error(
+    provider: str, reply: Reply, words: str, *, safe: bool, **details: Any
+) -> RetryableError:
     """The retryable error of a 5xx/429 answer: in doubt for a send answered 500/504."""
     kind = InDoubtError if not safe and reply.status in IN_DOUBT_STATUSES else RetryableError
-    return kind(provider, words, retry_after=reply.retry_after, http_status=reply.status,
-                **details)
+    return kind(provider, words, retry_after=reply.retry_after, http_status=reply.status, **details)
 
 
 def unreadable_reply(provider: str, reply: Reply, *, safe: bool) -> RetryableError:

@@ -66,8 +66,22 @@ _RETRY_STATUSES = frozenset({408, 425, 429})
 _ACCOUNT_STATUSES = frozenset({401, 403})
 _LOC_ROOTS = frozenset({"body", "query", "path", "header"})
 _ECHOING_KEYS = frozenset({"input", "ctx"})  # FastAPI echoes the offending value there
-_SEND_FIELDS = frozenset({"from_", "to", "subject", "html", "text", "cc", "bcc", "reply_to",
-                          "headers", "tags", "send_at", "attachments"})
+_SEND_FIELDS = frozenset(
+    {
+        "from_",
+        "to",
+        "subject",
+        "html",
+        "text",
+        "cc",
+        "bcc",
+        "reply_to",
+        "headers",
+        "tags",
+        "send_at",
+        "attachments",
+    }
+)
 
 
 # --- mapping failures ----------------------------------------------------------------
@@ -119,8 +133,7 @@ def scrubbed(value: Any) -> Any:
     return value
 
 
-def taifa_failure(reply: Reply, *, safe: bool = False,
-                  redact: Redactor = NO_SECRETS) -> ProviderError | None:
+def taifa_failure(reply: Reply, *, safe: bool = False, redact: Redactor = NO_SECRETS) -> ProviderError | None:
     """The error of a Taifa reply, or None for a 2xx."""
     if reply.ok:
         return None
@@ -132,8 +145,7 @@ def taifa_failure(reply: Reply, *, safe: bool = False,
         return AccountError(PROVIDER, text, http_status=reply.status, code=code, raw=raw)
     if reply.status >= 500 or reply.status in _RETRY_STATUSES:
         return status_retry_error(PROVIDER, reply, text, safe=safe, code=code, raw=raw)
-    return PermanentError(PROVIDER, text, http_status=reply.status, code=code, field=field,
-                          raw=raw)
+    return PermanentError(PROVIDER, text, http_status=reply.status, code=code, field=field, raw=raw)
 
 
 def _no_words(reply: Reply) -> str:
@@ -179,8 +191,7 @@ def parse_email(data: Any) -> TaifaEmail:
         status=text_or_none(body.get("status")) or "unknown",
         subject=text_or_none(body.get("subject")),
         from_address=_address_text(body.get("from_address") or body.get("from_")),
-        to_addresses=tuple(a for a in map(_address_text, _as_list(body.get("to_addresses")))
-                           if a),
+        to_addresses=tuple(a for a in map(_address_text, _as_list(body.get("to_addresses"))) if a),
         tags=tuple(str(t) for t in _as_list(body.get("tags"))),
         scheduled_at=timestamp(body.get("scheduled_at")),
         created_at=timestamp(body.get("created_at")),
@@ -198,8 +209,10 @@ def parse_email(data: Any) -> TaifaEmail:
 def parse_page(data: Any, read: Any, *, page: int, limit: int) -> Page[Any]:
     """`{"items": [...], "total", "page", "limit"}` (or `results` / `data` for `items`)."""
     body = mapping(data)
-    items = next((body[k] for k in ("items", "results", "data") if isinstance(body.get(k), list)),
-                 data if isinstance(data, list) else [])
+    items = next(
+        (body[k] for k in ("items", "results", "data") if isinstance(body.get(k), list)),
+        data if isinstance(data, list) else [],
+    )
     parsed = tuple(read(item) for item in items)
     return Page(
         items=parsed,
@@ -220,8 +233,10 @@ def parse_status(data: Any) -> EmailStatus:
 
 def parse_updates(data: Any) -> Updates:
     body = mapping(data)
-    return Updates(items=tuple(parse_status(i) for i in _as_list(body.get("items"))),
-                   next_since=text_or_none(body.get("next_since")))
+    return Updates(
+        items=tuple(parse_status(i) for i in _as_list(body.get("items"))),
+        next_since=text_or_none(body.get("next_since")),
+    )
 
 
 def parse_batch(data: Any) -> BatchResult:
@@ -239,10 +254,12 @@ def parse_batch(data: Any) -> BatchResult:
 def parse_validation(data: Any) -> Validation:
     body = mapping(data)
     issues = tuple(
-        ValidationIssue(text_or_none(mapping(i).get("field")),
-                        text_or_none(mapping(i).get("error") or mapping(i).get("message"))
-                        or "invalid")
-        for i in _as_list(body.get("issues")))
+        ValidationIssue(
+            text_or_none(mapping(i).get("field")),
+            text_or_none(mapping(i).get("error") or mapping(i).get("message")) or "invalid",
+        )
+        for i in _as_list(body.get("issues"))
+    )
     valid = body.get("valid") is True
     return Validation(valid=valid, can_send=body.get("can_send", valid) is True, issues=issues)
 
@@ -276,8 +293,7 @@ def address(value: Any, field: str) -> dict[str, str]:
         raise InvalidInput(f"{field}.{sorted(map(str, unknown))[0]}", "is not a known field")
     out = {"email": validation.email(value.get("email"), f"{field}.email")}
     if value.get("name") not in (None, ""):
-        out["name"] = validation.text(value["name"], f"{field}.name", max_len=200,
-                                      single_line=True)
+        out["name"] = validation.text(value["name"], f"{field}.name", max_len=200, single_line=True)
     return out
 
 
@@ -301,11 +317,11 @@ def address_list(values: Any, field: str, *, required: bool) -> builtins.list[di
     return builtins.list(seen.values())
 
 
-def send_at_text(value: datetime | str, field: str = "send_at",
-                 now: datetime | None = None) -> str:
+def send_at_text(value: datetime | str, field: str = "send_at", now: datetime | None = None) -> str:
     """`send_at` between 1 minute and 30 days ahead, as ISO 8601 UTC."""
-    moment = validation.future_instant(value, field, now=now, min_ahead=SEND_AT_MIN_AHEAD,
-                                       max_ahead=SEND_AT_MAX_AHEAD, grace=timedelta(0))
+    moment = validation.future_instant(
+        value, field, now=now, min_ahead=SEND_AT_MIN_AHEAD, max_ahead=SEND_AT_MAX_AHEAD, grace=timedelta(0)
+    )
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -331,13 +347,13 @@ def email_payload(
     payload: dict[str, Any] = {
         "from_": address(from_, f"{prefix}from_"),
         "to": address_list(to, f"{prefix}to", required=True),
-        "subject": validation.text(subject, f"{prefix}subject", max_len=validation.MAX_SUBJECT,
-                                   single_line=True),
+        "subject": validation.text(
+            subject, f"{prefix}subject", max_len=validation.MAX_SUBJECT, single_line=True
+        ),
     }
     for name, body in (("html", html), ("text", text)):
         if body is not None:
-            payload[name] = validation.text(body, f"{prefix}{name}",
-                                            max_len=validation.MAX_EMAIL_BODY)
+            payload[name] = validation.text(body, f"{prefix}{name}", max_len=validation.MAX_EMAIL_BODY)
     optional: dict[str, Any] = {
         "cc": address_list(cc, f"{prefix}cc", required=False),
         "bcc": address_list(bcc, f"{prefix}bcc", required=False),
@@ -367,8 +383,11 @@ def batch_payload(messages: Iterable[Mapping[str, Any]]) -> builtins.list[dict[s
             if needed not in message:
                 raise InvalidInput(f"{where}{needed}", "is required")
         fields = dict(message)
-        out.append(email_payload(fields.pop("from_"), fields.pop("to"), fields.pop("subject"),
-                                 prefix=where, **fields))
+        out.append(
+            email_payload(
+                fields.pop("from_"), fields.pop("to"), fields.pop("subject"), prefix=where, **fields
+            )
+        )
     if not out:
         raise InvalidInput("messages", "needs at least one message")
     return out
@@ -376,8 +395,9 @@ def batch_payload(messages: Iterable[Mapping[str, Any]]) -> builtins.list[dict[s
 
 def email_id(value: Any, field: str = "id") -> str:
     """An email id, safe inside a URL path."""
-    text = validation.text(str(value) if isinstance(value, int) else value, field, max_len=100,
-                           single_line=True).strip()
+    text = validation.text(
+        str(value) if isinstance(value, int) else value, field, max_len=100, single_line=True
+    ).strip()
     return quote(text, safe="")
 
 
@@ -407,8 +427,13 @@ class TaifaClient:
         retry_sends_on_read_timeout: bool = False,
     ) -> None:
         self.http = HttpClient(
-            PROVIDER, base_url, token=api_key, connect_timeout=connect_timeout,
-            read_timeout=read_timeout, retries=retries, pool_size=pool_size,
+            PROVIDER,
+            base_url,
+            token=api_key,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+            pool_size=pool_size,
             retry_sends_on_read_timeout=retry_sends_on_read_timeout,
         )
 
@@ -459,9 +484,20 @@ class TaifaClient:
         Addresses are "a@b.c" strings or {"email", "name"} objects. `send_at` must be between
         1 minute and 30 days ahead; at least one of `html` and `text` is required.
         """
-        payload = email_payload(from_, to, subject, html=html, text=text, cc=cc, bcc=bcc,
-                                reply_to=reply_to, headers=headers, tags=tags,
-                                send_at=send_at, attachments=attachments)
+        payload = email_payload(
+            from_,
+            to,
+            subject,
+            html=html,
+            text=text,
+            cc=cc,
+            bcc=bcc,
+            reply_to=reply_to,
+            headers=headers,
+            tags=tags,
+            send_at=send_at,
+            attachments=attachments,
+        )
         return parse_send(self._call("POST", "/emails/", safe=False, json_body=payload))
 
     def validate(
@@ -481,11 +517,21 @@ class TaifaClient:
         attachments: Iterable[Mapping[str, str]] | None = None,
     ) -> Validation:
         """POST /emails/validate: a dry run of `send` with the same arguments."""
-        payload = email_payload(from_, to, subject, html=html, text=text, cc=cc, bcc=bcc,
-                                reply_to=reply_to, headers=headers, tags=tags,
-                                send_at=send_at, attachments=attachments)
-        return parse_validation(
-            self._call("POST", "/emails/validate", safe=True, json_body=payload))
+        payload = email_payload(
+            from_,
+            to,
+            subject,
+            html=html,
+            text=text,
+            cc=cc,
+            bcc=bcc,
+            reply_to=reply_to,
+            headers=headers,
+            tags=tags,
+            send_at=send_at,
+            attachments=attachments,
+        )
+        return parse_validation(self._call("POST", "/emails/validate", safe=True, json_body=payload))
 
     def batch_send(self, messages: Iterable[Mapping[str, Any]]) -> BatchResult:
         """POST /emails/batch. An item Taifa refuses comes back with status "failed"."""
@@ -524,14 +570,19 @@ class TaifaClient:
         """GET /emails/{id}/events, oldest first as Taifa gives them."""
         return parse_events(self._call("GET", f"/emails/{email_id(id)}/events", safe=True))
 
-    def search(self, q: str | None = None, status: str | None = None, tag: str | None = None,
-               page: int = 0, limit: int = 20) -> Page[TaifaEmail]:
+    def search(
+        self,
+        q: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        page: int = 0,
+        limit: int = 20,
+    ) -> Page[TaifaEmail]:
         """GET /emails/search; `q` takes tokens like `to:`, `from:`, `status:`, `tag:`."""
         params: dict[str, Any] = page_params(page, limit)
         for name, value in (("q", q), ("status", status), ("tag", tag)):
             if value is not None:
-                params[name] = validation.text(value, name, max_len=500, single_line=True,
-                                               allow_empty=True)
+                params[name] = validation.text(value, name, max_len=500, single_line=True, allow_empty=True)
         data = self._call("GET", "/emails/search", safe=True, params=params)
         return parse_page(data, parse_email, page=page, limit=limit)
 
@@ -556,8 +607,15 @@ class TaifaClient:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, safe: bool, json_body: Any = None,
-              params: Mapping[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        safe: bool,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
         reply = self.http.request(method, path, safe=safe, json_body=json_body, params=params)
         failure = taifa_failure(reply, safe=safe, redact=self.http.redact)
         if failure is not None:

@@ -82,8 +82,7 @@ CODE_WORDS: dict[int, str] = {
     104: "Invalid Bearer Tokens",
 }
 
-_REST_FIELDS = frozenset({"body", "sender", "recipients", "scheduledDatetime", "deleteId",
-                          "smsId"})
+_REST_FIELDS = frozenset({"body", "sender", "recipients", "scheduledDatetime", "deleteId", "smsId"})
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _ACCOUNT_STATUSES = frozenset({401, 403})
 
@@ -91,8 +90,9 @@ _ACCOUNT_STATUSES = frozenset({401, 403})
 # --- mapping failures ----------------------------------------------------------------
 
 
-def error_for_code(code: int, words: str | None, *, channel: str, http_status: int | None,
-                   raw: Any = None) -> ProviderError:
+def error_for_code(
+    code: int, words: str | None, *, channel: str, http_status: int | None, raw: Any = None
+) -> ProviderError:
     """The error of one of Taqnyat's numbered codes (2, 3, 14-17, 101, 102, 104)."""
     message = words or CODE_WORDS.get(code, f"error code {code}")
     details: dict[str, Any] = {"http_status": http_status, "code": code, "raw": raw}
@@ -104,8 +104,15 @@ def error_for_code(code: int, words: str | None, *, channel: str, http_status: i
     return PermanentError(PROVIDER, message, field=field, **details)
 
 
-def error_for_status(reply: Reply, words: str, *, safe: bool, field: str | None = None,
-                     status: int | None = None, raw: Any = None) -> ProviderError:
+def error_for_status(
+    reply: Reply,
+    words: str,
+    *,
+    safe: bool,
+    field: str | None = None,
+    status: int | None = None,
+    raw: Any = None,
+) -> ProviderError:
     """The error of an HTTP status without a numbered code."""
     status = status or reply.status
     details: dict[str, Any] = {"http_status": status, "raw": raw}
@@ -116,8 +123,9 @@ def error_for_status(reply: Reply, words: str, *, safe: bool, field: str | None 
     return PermanentError(PROVIDER, words, field=field, **details)
 
 
-def rest_failure(reply: Reply, *, channel: str = "sms", safe: bool = False,
-                 redact: Redactor = NO_SECRETS) -> ProviderError | None:
+def rest_failure(
+    reply: Reply, *, channel: str = "sms", safe: bool = False, redact: Redactor = NO_SECRETS
+) -> ProviderError | None:
     """The error of a REST reply (`/v1/...`, `/account/...`), or None for a success.
 
     `{"statusCode":400,"message":"15","reason":"..."}` carries a numbered code;
@@ -138,12 +146,12 @@ def rest_failure(reply: Reply, *, channel: str = "sms", safe: bool = False,
         words = redact(reason) if reason else None
         return error_for_code(code, words, channel=channel, http_status=status, raw=raw)
     words = redact(join_words([message or "", reason or ""]) or _no_words(reply))
-    return error_for_status(reply, words, safe=safe, field=_field_named_in(message),
-                            status=status, raw=raw)
+    return error_for_status(reply, words, safe=safe, field=_field_named_in(message), status=status, raw=raw)
 
 
-def form_failure(reply: Reply, *, channel: str, safe: bool = False,
-                 redact: Redactor = NO_SECRETS) -> ProviderError | None:
+def form_failure(
+    reply: Reply, *, channel: str, safe: bool = False, redact: Redactor = NO_SECRETS
+) -> ProviderError | None:
     """The error of a `mailSend.php`/`voiceSend.php` reply, or None for a success.
 
     The body decides: `"ResponseStatus":"fail"` is a failure even under HTTP 200/201.
@@ -158,13 +166,14 @@ def form_failure(reply: Reply, *, channel: str, safe: bool = False,
         words = first_text(error.get("MessageEn"), error.get("MessageAr"))
         raw = plain(reply.data)
         if code is not None:
-            return error_for_code(code, redact(words) if words else None, channel=channel,
-                                  http_status=reply.status, raw=raw)
+            return error_for_code(
+                code, redact(words) if words else None, channel=channel, http_status=reply.status, raw=raw
+            )
         status = reply.status if not reply.ok else 400
-        return error_for_status(reply, redact(words or "send failed"), safe=safe,
-                                status=status, raw=raw)
-    return rest_failure(reply, channel=channel, safe=safe, redact=redact) \
-        or unreadable_reply(PROVIDER, reply, safe=safe)
+        return error_for_status(reply, redact(words or "send failed"), safe=safe, status=status, raw=raw)
+    return rest_failure(reply, channel=channel, safe=safe, redact=redact) or unreadable_reply(
+        PROVIDER, reply, safe=safe
+    )
 
 
 def _field_named_in(message: str | None) -> str | None:
@@ -191,8 +200,9 @@ def parse_sms_sent(data: Any, recipients: Iterable[str] = ()) -> SendResult:
     else:
         accepted = tuple(r for r in recipients if r not in rejected)
     if not accepted and rejected:
-        raise PermanentError(PROVIDER, "every recipient was rejected", code=15,
-                             field="recipients", raw=plain(data))
+        raise PermanentError(
+            PROVIDER, "every recipient was rejected", code=15, field="recipients", raw=plain(data)
+        )
     return SendResult(
         provider=PROVIDER,
         provider_message_id=exact_id(body.get("messageId")),
@@ -227,8 +237,7 @@ def parse_balance(data: Any) -> Balance:
     body = mapping(data)
     amount = money(body.get("balance"))
     if amount is None:
-        raise RetryableError(PROVIDER, "balance reply without a readable balance",
-                             raw=plain(data))
+        raise RetryableError(PROVIDER, "balance reply without a readable balance", raw=plain(data))
     return Balance(
         provider=PROVIDER,
         balance=amount,
@@ -248,8 +257,9 @@ def parse_senders(data: Any) -> tuple[Sender, ...]:
         entry = mapping(item)
         name = text_or_none(entry.get("senderName") or entry.get("name"))
         if name:
-            senders.append(Sender(name, text_or_none(entry.get("status")),
-                                  text_or_none(entry.get("destination"))))
+            senders.append(
+                Sender(name, text_or_none(entry.get("status")), text_or_none(entry.get("destination")))
+            )
     return tuple(senders)
 
 
@@ -258,8 +268,7 @@ def parse_system_status(data: Any) -> SystemStatus:
     body = mapping(data)
     status = mapping(body.get("status"))
     service = (text_or_none(status.get("service")) or "none").lower()
-    services = () if service == "none" else tuple(
-        s.strip() for s in service.split(",") if s.strip())
+    services = () if service == "none" else tuple(s.strip() for s in service.split(",") if s.strip())
     return SystemStatus(
         operational=not services,
         services=services,
@@ -295,8 +304,13 @@ class TaqnyatClient:
     ) -> None:
         self._token = token
         self.http = HttpClient(
-            PROVIDER, base_url, token=token, connect_timeout=connect_timeout,
-            read_timeout=read_timeout, retries=retries, pool_size=pool_size,
+            PROVIDER,
+            base_url,
+            token=token,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+            pool_size=pool_size,
             retry_sends_on_read_timeout=retry_sends_on_read_timeout,
         )
 
@@ -359,8 +373,7 @@ class TaqnyatClient:
     def delete_scheduled_sms(self, delete_id: str) -> None:
         """DELETE /v1/messages/delete?deleteId=... : cancels (and refunds) a scheduled SMS."""
         key = _key(delete_id, "delete_id")
-        reply = self.http.request("DELETE", "/v1/messages/delete", safe=False,
-                                  params={"deleteId": key})
+        reply = self.http.request("DELETE", "/v1/messages/delete", safe=False, params={"deleteId": key})
         self._raise_rest(reply, channel="sms", safe=False)
 
     # -- account ---------------------------------------------------------------------
@@ -394,10 +407,8 @@ class TaqnyatClient:
         limit = validation.MAX_EMAIL_BODY
         payload = {
             "bearerTokens": self._token,
-            "campaignName": validation.text(campaign_name, "campaign_name", max_len=100,
-                                            single_line=True),
-            "subject": validation.text(subject, "subject", max_len=validation.MAX_SUBJECT,
-                                       single_line=True),
+            "campaignName": validation.text(campaign_name, "campaign_name", max_len=100, single_line=True),
+            "subject": validation.text(subject, "subject", max_len=validation.MAX_SUBJECT, single_line=True),
             "from": validation.email(sender_email, "sender_email"),
             "to": addresses,
             "msg": validation.text(body, "body", max_len=limit),
@@ -429,8 +440,9 @@ class TaqnyatClient:
         if failure is not None:
             raise failure
 
-    def _send_form(self, path: str, payload: dict[str, Any], *, channel: str,
-                   recipients: list[str]) -> SendResult:
+    def _send_form(
+        self, path: str, payload: dict[str, Any], *, channel: str, recipients: list[str]
+    ) -> SendResult:
         reply = self.http.request("POST", path, safe=False, json_body=payload)
         failure = form_failure(reply, channel=channel, safe=False, redact=self.http.redact)
         if failure is not None:

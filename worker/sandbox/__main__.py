@@ -11,8 +11,9 @@ from worker.sandbox.knobs import KnobError, check_patch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m worker.sandbox",
-                                     description="Serve the Taqnyat and Taifa Mail sandbox.")
+    parser = argparse.ArgumentParser(
+        prog="python -m worker.sandbox", description="Serve the Taqnyat and Taifa Mail sandbox."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--latency-ms", type=float, help="delay added to every provider request")
@@ -20,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-rate", type=float, help="share of requests that hang, then 504")
     parser.add_argument("--rate-429", type=float, help="share of requests answered 429")
     parser.add_argument("--balance", help="start balance of the Taqnyat account (SAR)")
-    parser.add_argument("--knobs", help="JSON object of further knobs, e.g. '{\"plan\": \"pro\"}'")
+    parser.add_argument("--knobs", help='JSON object of further knobs, e.g. \'{"plan": "pro"}\'')
     parser.add_argument("--access-log", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
@@ -34,9 +35,13 @@ def start_knobs(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
             parser_error(f"--knobs is not JSON: {error}")
         if not isinstance(knobs, dict):
             parser_error("--knobs must be a JSON object")
-    flags = {"latency_ms": args.latency_ms, "error_rate_5xx": args.error_rate,
-             "timeout_rate": args.timeout_rate, "rate_429": args.rate_429,
-             "balance": args.balance}
+    flags = {
+        "latency_ms": args.latency_ms,
+        "error_rate_5xx": args.error_rate,
+        "timeout_rate": args.timeout_rate,
+        "rate_429": args.rate_429,
+        "balance": args.balance,
+    }
     knobs.update({name: value for name, value in flags.items() if value is not None})
     try:
         check_patch(knobs)

@@ -85,8 +85,9 @@ async def sends(request: web.Request) -> web.Response:
     except ValueError:
         return refuse("since_seq and limit must be whole numbers >= 0")
     chosen = state.sends_since(since, limit)
-    return reply({"count": len(chosen), "last_seq": len(state.sends),
-                  "sends": [entry.as_dict() for entry in chosen]})
+    return reply(
+        {"count": len(chosen), "last_seq": len(state.sends), "sends": [entry.as_dict() for entry in chosen]}
+    )
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -14,8 +14,9 @@ from worker.sandbox.state import DEFAULT_TAIFA_KEY, DEFAULT_TAQNYAT_TOKEN, STATE
 MAX_BODY_BYTES = 128 * 1024 * 1024
 
 
-def build_app(knobs: dict[str, Any] | None = None, taqnyat_token: str | None = None,
-              taifa_api_key: str | None = None) -> web.Application:
+def build_app(
+    knobs: dict[str, Any] | None = None, taqnyat_token: str | None = None, taifa_api_key: str | None = None
+) -> web.Application:
     """A ready application; tokens default to TAQNYAT_TOKEN / TAIFA_API_KEY, then the defaults.
 
     Raises `worker.sandbox.knobs.KnobError` (a ValueError) for an unknown knob or a bad value.
@@ -35,12 +36,22 @@ def build_app(knobs: dict[str, Any] | None = None, taqnyat_token: str | None = N
     return app
 
 
-def run(host: str = "127.0.0.1", port: int = 8025, knobs: dict[str, Any] | None = None,
-        *, access_log: bool = False) -> None:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    knobs: dict[str, Any] | None = None,
+    *,
+    access_log: bool = False,
+) -> None:
     """Serve until interrupted (blocking)."""
     app = build_app(knobs)
     web.run_app(
-        app, host=host, port=port, access_log=web.access_logger if access_log else None,
+        app,
+        host=host,
+        port=port,
+        access_log=web.access_logger if access_log else None,
         print=lambda *_: print(f"hudhud sandbox on http://{host}:{port}", flush=True),
-        shutdown_timeout=1.0, handler_cancellation=True, backlog=1024,
+        shutdown_timeout=1.0,
+        handler_cancellation=True,
+        backlog=1024,
     )

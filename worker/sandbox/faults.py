@@ -56,8 +56,9 @@ def too_many(who: str, knobs: Knobs) -> web.Response:
 
 async def before_handler(who: str, knobs: Knobs) -> web.Response | None:
     """Delay the request, then maybe answer it with a fault instead of the handler."""
-    delay = knobs.latency_ms + (random.uniform(0, knobs.latency_jitter_ms)
-                                if knobs.latency_jitter_ms else 0.0)
+    delay = knobs.latency_ms + (
+        random.uniform(0, knobs.latency_jitter_ms) if knobs.latency_jitter_ms else 0.0
+    )
     if delay > 0:
         await asyncio.sleep(delay / 1000)
     if knobs.rate_429 and random.random() < knobs.rate_429:
@@ -115,5 +116,6 @@ async def provider_faults(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         ACCEPTED_HERE.reset(token)
     if accepted and random.random() < knobs.fault_after_accept:
-        return server_error(who)
+        # A lost reply: the send was accepted but the gateway timed out waiting for it.
+        return html(PROXY_504, 504)
     return response

@@ -55,8 +55,12 @@ class Knobs:
     def faulty(self) -> bool:
         """True when any per-request fault or delay is switched on."""
         return bool(
-            self.latency_ms or self.latency_jitter_ms or self.error_rate_5xx
-            or self.timeout_rate or self.rate_429 or self.fault_after_accept
+            self.latency_ms
+            or self.latency_jitter_ms
+            or self.error_rate_5xx
+            or self.timeout_rate
+            or self.rate_429
+            or self.fault_after_accept
         )
 
 

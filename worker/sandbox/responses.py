@@ -23,14 +23,12 @@ def taqnyat_error(status: int, message: str, reason: str | None = None) -> web.R
     return reply(body, status)
 
 
-def taifa_error(status: int, code: str, message: str,
-                headers: dict[str, str] | None = None) -> web.Response:
+def taifa_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return reply({"detail": {"code": code, "message": message}}, status, headers)
 
 
 def taifa_unauthorized() -> web.Response:
-    return taifa_error(401, "unauthorized", "Missing or invalid API key",
-                       {"WWW-Authenticate": "Bearer"})
+    return taifa_error(401, "unauthorized", "Missing or invalid API key", {"WWW-Authenticate": "Bearer"})
 
 
 def taifa_not_found() -> web.Response:

@@ -38,13 +38,33 @@ class SendRecord:
     """One accepted send, as listed by GET /_sandbox/sends."""
 
     __slots__ = (
-        "accepted_at", "body", "channel", "delete_id", "provider", "provider_message_id",
-        "recipients", "seq", "sms_id", "subject", "tags",
+        "accepted_at",
+        "body",
+        "channel",
+        "delete_id",
+        "provider",
+        "provider_message_id",
+        "recipients",
+        "seq",
+        "sms_id",
+        "subject",
+        "tags",
     )
 
-    def __init__(self, seq: int, provider: str, channel: str, provider_message_id: Any,
-                 recipients: list[str], *, body: str | None = None, subject: str | None = None,
-                 tags: list[str] | None = None, sms_id: Any = None, delete_id: Any = None) -> None:
+    def __init__(
+        self,
+        seq: int,
+        provider: str,
+        channel: str,
+        provider_message_id: Any,
+        recipients: list[str],
+        *,
+        body: str | None = None,
+        subject: str | None = None,
+        tags: list[str] | None = None,
+        sms_id: Any = None,
+        delete_id: Any = None,
+    ) -> None:
         self.seq = seq
         self.provider = provider
         self.channel = channel
@@ -96,8 +116,7 @@ class State:
     sends: list[SendRecord] = field(default_factory=list)
     scheduled_sms: dict[str, list[ScheduledSms]] = field(default_factory=dict)
     emails: EmailStore = field(default_factory=EmailStore)
-    message_ids: itertools.count[int] = field(
-        default_factory=lambda: itertools.count(FIRST_MESSAGE_ID))
+    message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_MESSAGE_ID))
     mail_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_MAIL_ID))
     voice_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(8))
 
@@ -106,16 +125,22 @@ class State:
         self.balance = self.start_balance
 
     @classmethod
-    def create(cls, knobs: dict[str, Any] | None, taqnyat_token: str, taifa_key: str,
-               extra_sender: str | None = None) -> State:
+    def create(
+        cls, knobs: dict[str, Any] | None, taqnyat_token: str, taifa_key: str, extra_sender: str | None = None
+    ) -> State:
         checked = check_patch(knobs or {})
         start = Knobs()
         apply_patch(start, checked)
         senders: tuple[str, ...] = BASE_SENDERS
         if extra_sender and extra_sender not in senders:
             senders = (*senders, extra_sender)
-        return cls(taqnyat_token=taqnyat_token, taifa_key=taifa_key, senders=senders,
-                   start_knobs=start, start_balance=checked.get("balance", DEFAULT_BALANCE))
+        return cls(
+            taqnyat_token=taqnyat_token,
+            taifa_key=taifa_key,
+            senders=senders,
+            start_knobs=start,
+            start_balance=checked.get("balance", DEFAULT_BALANCE),
+        )
 
     def knobs_view(self) -> dict[str, Any]:
         return {**self.knobs.as_dict(), "balance": money(self.balance)}
@@ -134,10 +159,10 @@ class State:
         self.scheduled_sms = {}
         self.emails = EmailStore()
 
-    def record(self, provider: str, channel: str, provider_message_id: Any,
-               recipients: list[str], **details: Any) -> SendRecord:
-        entry = SendRecord(len(self.sends) + 1, provider, channel, provider_message_id,
-                           recipients, **details)
+    def record(
+        self, provider: str, channel: str, provider_message_id: Any, recipients: list[str], **details: Any
+    ) -> SendRecord:
+        entry = SendRecord(len(self.sends) + 1, provider, channel, provider_message_id, recipients, **details)
         self.sends.append(entry)
         accepted = ACCEPTED_HERE.get()
         if accepted is not None:

@@ -40,6 +40,7 @@ class BadInput(Exception):
 
 def authed(handler: Handler) -> Handler:
     """Answer 401 unless the request carries the sandbox's Taifa API key; 422 on BadInput."""
+
     async def guarded(request: web.Request) -> web.StreamResponse:
         if bearer(request) != request.app[STATE].taifa_key:
             return taifa_unauthorized()
@@ -47,6 +48,7 @@ def authed(handler: Handler) -> Handler:
             return await handler(request)
         except BadInput as bad:
             return field_errors(bad.errors)
+
     return guarded
 
 
@@ -55,8 +57,16 @@ async def json_body(request: web.Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError as error:
-        raise BadInput([{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error",
-                         "ctx": {"error": str(error)}}]) from None
+        raise BadInput(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", 0],
+                    "msg": "JSON decode error",
+                    "ctx": {"error": str(error)},
+                }
+            ]
+        ) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
@@ -66,12 +76,12 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     try:
         value = int(raw)
     except ValueError:
-        raise BadInput([{"type": "int_parsing", "loc": ["query", name],
-                         "msg": "Input should be a valid integer"}]) from None
+        raise BadInput(
+            [{"type": "int_parsing", "loc": ["query", name], "msg": "Input should be a valid integer"}]
+        ) from None
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise BadInput([{"type": "value_error", "loc": ["query", name],
-                         "msg": f"Input should be {bound}"}])
+        raise BadInput([{"type": "value_error", "loc": ["query", name], "msg": f"Input should be {bound}"}])
     return value
 
 
@@ -83,8 +93,9 @@ def page_reply(request: web.Request, emails: Iterable[Email] | None, now: float)
         chosen, total = request.app[STATE].emails.page_of_all(page, limit)
     else:
         chosen, total = paginate(emails, page, limit)
-    return reply({"items": [email.list_item(now) for email in chosen], "total": total,
-                  "page": page, "limit": limit})
+    return reply(
+        {"items": [email.list_item(now) for email in chosen], "total": total, "page": page, "limit": limit}
+    )
 
 
 def filtered(request: web.Request, query: str, now: float) -> Iterable[Email] | None:
@@ -99,14 +110,19 @@ def limit_reached(state: State) -> bool:
     return limit is not None and len(state.emails) >= limit
 
 
-def create_email(state: State, request: SendRequest, now: float,
-                 retry_of_id: str | None = None) -> Email:
+def create_email(state: State, request: SendRequest, now: float, retry_of_id: str | None = None) -> Email:
     email = Email(request, state.emails.stamp(now), state.knobs.progress_seconds, retry_of_id)
     state.emails.add(email)
     if email.kind != REJECT:
-        state.record("taifa", "email", email.id, email.to_addresses, subject=request.subject,
-                     body=request.html if request.html is not None else request.text,
-                     tags=request.tags)
+        state.record(
+            "taifa",
+            "email",
+            email.id,
+            email.to_addresses,
+            subject=request.subject,
+            body=request.html if request.html is not None else request.text,
+            tags=request.tags,
+        )
     return email
 
 
@@ -141,9 +157,11 @@ async def send(request: web.Request) -> web.StreamResponse:
 def validation_issues(state: State, checked: Checked) -> list[dict[str, str]]:
     issues = checked.issues()
     if checked.request is not None:
-        issues += [{"field": f"to.{index}.email", "error": SUPPRESSED}
-                   for index, address in enumerate(checked.request.to)
-                   if address.email.split("@", 1)[0].lower().startswith(REJECT)]
+        issues += [
+            {"field": f"to.{index}.email", "error": SUPPRESSED}
+            for index, address in enumerate(checked.request.to)
+            if address.email.split("@", 1)[0].lower().startswith(REJECT)
+        ]
     if limit_reached(state):
         issues.append({"field": "account", "error": "the send limit of this account is reached"})
     return issues
@@ -191,8 +209,7 @@ async def retry(request: web.Request) -> web.StreamResponse:
     now = time.time()
     status = email.status_at(now)
     if status not in RETRYABLE:
-        return taifa_error(409, "not_retryable",
-                           f"Email with status '{status}' cannot be retried")
+        return taifa_error(409, "not_retryable", f"Email with status '{status}' cannot be retried")
     if limit_reached(state):
         return limit_refusal()
     again = dataclasses.replace(email.request, send_at=None)
@@ -219,8 +236,11 @@ def batch_item(state: State, body: Any, now: float) -> tuple[dict[str, Any], boo
         reason = problem.message if problem is not None else checked.first_reason()
         return {"id": None, "status": "failed", "rejection_reason": reason}, False
     if limit_reached(state):
-        return {"id": None, "status": "failed",
-                "rejection_reason": "the send limit of this account is reached"}, False
+        return {
+            "id": None,
+            "status": "failed",
+            "rejection_reason": "the send limit of this account is reached",
+        }, False
     assert checked.request is not None
     email = create_email(state, checked.request, now)
     row = email.send_reply()
@@ -238,16 +258,33 @@ async def batch(request: web.Request) -> web.StreamResponse:
     if not isinstance(items, list):
         raise BadInput([{"type": "list_type", "loc": ["body"], "msg": "Input should be a valid list"}])
     if not items:
-        raise BadInput([{"type": "too_short", "loc": ["body"],
-                         "msg": "List should have at least 1 item after validation, not 0"}])
+        raise BadInput(
+            [
+                {
+                    "type": "too_short",
+                    "loc": ["body"],
+                    "msg": "List should have at least 1 item after validation, not 0",
+                }
+            ]
+        )
     if len(items) > PLANS[plan]:
-        return taifa_error(400, "batch_too_large", f"A batch on the {plan} plan holds at most "
-                           f"{PLANS[plan]} emails, this one has {len(items)}")
+        return taifa_error(
+            400,
+            "batch_too_large",
+            f"A batch on the {plan} plan holds at most {PLANS[plan]} emails, this one has {len(items)}",
+        )
     now = time.time()
     outcomes = [batch_item(state, item, now) for item in items]
     sent = sum(1 for _, ok in outcomes if ok)
-    return reply({"total": len(items), "sent": sent, "failed": len(items) - sent,
-                  "results": [row for row, _ in outcomes]}, 202)
+    return reply(
+        {
+            "total": len(items),
+            "sent": sent,
+            "failed": len(items) - sent,
+            "results": [row for row, _ in outcomes],
+        },
+        202,
+    )
 
 
 @authed
@@ -291,12 +328,20 @@ async def updates(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("since")
     since = 0 if not raw else parse_iso_micros(raw)
     if since is None:
-        raise BadInput([{"type": "datetime_parsing", "loc": ["query", "since"],
-                         "msg": "Input should be a valid datetime"}])
+        raise BadInput(
+            [
+                {
+                    "type": "datetime_parsing",
+                    "loc": ["query", "since"],
+                    "msg": "Input should be a valid datetime",
+                }
+            ]
+        )
     now = time.time()
     rows = request.app[STATE].emails.updates(since, now)
-    items = [{"id": email.id, "status": email.status_at(now), "updated_at": iso_micros(at)}
-             for at, email in rows]
+    items = [
+        {"id": email.id, "status": email.status_at(now), "updated_at": iso_micros(at)} for at, email in rows
+    ]
     return reply({"items": items, "next_since": iso_micros(rows[-1][0] if rows else since)})
 
 

@@ -50,10 +50,11 @@ class Checked:
 
     def issues(self) -> list[dict[str, str]]:
         """Everything wrong, as the validate endpoint lists it."""
-        listed = [{"field": ".".join(str(part) for part in error["loc"][1:]) or "body",
-                   "error": error["msg"]} for error in self.errors]
-        return listed + [{"field": problem.field, "error": problem.message}
-                         for problem in self.problems]
+        listed = [
+            {"field": ".".join(str(part) for part in error["loc"][1:]) or "body", "error": error["msg"]}
+            for error in self.errors
+        ]
+        return listed + [{"field": problem.field, "error": problem.message} for problem in self.problems]
 
     def first_reason(self) -> str:
         """One line for a failed batch item."""
@@ -69,8 +70,9 @@ def check_send(body: Any, now: float) -> Checked:
     """Check a send body the way POST /v1/emails/ does, collecting every problem."""
     checked = Checked()
     if not isinstance(body, dict):
-        checked.fail((), "Input should be a valid dictionary or object to extract fields from",
-                      "model_attributes_type")
+        checked.fail(
+            (), "Input should be a valid dictionary or object to extract fields from", "model_attributes_type"
+        )
         return checked
     sender = _address(checked, body, "from_", required=True)
     if sender is not None and sender.email.rpartition("@")[2].lower() == UNVERIFIED_DOMAIN:
@@ -82,9 +84,15 @@ def check_send(body: Any, now: float) -> Checked:
     if not html and not text and not {"html", "text"} & _bad_keys(checked):
         checked.fail((), "Value error, at least one of html or text is required")
     request = SendRequest(
-        from_=sender or Address(""), to=to, subject=subject or "", html=html, text=text,
-        cc=_address_list(checked, body, "cc"), bcc=_address_list(checked, body, "bcc"),
-        reply_to=_address(checked, body, "reply_to"), headers=_headers(checked, body),
+        from_=sender or Address(""),
+        to=to,
+        subject=subject or "",
+        html=html,
+        text=text,
+        cc=_address_list(checked, body, "cc"),
+        bcc=_address_list(checked, body, "bcc"),
+        reply_to=_address(checked, body, "reply_to"),
+        headers=_headers(checked, body),
         tags=_tags(checked, body),
     )
     attachments = _attachments(checked, body)
@@ -102,8 +110,9 @@ def _bad_keys(checked: Checked) -> set[str]:
     return {str(error["loc"][1]) for error in checked.errors if len(error["loc"]) > 1}
 
 
-def _string(checked: Checked, obj: dict[str, Any], key: str, loc: Loc, *,
-            required: bool = False) -> str | None:
+def _string(
+    checked: Checked, obj: dict[str, Any], key: str, loc: Loc, *, required: bool = False
+) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -120,8 +129,11 @@ def _string(checked: Checked, obj: dict[str, Any], key: str, loc: Loc, *,
 
 def _address_at(checked: Checked, value: Any, loc: Loc) -> Address | None:
     if not isinstance(value, dict):
-        checked.fail(loc, "Input should be a valid dictionary or object to extract fields from",
-                     "model_attributes_type")
+        checked.fail(
+            loc,
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )
         return None
     email = _string(checked, value, "email", loc, required=True)
     name = _string(checked, value, "name", loc)
@@ -133,8 +145,7 @@ def _address_at(checked: Checked, value: Any, loc: Loc) -> Address | None:
     return Address(email.strip(), name)
 
 
-def _address(checked: Checked, body: dict[str, Any], key: str, *,
-             required: bool = False) -> Address | None:
+def _address(checked: Checked, body: dict[str, Any], key: str, *, required: bool = False) -> Address | None:
     if body.get(key) is None:
         if required:
             checked.fail((key,), "Field required", "missing")
@@ -142,8 +153,9 @@ def _address(checked: Checked, body: dict[str, Any], key: str, *,
     return _address_at(checked, body[key], (key,))
 
 
-def _address_list(checked: Checked, body: dict[str, Any], key: str, *,
-                  required: bool = False) -> list[Address]:
+def _address_list(
+    checked: Checked, body: dict[str, Any], key: str, *, required: bool = False
+) -> list[Address]:
     values = body.get(key)
     if values is None:
         if required:
@@ -153,8 +165,7 @@ def _address_list(checked: Checked, body: dict[str, Any], key: str, *,
         checked.fail((key,), "Input should be a valid list", "list_type")
         return []
     if required and not values:
-        checked.fail((key,), "List should have at least 1 item after validation, not 0",
-                     "too_short")
+        checked.fail((key,), "List should have at least 1 item after validation, not 0", "too_short")
     found = [_address_at(checked, value, (key, index)) for index, value in enumerate(values)]
     return [address for address in found if address is not None]
 
@@ -196,8 +207,11 @@ def _attachments(checked: Checked, body: dict[str, Any]) -> list[tuple[str, str]
     for index, value in enumerate(values):
         loc: Loc = ("attachments", index)
         if not isinstance(value, dict):
-            checked.fail(loc, "Input should be a valid dictionary or object to extract fields "
-                         "from", "model_attributes_type")
+            checked.fail(
+                loc,
+                "Input should be a valid dictionary or object to extract fields from",
+                "model_attributes_type",
+            )
             continue
         name = _string(checked, value, "filename", loc, required=True)
         content = _string(checked, value, "content_base64", loc, required=True)
@@ -212,27 +226,56 @@ def _check_attachments(checked: Checked, attachments: list[tuple[str, str]]) -> 
     for index, (name, content) in enumerate(attachments):
         field_name = f"attachments.{index}"
         if any(char in name for char in "/\\\x00"):
-            checked.problems.append(Problem(400, "invalid_attachment", f"attachment {name!r}: "
-                                            "filename must not contain /, \\ or NUL", field_name))
+            checked.problems.append(
+                Problem(
+                    400,
+                    "invalid_attachment",
+                    f"attachment {name!r}: filename must not contain /, \\ or NUL",
+                    field_name,
+                )
+            )
             continue
         if content.lstrip().lower().startswith("data:"):
-            checked.problems.append(Problem(400, "invalid_attachment", f"attachment {name!r}: "
-                                            "content_base64 must not carry a data: URL prefix",
-                                            field_name))
+            checked.problems.append(
+                Problem(
+                    400,
+                    "invalid_attachment",
+                    f"attachment {name!r}: content_base64 must not carry a data: URL prefix",
+                    field_name,
+                )
+            )
             continue
         try:
             size = len(base64.b64decode(_SPACE.sub("", content), validate=True))
         except (binascii.Error, ValueError):
-            checked.problems.append(Problem(400, "invalid_attachment", f"attachment {name!r}: "
-                                            "content_base64 is not valid base64", field_name))
+            checked.problems.append(
+                Problem(
+                    400,
+                    "invalid_attachment",
+                    f"attachment {name!r}: content_base64 is not valid base64",
+                    field_name,
+                )
+            )
             continue
         if size > MAX_ATTACHMENT_BYTES:
-            checked.problems.append(Problem(413, "payload_too_large", f"attachment {name!r} is "
-                                            f"{size} bytes, over the 24 MiB cap", field_name))
+            checked.problems.append(
+                Problem(
+                    413,
+                    "payload_too_large",
+                    f"attachment {name!r} is {size} bytes, over the 24 MiB cap",
+                    field_name,
+                )
+            )
         total += size
     if total > MAX_ATTACHMENT_BYTES and not any(p.status == 413 for p in checked.problems):
-        checked.problems.append(Problem(413, "payload_too_large", f"attachments total {total} "
-                                        "bytes, over the 24 MiB cap", "attachments"))
+        checked.problems.append(
+            Problem(
+                413,
+                "payload_too_large",
+                f"attachments total {total} bytes, over the 24 MiB cap",
+                "attachments",
+            )
+        )
 
 
 def _check_send_at(checked: Checked, value: str, now: float) -> float | None:

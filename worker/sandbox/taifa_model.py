@@ -15,8 +15,10 @@ _EVENT_METADATA: dict[str, dict[str, Any]] = {
     "queued": {},
     "sent": {},
     "delivered": {"smtp_response": "250 2.0.0 OK"},
-    "bounced": {"bounce_type": "hard",
-                "reason": "550 5.1.1 The email account that you tried to reach does not exist"},
+    "bounced": {
+        "bounce_type": "hard",
+        "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+    },
     "failed": {"reason": "delivery failed: the receiving server did not answer"},
     "opened": {"user_agent": "Mozilla/5.0"},
     "clicked": {"url": "https://example.com/"},
@@ -61,12 +63,19 @@ class Email:
     """One email row. Its status is a function of the clock, the kind and `step`."""
 
     __slots__ = (
-        "cancelled_at", "created_at", "id", "kind", "message_id", "request", "retry_of_id",
-        "start_at", "step", "to_addresses",
+        "cancelled_at",
+        "created_at",
+        "id",
+        "kind",
+        "message_id",
+        "request",
+        "retry_of_id",
+        "start_at",
+        "step",
+        "to_addresses",
     )
 
-    def __init__(self, request: SendRequest, now: float, step: float,
-                 retry_of_id: str | None = None) -> None:
+    def __init__(self, request: SendRequest, now: float, step: float, retry_of_id: str | None = None) -> None:
         self.id = str(uuid.uuid4())
         self.message_id = f"<{uuid.uuid4()}@govconnect.ke>"
         self.request = request
@@ -157,9 +166,14 @@ class Email:
     def events(self, now: float) -> list[dict[str, Any]]:
         namespace = uuid.UUID(self.id)
         return [
-            {"id": str(uuid.uuid5(namespace, name)), "event_type": name,
-             "metadata": _EVENT_METADATA[name], "created_at": iso_time(at)}
-            for name, at in self.timeline() if at <= now
+            {
+                "id": str(uuid.uuid5(namespace, name)),
+                "event_type": name,
+                "metadata": _EVENT_METADATA[name],
+                "created_at": iso_time(at),
+            }
+            for name, at in self.timeline()
+            if at <= now
         ]
 
     def list_item(self, now: float) -> dict[str, Any]:
@@ -190,10 +204,17 @@ class Email:
 
     def send_reply(self) -> dict[str, Any]:
         """The 202 body of a send, a retry or a batch item."""
-        status = "rejected" if self.kind == REJECT else (
-            "scheduled" if self.scheduled_at is not None else "queued")
-        return {"id": self.id, "status": status, "message_id": self.message_id,
-                "rejection_reason": self.rejection_reason}
+        status = (
+            "rejected"
+            if self.kind == REJECT
+            else ("scheduled" if self.scheduled_at is not None else "queued")
+        )
+        return {
+            "id": self.id,
+            "status": status,
+            "message_id": self.message_id,
+            "rejection_reason": self.rejection_reason,
+        }
 
 
 def _iso_or_none(stamp: float | None) -> str | None:

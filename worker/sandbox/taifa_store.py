@@ -75,8 +75,12 @@ def _tagged(tag: str) -> Check:
 
 def _mentions(word: str) -> Check:
     def check(email: Email) -> bool:
-        return (word in email.from_address.lower() or word in email.request.subject.lower()
-                or any(word in address.lower() for address in email.to_addresses))
+        return (
+            word in email.from_address.lower()
+            or word in email.request.subject.lower()
+            or any(word in address.lower() for address in email.to_addresses)
+        )
+
     return check
 
 
@@ -131,7 +135,7 @@ class EmailStore:
         """One page of every email, newest first, without walking the others."""
         total = len(self.order)
         stop = max(total - page * limit, 0)
-        return self.order[max(stop - limit, 0):stop][::-1], total
+        return self.order[max(stop - limit, 0) : stop][::-1], total
 
     def scheduled(self, now: float) -> list[Email]:
         """Emails still waiting for their send time, soonest first."""
@@ -148,8 +152,11 @@ class EmailStore:
     def updates(self, since_us: int, now: float) -> list[tuple[int, Email]]:
         """Emails whose status changed after `since_us` (microseconds), oldest change first."""
         changed = sorted(
-            ((at, email) for email in self.changed_since(since_us / 1_000_000)
-             if (at := micros(email.updated_at(now))) > since_us),
+            (
+                (at, email)
+                for email in self.changed_since(since_us / 1_000_000)
+                if (at := micros(email.updated_at(now))) > since_us
+            ),
             key=lambda pair: pair[0],
         )
         if len(changed) <= UPDATES_PAGE:
@@ -161,6 +168,7 @@ class EmailStore:
         # Never split a group of equal times across pages: `since` is exclusive.
         trimmed = [pair for pair in page if pair[0] != last]
         return trimmed or [pair for pair in changed if pair[0] == last]
+
 
 def paginate(emails: Iterable[Email], page: int, limit: int) -> tuple[list[Email], int]:
     """The emails of one page and the total count of all of them."""

@@ -156,25 +156,40 @@ async def send_sms(request: web.Request) -> web.Response:
     return _accept_sms(state, body, accepted, rejected, cost, send_at)
 
 
-def _accept_sms(state: State, body: dict[str, Any], accepted: list[str], rejected: list[str],
-                cost: Decimal, send_at: float | None) -> web.Response:
+def _accept_sms(
+    state: State,
+    body: dict[str, Any],
+    accepted: list[str],
+    rejected: list[str],
+    cost: Decimal,
+    send_at: float | None,
+) -> web.Response:
     message_id = next(state.message_ids)
     delete_id = body.get("deleteId")
-    state.record("taqnyat", "sms", message_id, accepted, body=body["body"],
-                 sms_id=body.get("smsId"), delete_id=delete_id)
+    state.record(
+        "taqnyat",
+        "sms",
+        message_id,
+        accepted,
+        body=body["body"],
+        sms_id=body.get("smsId"),
+        delete_id=delete_id,
+    )
     if send_at is not None and send_at > time.time() and delete_id not in (None, ""):
-        state.scheduled_sms.setdefault(str(delete_id), []).append(
-            ScheduledSms(str(delete_id), cost, send_at))
-    return reply({
-        "statusCode": 201,
-        "messageId": message_id,
-        "cost": money(cost) if state.knobs.cost_as_string else float(cost),
-        "currency": "SAR",
-        "totalCount": len(accepted),
-        "msgLength": sms_parts(body["body"]),
-        "accepted": list_string(accepted),
-        "rejected": list_string(rejected),
-    }, 201)
+        state.scheduled_sms.setdefault(str(delete_id), []).append(ScheduledSms(str(delete_id), cost, send_at))
+    return reply(
+        {
+            "statusCode": 201,
+            "messageId": message_id,
+            "cost": money(cost) if state.knobs.cost_as_string else float(cost),
+            "currency": "SAR",
+            "totalCount": len(accepted),
+            "msgLength": sms_parts(body["body"]),
+            "accepted": list_string(accepted),
+            "rejected": list_string(rejected),
+        },
+        201,
+    )
 
 
 async def delete_sms(request: web.Request) -> web.Response:
@@ -199,22 +214,23 @@ async def balance(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not authorised(state, bearer(request)):
         return unauthorised()
-    return reply({
-        "statusCode": 200,
-        "accountStatus": "active",
-        "accountExpiryDate": "23-08-2031",
-        "balance": money(state.balance),
-        "currency": "SAR",
-        "points": 0,
-    })
+    return reply(
+        {
+            "statusCode": 200,
+            "accountStatus": "active",
+            "accountExpiryDate": "23-08-2031",
+            "balance": money(state.balance),
+            "currency": "SAR",
+            "points": 0,
+        }
+    )
 
 
 async def senders(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not authorised(state, bearer(request)):
         return unauthorised()
-    listed = [{"senderName": name, "status": "active", "destination": "local"}
-              for name in state.senders]
+    listed = [{"senderName": name, "status": "active", "destination": "local"} for name in state.senders]
     return reply({"statusCode": 200, "senders": listed})
 
 

@@ -30,8 +30,10 @@ MAIL_ERRORS: dict[int, tuple[str, str]] = {
     16: (" يوجد خطا في عنوان الرساله", " error subject"),
     17: (" يوجد خطا في الرساله", " error msg"),
     101: (" الارسال باستخدام بوابات الارسال معطل", "Invalid Bearer Tokens"),
-    102: (" هذا الاي بي 10.0.0.1 غير مصرح له باستخدم بوابات الارسال",
-          " this ip 10.0.0.1 Not authorized to using the API"),
+    102: (
+        " هذا الاي بي 10.0.0.1 غير مصرح له باستخدم بوابات الارسال",
+        " this ip 10.0.0.1 Not authorized to using the API",
+    ),
     104: (" مفتاح الارسال غير صحيح", "Invalid Bearer Tokens"),
 }
 # Seed 002's example for 102 repeats the key ("MessageEn": "MessageEn": ...); the table's text is used.
@@ -39,8 +41,7 @@ VOICE_ERRORS: dict[int, tuple[str, str]] = {
     2: ("الرصيد = 0", "Your balance is 0"),
     3: ("الرصيد غير كافي", "Your balance is not enough"),
     14: ("هوية المتصل غير صحيحة", "Invalid CallerId"),
-    15: ("الأرقام المرسل لها غير صحيحة أو فارغة",
-         "Mobile(s) number(s) is not specified or incorrect"),
+    15: ("الأرقام المرسل لها غير صحيحة أو فارغة", "Mobile(s) number(s) is not specified or incorrect"),
     17: ("يوجد خطأ في الارسال او الملف الصوتي", "error msg or error audio file"),
     101: ("الارسال باستخدام بوابات الارسال معطل", "sending by API is disabled"),
     102: ("هذا الاي بي غير مصرح له ", "this ip Not authorized to using the API"),
@@ -58,8 +59,12 @@ class Refused(Exception):
 
 def fail(state: State, texts: dict[int, tuple[str, str]], code: int) -> web.Response:
     arabic, english = texts[code]
-    body = {"status": 1, "ResponseStatus": "fail", "Data": None,
-            "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english}}
+    body = {
+        "status": 1,
+        "ResponseStatus": "fail",
+        "Data": None,
+        "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english},
+    }
     return reply(body, state.knobs.form_fail_http_status)
 
 
@@ -123,8 +128,11 @@ def _items(value: Any) -> list[Any]:
         else:
             value = text.split(",")
     if isinstance(value, list):
-        return [item.strip() if isinstance(item, str) else item for item in value
-                if not (isinstance(item, str) and not item.strip())]
+        return [
+            item.strip() if isinstance(item, str) else item
+            for item in value
+            if not (isinstance(item, str) and not item.strip())
+        ]
     return []
 
 
@@ -143,8 +151,11 @@ def _charge(state: State, per_recipient: float, count: int) -> Decimal:
 
 def check_mail(fields: dict[str, Any]) -> tuple[str, list[str], str, str]:
     sender = _text(fields, "from")
-    if sender is None or not is_email(sender.strip()) or \
-            sender.strip().rpartition("@")[2].lower() == UNVERIFIED_DOMAIN:
+    if (
+        sender is None
+        or not is_email(sender.strip())
+        or sender.strip().rpartition("@")[2].lower() == UNVERIFIED_DOMAIN
+    ):
         raise Refused(14)
     to = _items(fields.get("to"))
     if not to or not all(isinstance(item, str) and is_email(item) for item in to):
@@ -169,13 +180,21 @@ async def mail_send(request: web.Request) -> web.Response:
         return fail(state, MAIL_ERRORS, refused.code)
     msg_id = next(state.mail_ids)
     state.record("taqnyat", "email", msg_id, to, subject=subject, body=message)
-    return reply({
-        "status": 1,
-        "ResponseStatus": "success",
-        "Data": {"msgId": msg_id, "result": 1, "MessageAr": "تم الإرسال",
-                 "MessageEn": "sent successfully", "price": money(cost)},
-        "Error": None,
-    }, 201)
+    return reply(
+        {
+            "status": 1,
+            "ResponseStatus": "success",
+            "Data": {
+                "msgId": msg_id,
+                "result": 1,
+                "MessageAr": "تم الإرسال",
+                "MessageEn": "sent successfully",
+                "price": money(cost),
+            },
+            "Error": None,
+        },
+        201,
+    )
 
 
 def _number(value: Any) -> str | None:
@@ -197,8 +216,12 @@ def check_voice(fields: dict[str, Any]) -> tuple[str, list[str], list[str]]:
         raise Refused(15)
     audio = _text(fields, "audioUrl")
     parts = urlsplit(audio.strip()) if audio else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or \
-            not parts.path.lower().endswith(_AUDIO_SUFFIXES):
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not parts.path.lower().endswith(_AUDIO_SUFFIXES)
+    ):
         raise Refused(17)
     return str(audio).strip(), accepted, rejected
 
@@ -214,15 +237,26 @@ async def voice_send(request: web.Request) -> web.Response:
         return fail(state, VOICE_ERRORS, refused.code)
     message_id = next(state.message_ids)
     state.record("taqnyat", "voice", message_id, accepted, body=audio)
-    return reply({
-        "status": 1,
-        "ResponseStatus": "success",
-        "messageId": message_id,
-        "Data": {"msgId": f"V-{next(state.voice_ids)}", "result": "1", "MessageAr": "تم الارسال",
-                 "MessageEn": "sent successfully", "duration": 3, "dtmfTimeout": "0",
-                 "connectionFee": 3, "price": money(cost), "rejectedNumber": list_string(rejected),
-                 "Error": "null"},
-    }, 201)
+    return reply(
+        {
+            "status": 1,
+            "ResponseStatus": "success",
+            "messageId": message_id,
+            "Data": {
+                "msgId": f"V-{next(state.voice_ids)}",
+                "result": "1",
+                "MessageAr": "تم الارسال",
+                "MessageEn": "sent successfully",
+                "duration": 3,
+                "dtmfTimeout": "0",
+                "connectionFee": 3,
+                "price": money(cost),
+                "rejectedNumber": list_string(rejected),
+                "Error": "null",
+            },
+        },
+        201,
+    )
 
 
 def add_routes(app: web.Application) -> None:
