@@ -67,7 +67,8 @@ def iso(moment: float) -> str:
 
 
 def event(kind: str, at: float, **extra: Any) -> str:
-    return json.dumps({"type": kind, "at": iso(at), **extra}, separators=(",", ":"))
+    fields = {k: v for k, v in extra.items() if v is not None}
+    return json.dumps({"type": kind, "at": iso(at), **fields}, separators=(",", ":"))
 
 
 def _s(value: Any) -> str:
