@@ -24,7 +24,7 @@ dev: install redis
 	$(BIN)/hudhud dev
 
 lint: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check config tasks worker tests
 	$(BIN)/ruff format --check config tasks worker
 	$(BIN)/mypy
 
