@@ -1,0 +1,33 @@
+"""The quick chaos run: worker kills, a Redis crash, provider faults and a balance outage lose
+and duplicate nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _chaos() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("hudhud_bench_chaos", ROOT / "bench" / "chaos.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(300)
+def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    chaos = _chaos()
+    summary = chaos.run(quick=True, keep=tmp_path / "chaos")
+    line = chaos.summary_line(summary)
+    assert summary["sent"] == 300, line
+    assert summary["kills"] == 3 and summary["redis_kills"] == 1, line
+    assert summary["lost"] == 0, f"{line} lost: {summary['lost_ids']} (logs in {summary['workdir']})"
+    assert summary["duplicated"] == 0, f"{line} duplicated: {summary['duplicated_ids']}"
