@@ -31,8 +31,9 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
     cfg = settings or get_settings()
     with _lock:
         cache = _fresh()
-        if "redis" not in cache:
-            cache["redis"] = redis.Redis.from_url(
+        key = f"redis:{cfg.redis_url}"
+        if key not in cache:
+            cache[key] = redis.Redis.from_url(
                 cfg.redis_url,
                 socket_timeout=30,
                 socket_connect_timeout=10,
@@ -40,7 +41,7 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
                 retry_on_timeout=True,
                 max_connections=max(64, pool_size(cfg) * 2),
             )
-        return cache["redis"]
+        return cache[key]
 
 
 def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
@@ -58,9 +59,10 @@ def ledger(settings: Settings | None = None) -> Ledger:
     client = redis_client(cfg)
     with _lock:
         cache = _fresh()
-        if "ledger" not in cache:
-            cache["ledger"] = make_ledger(cfg, client)
-        return cache["ledger"]
+        key = f"ledger:{cfg.redis_url}"
+        if key not in cache:
+            cache[key] = make_ledger(cfg, client)
+        return cache[key]
 
 
 def park_after(settings: Settings) -> float:
