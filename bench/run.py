@@ -49,18 +49,14 @@ from tests.stack import Stack  # noqa: E402
 
 LATENCY_MS = 50
 SENDER = "HUDHUD"
-# Production-like timings instead of the test stack's fast ones, so that no recovery job
-# re-dispatches messages that merely wait in a long queue.
+# The test stack's fast beat timings are kept (requeue after 15 s, leases of 5 s), so that a
+# task the broker loses comes back within seconds; only the HTTP timeouts are relaxed.
 HUDHUD_ENV = {
-    "HUDHUD_LEASE_SECONDS": "60",
-    "HUDHUD_REQUEUE_AFTER": "600",
-    "HUDHUD_ETA_WINDOW": "60",
     "HUDHUD_HTTP_READ_TIMEOUT": "10",
     "HUDHUD_HTTP_CONNECT_TIMEOUT": "3",
-    "HUDHUD_RELEASE_INTERVAL": "5",
-    "HUDHUD_STATUS_INTERVAL": "60",
-    "HUDHUD_BALANCE_INTERVAL": "60",
 }
+
+RSS_KEYS = ("worker_rss_first_mb", "worker_rss_last_mb", "worker_rss_max_mb")
 
 
 @dataclass(frozen=True)
@@ -253,9 +249,15 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
         cpu_w, cpu_r = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
         start = time.monotonic()
         add_consumer(app, bare_app.QUEUE)
-        wait_for(lambda: record.last_seq() - base >= plan.throughput_n, 300, 0.05, "bare sends")
-        elapsed = time.monotonic() - start
+        most = int(plan.throughput_n * 0.99)
+        wait_for(lambda: record.last_seq() - base >= most, 300, 0.05, "bare sends")
+        elapsed_99 = time.monotonic() - start
         cpu_w2, cpu_r2 = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: record.last_seq() - base >= plan.throughput_n, 60, 0.2, "bare sends")
+        elapsed = time.monotonic() - start
+        sent = record.last_seq() - base
+        lost_acks = log.read_text(errors="replace").count("Couldn't ack")
         span = record.span(base)
         rss = rss_mb(proc.pid)
     finally:
@@ -264,10 +266,13 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
     return {
         "messages": n,
         "seconds": elapsed,
-        "msgs_per_s": n / elapsed,
-        "provider_span_msgs_per_s": (n - 1) / span if span > 0 else None,
-        "worker_cpu_ms_per_msg": (cpu_w2 - cpu_w) * 1000 / n,
-        "redis_cpu_ms_per_msg": (cpu_r2 - cpu_r) * 1000 / n,
+        "msgs_per_s": most / elapsed_99,
+        "seconds_to_99pct": elapsed_99,
+        "sends_recorded": sent,
+        "failed_acks_logged": lost_acks,
+        "provider_span_msgs_per_s": (sent - 1) / span if span > 0 else None,
+        "worker_cpu_ms_per_msg": (cpu_w2 - cpu_w) * 1000 / most,
+        "redis_cpu_ms_per_msg": (cpu_r2 - cpu_r) * 1000 / most,
         "worker_rss_mb": rss,
     }
 
@@ -298,27 +303,33 @@ def bench_hudhud(plan: Plan, stack: Stack, redis_server: RedisServer, sandbox: S
     ids = [r.id for r in stack.hudhud.send_many("sms", items)]
     record = SandboxRecord(sandbox.url)
     proc = stack.start_worker("w1", concurrency=plan.concurrency, queues="hudhud")
+    stack.start_beat()
     assert redis_server.proc is not None
     rss_ready = rss_mb(proc.pid)
     base = record.last_seq()
     cpu_w, cpu_r = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
     start = time.monotonic()
     add_consumer(stack.app, "sms")
-    wait_for(lambda: record.last_seq() - base >= plan.throughput_n, 300, 0.05, "hudhud sends")
-    wait_sent(stack, ids, 60, 0.02)
-    elapsed = time.monotonic() - start
+    most = int(plan.throughput_n * 0.99)
+    wait_for(lambda: record.last_seq() - base >= most, 300, 0.05, "hudhud sends")
+    elapsed_99 = time.monotonic() - start
     cpu_w2, cpu_r2 = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
+    wait_sent(stack, ids, 120, 0.2)
+    elapsed = time.monotonic() - start
     span = record.span(base)
     n = plan.throughput_n
     return {
         "messages": n,
         "seconds": elapsed,
-        "msgs_per_s": n / elapsed,
+        "msgs_per_s": most / elapsed_99,
+        "seconds_to_99pct": elapsed_99,
+        "msgs_per_s_until_all_sent": n / elapsed,
         "provider_span_msgs_per_s": (n - 1) / span if span > 0 else None,
-        "worker_cpu_ms_per_msg": (cpu_w2 - cpu_w) * 1000 / n,
-        "redis_cpu_ms_per_msg": (cpu_r2 - cpu_r) * 1000 / n,
+        "worker_cpu_ms_per_msg": (cpu_w2 - cpu_w) * 1000 / most,
+        "redis_cpu_ms_per_msg": (cpu_r2 - cpu_r) * 1000 / most,
         "worker_rss_ready_mb": rss_ready,
         "worker_rss_mb": rss_mb(proc.pid),
+        "failed_acks_logged": stack.log("w1").read_text(errors="replace").count("Couldn't ack"),
     }
 
 
@@ -447,10 +458,22 @@ def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, str]] = [
         ("1. single SMS throughput", "bare Celery", "hudhud", "hudhud/bare"),
         (
-            f"   messages/s (N={hud['messages']}, c={results['concurrency']})",
+            f"   messages/s to 99% (N={hud['messages']}, c={results['concurrency']})",
             fmt(bare["msgs_per_s"], 0),
             fmt(hud["msgs_per_s"], 0),
             fmt(ratio["msgs_per_s"]),
+        ),
+        (
+            "   messages/s until every message sent",
+            "n/a",
+            fmt(hud["msgs_per_s_until_all_sent"], 0),
+            "",
+        ),
+        (
+            "   'Couldn't ack' errors in the worker log",
+            str(bare["failed_acks_logged"]),
+            str(hud["failed_acks_logged"]),
+            "",
         ),
         (
             "   messages/s, provider side (first..last accept)",
@@ -498,7 +521,7 @@ def table(results: dict[str, Any]) -> str:
         (
             f"   worker RSS MB first / last / max ({sch['worker_rss_samples_s_mb'][-1][0]:.0f}s)",
             "",
-            f"{sch['worker_rss_first_mb']:.1f} / {sch['worker_rss_last_mb']:.1f} / {sch['worker_rss_max_mb']:.1f}",
+            " / ".join(f"{sch[k]:.1f}" for k in RSS_KEYS),
             "",
         ),
         (
@@ -566,6 +589,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
