@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -50,6 +51,13 @@ class RedactedRequest(Request):
         self._kwargsrepr = _redact(self.kwargs)
 
 
+def _concurrency() -> int:
+    try:
+        return int(os.environ.get("HUDHUD_CONCURRENCY", "0"))
+    except ValueError:
+        return 0
+
+
 def _broker_ssl(url: str) -> dict[str, Any] | None:
     parsed = urlparse(url)
     if parsed.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parsed.query):
@@ -67,6 +75,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         "health_check_interval": 25,
         "socket_keepalive": True,
         "retry_on_timeout": True,
+        # kombu's default of 10 connections starves a gevent pool that acks late
+        # ("Couldn't ack ... Too many connections"): allow one per green thread.
+        "max_connections": max(64, 2 * _concurrency()),
     }
     exchange = Exchange("hudhud", type="direct")
     app.conf.update(
