@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
-from typing import Any
+from typing import Any, Self
 
 import requests
 import urllib3.exceptions
@@ -536,3 +536,61 @@ def first_text(*values: Any) -> str | None:
 
 def join_words(parts: Iterable[str]) -> str:
     return "; ".join(p for p in parts if p)
+
+
+class ProviderClient:
+    """What every provider client shares: its HTTP base, construction from settings, closing.
+
+    Subclasses name their provider and the settings holding their base URL and secret.
+    """
+
+    provider: str = ""
+    base_url_setting: str = ""
+    secret_setting: str = ""
+
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 2,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        retry_sends_on_read_timeout: bool = False,
+    ) -> None:
+        self._secret = secret
+        self.http = HttpClient(
+            self.provider,
+            base_url,
+            token=secret,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+            pool_size=pool_size,
+            retry_sends_on_read_timeout=retry_sends_on_read_timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any, pool_size: int | None = None) -> Self:
+        """A client from hudhud's settings; ConfigurationError naming an unset secret."""
+        return cls(
+            getattr(settings, cls.base_url_setting),
+            settings.require(cls.secret_setting),
+            connect_timeout=settings.http_connect_timeout,
+            read_timeout=settings.http_read_timeout,
+            retries=settings.http_retries,
+            pool_size=pool_size or settings.http_pool_size or DEFAULT_POOL_SIZE,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http.base_url!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -16,14 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from config.settings import Settings
 from worker import validation
 from worker.errors import InvalidInput
 from worker.providers.errors import AccountError, PermanentError, ProviderError
 from worker.providers.http import (
-    DEFAULT_POOL_SIZE,
     NO_SECRETS,
-    HttpClient,
+    ProviderClient,
     Redactor,
     Reply,
     first_text,
@@ -412,54 +410,12 @@ def page_params(page: int, limit: int) -> dict[str, int]:
 # --- the client ----------------------------------------------------------------------
 
 
-class TaifaClient:
+class TaifaClient(ProviderClient):
     """Taifa Mail's REST API. Checks input before any request."""
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 2,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        retry_sends_on_read_timeout: bool = False,
-    ) -> None:
-        self.http = HttpClient(
-            PROVIDER,
-            base_url,
-            token=api_key,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            pool_size=pool_size,
-            retry_sends_on_read_timeout=retry_sends_on_read_timeout,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings, pool_size: int | None = None) -> TaifaClient:
-        """A client from hudhud's settings; ConfigurationError when TAIFA_API_KEY is unset."""
-        return cls(
-            settings.taifa_base_url,
-            settings.require("taifa_api_key"),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-            retries=settings.http_retries,
-            pool_size=pool_size or settings.http_pool_size or DEFAULT_POOL_SIZE,
-        )
-
-    def __repr__(self) -> str:
-        return f"TaifaClient({self.http.base_url!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> TaifaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    provider = PROVIDER
+    base_url_setting = "taifa_base_url"
+    secret_setting = "taifa_api_key"
 
     # -- sending ---------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from config.settings import Settings
 from worker import validation
 from worker.providers.errors import (
     AccountError,
@@ -26,9 +25,8 @@ from worker.providers.errors import (
     RetryableError,
 )
 from worker.providers.http import (
-    DEFAULT_POOL_SIZE,
     NO_SECRETS,
-    HttpClient,
+    ProviderClient,
     Redactor,
     Reply,
     first_text,
@@ -288,55 +286,12 @@ def schedule_text(moment: datetime) -> str:
 # --- the client ----------------------------------------------------------------------
 
 
-class TaqnyatClient:
+class TaqnyatClient(ProviderClient):
     """Taqnyat's SMS, email and voice API. Checks input before any request."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 2,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        retry_sends_on_read_timeout: bool = False,
-    ) -> None:
-        self._token = token
-        self.http = HttpClient(
-            PROVIDER,
-            base_url,
-            token=token,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            pool_size=pool_size,
-            retry_sends_on_read_timeout=retry_sends_on_read_timeout,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings, pool_size: int | None = None) -> TaqnyatClient:
-        """A client from hudhud's settings; ConfigurationError when TAQNYAT_TOKEN is unset."""
-        return cls(
-            settings.taqnyat_base_url,
-            settings.require("taqnyat_token"),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-            retries=settings.http_retries,
-            pool_size=pool_size or settings.http_pool_size or DEFAULT_POOL_SIZE,
-        )
-
-    def __repr__(self) -> str:
-        return f"TaqnyatClient({self.http.base_url!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> TaqnyatClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    provider = PROVIDER
+    base_url_setting = "taqnyat_base_url"
+    secret_setting = "taqnyat_token"
 
     # -- SMS -------------------------------------------------------------------------
 
@@ -406,7 +361,7 @@ class TaqnyatClient:
         addresses = validation.recipients(to, "to", validation.email)
         limit = validation.MAX_EMAIL_BODY
         payload = {
-            "bearerTokens": self._token,
+            "bearerTokens": self._secret,
             "campaignName": validation.text(campaign_name, "campaign_name", max_len=100, single_line=True),
             "subject": validation.text(subject, "subject", max_len=validation.MAX_SUBJECT, single_line=True),
             "from": validation.email(sender_email, "sender_email"),
@@ -419,7 +374,7 @@ class TaqnyatClient:
         """POST voiceSend.php: plays `audio_url` (mp3/wav) to each recipient."""
         numbers = validation.recipients(recipients, "recipients", validation.msisdn)
         payload = {
-            "bearerTokens": self._token,
+            "bearerTokens": self._secret,
             "audioUrl": validation.url(audio_url, "audio_url"),
             "callerId": validation.msisdn(caller_id, "caller_id"),
             "recipients": numbers,
