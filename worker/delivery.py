@@ -23,6 +23,7 @@ from worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
+from worker.providers.results import SendResult
 
 log = logging.getLogger("hudhud.delivery")
 
@@ -113,18 +114,23 @@ class Delivery:
         tags = [*payload.get("tags", []), reconcile_tag(message_id)]
         if payload.get("campaign"):
             tags.append(f"campaign-{payload['campaign']}"[:100])
+        common = {
+            "html": payload.get("html"),
+            "text": payload.get("text"),
+            "reply_to": payload.get("reply_to"),
+            "headers": payload.get("headers"),
+            "tags": tags,
+            "attachments": payload.get("attachments"),
+        }
+        if payload.get("each"):
+            return taifa_batch(client, payload, {k: v for k, v in common.items() if v})
         return client.send(
             payload["from"],
             payload["to"],
             payload["subject"],
-            html=payload.get("html"),
-            text=payload.get("text"),
             cc=payload.get("cc"),
             bcc=payload.get("bcc"),
-            reply_to=payload.get("reply_to"),
-            headers=payload.get("headers"),
-            tags=tags,
-            attachments=payload.get("attachments"),
+            **common,
         )
 
     # --- outcomes -----------------------------------------------------------------
@@ -141,10 +147,12 @@ class Delivery:
             fields["accepted"] = json.dumps(list(result.accepted))
         if result.rejected:
             fields["rejected"] = json.dumps(list(result.rejected))
+        if result.item_ids:
+            fields["provider_ids"] = json.dumps(result.item_ids)
         if result.status == "rejected":
             fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
             return self._end(message_id, claim, "rejected", fields=fields)
-        tracking = claim.provider == "taifa" and claim.channel == "email"
+        tracking = claim.provider == "taifa" and claim.channel == "email" and not claim.payload.get("each")
         ev = event(
             "sent",
             now,
@@ -267,6 +275,40 @@ class Delivery:
             # The lease ran out while this call was in flight and the message moved on.
             log.warning("message %s: late %s result while %s", message_id, status, current)
             self.ledger.redis.hset(f"hudhud:m:{message_id}", "in_doubt", "1")
+
+
+def taifa_batch(client: Any, payload: dict[str, Any], common: dict[str, Any]) -> SendResult:
+    """A campaign batch to Taifa: one email per recipient in one `/emails/batch` call.
+
+    Taifa answers per item, in order: an item it refuses comes back "failed" or "rejected"
+    with its reason, and the others were accepted."""
+    recipients = list(payload["to"])
+    items = [
+        {"from_": payload["from"], "to": [r], "subject": payload["subject"], **common} for r in recipients
+    ]
+    reply = client.batch_send(items)
+    accepted: list[str] = []
+    rejected: list[str] = []
+    ids: dict[str, str] = {}
+    reasons = []
+    for recipient, item in zip(recipients, reply.results, strict=False):
+        if item.status in ("failed", "rejected"):
+            rejected.append(recipient)
+            reasons.append(item.rejection_reason or item.status)
+        else:
+            accepted.append(recipient)
+            if item.provider_message_id:
+                ids[recipient] = item.provider_message_id
+    rejected += recipients[len(reply.results) :]
+    return SendResult(
+        provider="taifa",
+        provider_message_id=None,
+        status="queued" if accepted else "rejected",
+        accepted=tuple(accepted),
+        rejected=tuple(rejected),
+        rejection_reason=reasons[0] if reasons else None,
+        item_ids=ids,
+    )
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:

@@ -105,6 +105,8 @@ class Jobs:
             return False
         found = page.items[0]
         now = time.time()
+        record = self.ledger.get(message_id) or {}
+        each = bool(json.loads(record.get("payload") or "{}").get("each"))
         self.ledger.transition(
             message_id,
             to="sent",
@@ -112,10 +114,10 @@ class Jobs:
             now=now,
             token=attempts,
             provider="taifa",
-            zset="tracking",
+            zset="" if each else "tracking",
             score=now,
             event_json=event("reconciled", now, provider_message_id=found.id),
-            fields={"provider_message_id": found.id, "in_doubt": "1"},
+            fields={"in_doubt": "1"} if each else {"provider_message_id": found.id, "in_doubt": "1"},
         )
         return True
 

@@ -23,11 +23,12 @@ from typing import Any
 from celery import Celery
 
 from config import Settings, get_settings
-from worker import messages, runtime
+from worker import campaign, messages, publish, runtime
 from worker.errors import InvalidInput
 from worker.ledger import Created, Ledger, NewMessage
 
-DELIVER_TASK = "hudhud.deliver"
+DELIVER_TASK = publish.DELIVER_TASK
+BULK_CHUNK = 500
 
 
 class IdempotencyConflict(InvalidInput):
@@ -168,17 +169,74 @@ class Hudhud:
         return self._after_create(created, request, now)
 
     def send_many(self, channel: str, items: Iterable[Mapping[str, Any]]) -> list[Receipt]:
-        """Bulk producer API: check every item first (all or nothing), then record and
-        enqueue them with pipelined round trips."""
-        requests = [messages.build(channel, _without_none(f), self.settings) for f in items]
+        """Bulk producer API: check every item first (all or nothing: a bad item raises
+        `InvalidInput` naming `items[i].field` and nothing is recorded), then record and
+        enqueue them in pipelined round trips, a thousand messages per round trip."""
+        requests = []
+        for index, fields in enumerate(items):
+            try:
+                requests.append(messages.build(channel, _without_none(fields), self.settings))
+            except InvalidInput as exc:
+                raise InvalidInput(f"items[{index}].{exc.field}", exc.message) from None
         now = time.time()
-        news = [self._new(r, None, None) for r in requests]
         receipts: list[Receipt] = []
-        for start in range(0, len(news), 1000):
-            chunk = news[start : start + 1000]
-            created = self.ledger.create_many(chunk, now=now)
-            receipts += self._after_create_many(created, requests[start : start + 1000], now)
+        for start in range(0, len(requests), BULK_CHUNK):
+            receipts += self._record_and_enqueue(requests[start : start + BULK_CHUNK], now)
         return receipts
+
+    def _record_and_enqueue(self, requests: list[messages.SendRequest], now: float) -> list[Receipt]:
+        ledger = self.ledger
+        builder = publish.messages_for(self.app)
+        news = [self._new(r, None, None) for r in requests]
+        tasks: list[tuple[str, str] | None] = []
+        for msg in news:
+            due = msg.due
+            if due is None or due - now <= ledger.park_after:
+                eta = datetime.fromtimestamp(due, UTC) if due is not None and due > now + 0.05 else None
+                tasks.append((msg.channel, builder.build(msg.id, msg.provider, msg.channel, eta)))
+            else:
+                tasks.append(None)
+        receipts = []
+        for item in ledger.create_many(news, now=now, tasks=tasks):
+            if item.outcome == "conflict":
+                receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
+            else:
+                receipts.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
+        return receipts
+
+    def send_campaign(
+        self, channel: str, fields: Mapping[str, Any], *, campaign_id: str | None = None
+    ) -> campaign.CampaignReceipt:
+        """One message to many recipients (`fields["to"]`, up to a million), in batches of
+        one provider call each. Checked whole first: a bad recipient raises `InvalidInput`
+        naming `to[i]` and nothing is recorded. Recipients are deduplicated."""
+        plan = campaign.plan(channel, _without_none(fields), self.settings)
+        cid = campaign_id or str(uuid.uuid4())
+        now = time.time()
+        outcome, found, status = campaign.record(self.ledger, plan, cid, now=now)
+        if outcome == "conflict":
+            raise IdempotencyConflict(found)
+        size = len(plan.batches)
+        if outcome == "duplicate":
+            return campaign.CampaignReceipt(found, status, plan.recipients, size, duplicate=True)
+        request = plan.request
+        due = request.due.timestamp() if request.due else None
+        if due is None or due - now <= self.ledger.park_after:
+            eta = datetime.fromtimestamp(due, UTC) if due is not None and due > now + 0.05 else None
+            builder = publish.messages_for(self.app)
+            pipe = self.ledger.redis.pipeline(transaction=False)
+            for number in range(size):
+                bid = campaign.batch_id(cid, number)
+                pipe.lpush(request.channel, builder.build(bid, request.provider, request.channel, eta))
+            pipe.execute()
+        return campaign.CampaignReceipt(cid, status, plan.recipients, size)
+
+    def recipient_status(self, campaign_id: str, recipient: str) -> dict[str, Any]:
+        """What became of one recipient of a campaign."""
+        found = campaign.recipient_status(self.ledger, campaign_id, recipient)
+        if found is None:
+            raise NotFound(f"{campaign_id} (recipient)")
+        return found
 
     def _new(self, request: messages.SendRequest, message_id: str | None, retry_of: str | None) -> NewMessage:
         return NewMessage(
@@ -202,39 +260,21 @@ class Hudhud:
             dispatch(self.app, created.id, request.channel, request.provider, due, now)
         return Receipt(created.id, created.status)
 
-    def _after_create_many(
-        self, created: list[Created], requests: list[messages.SendRequest], now: float
-    ) -> list[Receipt]:
-        receipts = []
-        with self.app.producer_or_acquire() as producer:
-            for item, request in zip(created, requests, strict=True):
-                if item.outcome == "conflict":
-                    receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
-                    continue
-                if item.outcome != "created":
-                    receipts.append(Receipt(item.id, item.status, duplicate=True))
-                    continue
-                due = request.due.timestamp() if request.due else None
-                if due is None or due - now <= self.ledger.park_after:
-                    options: dict[str, Any] = {
-                        "queue": request.channel,
-                        "routing_key": request.channel,
-                        "producer": producer,
-                    }
-                    if due is not None and due > now:
-                        options["eta"] = datetime.fromtimestamp(due, UTC)
-                    self.app.send_task(DELIVER_TASK, args=[item.id, request.provider], **options)
-                receipts.append(Receipt(item.id, item.status))
-        return receipts
-
     # --- other operations -----------------------------------------------------------
     def status(self, message_id: str) -> dict[str, Any]:
         record = self.ledger.get(message_id)
         if record is None:
             raise NotFound(message_id)
+        if campaign.is_campaign(record):
+            return campaign.summary(self.ledger, record)
         return public_record(record)
 
     def cancel(self, message_id: str) -> Receipt:
+        record = self.ledger.get(message_id)
+        if record is not None and campaign.is_campaign(record):
+            if not campaign.cancel(self.ledger, record, now=time.time()):
+                raise Refused(f"campaign {message_id} has no batch left to cancel")
+            return Receipt(message_id, "cancelled")
         outcome, previous = self.ledger.cancel(message_id, now=time.time())
         if outcome == "missing":
             raise NotFound(message_id)

@@ -127,6 +127,7 @@ class Ledger:
         self.idempotency_ttl = idempotency_ttl
         self.lease_seconds = lease_seconds
         self._create = client.register_script(scripts.CREATE)
+        self._create_many = client.register_script(scripts.CREATE_MANY)
         self._claim = client.register_script(scripts.CLAIM)
         self._transition = client.register_script(scripts.TRANSITION)
         self._release = client.register_script(scripts.RELEASE)
@@ -171,13 +172,40 @@ class Ledger:
         outcome, mid, status = self._create(keys=keys, args=args)
         return Created(_s(outcome), _s(mid), _s(status))
 
-    def create_many(self, messages: Sequence[NewMessage], *, now: float) -> list[Created]:
-        """Record many messages in one pipelined round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for msg in messages:
+    def create_many(
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        now: float,
+        tasks: Sequence[tuple[str, str] | None] | None = None,
+    ) -> list[Created]:
+        """Record many messages in one round trip; with `tasks` (a `(queue, task message)` or
+        None per message), push each created message's broker task in the same script."""
+        items = []
+        bodies: list[str] = []
+        for index, msg in enumerate(messages):
             keys, args = self._create_args(msg, now)
-            self._create(keys=keys, args=args, client=pipe)
-        return [Created(_s(o), _s(i), _s(s)) for o, i, s in pipe.execute()]
+            task = tasks[index] if tasks is not None else None
+            items.append(
+                [
+                    msg.id,
+                    keys[2],
+                    str(args[2]),
+                    args[3],
+                    args[4],
+                    repr(args[5]),
+                    keys[3],
+                    args[6],
+                    [str(a) for a in args[7:]],
+                    task[0] if task else "",
+                    len(bodies) + 2 if task else 0,
+                ]
+            )
+            if task:
+                bodies.append(task[1])
+        batch = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+        flat = self._create_many(args=[batch, *bodies])
+        return [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def record_failure(self, message_id: str, channel: str, error: str, *, now: float) -> None:
         """A complete `failed` record for input refused inside the worker (no payload kept)."""

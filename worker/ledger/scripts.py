@@ -4,31 +4,66 @@ Conventions: KEYS hold every key a script touches; ARGV[1] is the message id; ti
 epoch seconds (floats) and ISO strings passed in by the caller, so scripts never read clocks.
 """
 
+# create(msg, events, idem or "", target zset or "", id, idem_ttl, request_hash, status,
+#        score, event_json, fields) -> {outcome, id, status}
+_CREATE_ONE = """
+local function create(mkey, ekey, ikey, target, id, ttl, hash, status, score, ev, fields)
+  if redis.call('EXISTS', mkey) == 1 then
+    return {'exists', id, redis.call('HGET', mkey, 'status') or ''}
+  end
+  if ikey ~= '' then
+    local existing = redis.call('GET', ikey)
+    if existing then
+      local sep = string.find(existing, '|', 1, true)
+      local eid = string.sub(existing, 1, sep - 1)
+      if string.sub(existing, sep + 1) == hash then
+        return {'duplicate', eid, redis.call('HGET', 'hudhud:m:' .. eid, 'status') or ''}
+      end
+      return {'conflict', eid, ''}
+    end
+    redis.call('SET', ikey, id .. '|' .. hash, 'EX', tonumber(ttl))
+  end
+  redis.call('HSET', mkey, unpack(fields))
+  redis.call('RPUSH', ekey, ev)
+  if target ~= '' then redis.call('ZADD', target, tonumber(score), id) end
+  return {'created', id, status}
+end
+"""
+
 # KEYS: msg, events, idem (or ""), target zset (or "")
 # ARGV: id, now, idem_ttl, request_hash, status, score, event_json, field, value, ...
-CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'exists', ARGV[1], redis.call('HGET', KEYS[1], 'status') or ''}
-end
-if KEYS[3] ~= '' then
-  local existing = redis.call('GET', KEYS[3])
-  if existing then
-    local sep = string.find(existing, '|', 1, true)
-    local eid = string.sub(existing, 1, sep - 1)
-    if string.sub(existing, sep + 1) == ARGV[4] then
-      return {'duplicate', eid, redis.call('HGET', 'hudhud:m:' .. eid, 'status') or ''}
-    end
-    return {'conflict', eid, ''}
-  end
-  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[4], 'EX', tonumber(ARGV[3]))
-end
+CREATE = (
+    _CREATE_ONE
+    + """
 local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[7])
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[1]) end
-return {'created', ARGV[1], ARGV[5]}
+return create(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+              ARGV[7], fields)
 """
+)
+
+# Many messages in one call, each created as CREATE does and, when it was created, its
+# broker task pushed on its queue list.
+# ARGV[1]: JSON list of [id, idem_key, idem_ttl, request_hash, status, score, target,
+#          event_json, fields (flat list), queue ('' for none), index of its task in ARGV]
+# ARGV[2...]: the task messages
+# -> flat {outcome, id, status, ...}
+CREATE_MANY = (
+    _CREATE_ONE
+    + """
+local out = {}
+for _, m in ipairs(cjson.decode(ARGV[1])) do
+  local id = m[1]
+  local reply = create('hudhud:m:' .. id, 'hudhud:e:' .. id, m[2], m[7], id, m[3], m[4], m[5],
+                       m[6], m[8], m[9])
+  if reply[1] == 'created' and m[10] ~= '' then redis.call('LPUSH', m[10], ARGV[m[11]]) end
+  out[#out + 1] = reply[1]
+  out[#out + 1] = reply[2]
+  out[#out + 1] = reply[3]
+end
+return out
+"""
+)
 
 # KEYS: msg, events, leases, queued, pause, held, rate
 # ARGV: id, now, now_iso, lease_until, rate_per_second, burst

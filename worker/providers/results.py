@@ -138,6 +138,8 @@ class SendResult:
     rejected: tuple[str, ...] = field(default=(), repr=False)
     rejection_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
+    # a batch of separate emails: the provider's id for each accepted recipient
+    item_ids: dict[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

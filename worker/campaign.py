@@ -1,0 +1,316 @@
+"""Bulk campaigns: one message to many recipients, in provider-sized batches.
+
+A campaign is split into batches that fit one provider call each (Taqnyat SMS, voice and
+email take a recipient list of up to `HUDHUD_SMS_BATCH_SIZE`; Taifa takes up to
+`HUDHUD_TAIFA_BATCH_SIZE` emails per `/emails/batch` call, one email per recipient). Each
+batch is an ordinary ledger message `{campaign id}.{n}`: it is claimed, retried, held during
+a provider pause and recovered like any other, so a campaign inherits every guarantee of a
+single send. The provider's reply says which recipients it accepted and which it refused;
+the batch record keeps both lists, and an index maps each recipient to its batch, so the
+status of any one recipient is a lookup.
+
+Keys, besides the batches' own: `m:{id}` (the campaign record, `kind` = campaign), `e:{id}`
+(its events), `r:{id}` (hash: recipient -> batch number). All are written in one Redis
+transaction: a campaign is recorded whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from config.settings import Settings
+from worker import messages
+from worker import validation as v
+from worker.errors import InvalidInput
+from worker.ledger import FINAL_STATUSES, Ledger, NewMessage, event, events_key, idem_key, iso, msg_key
+
+MAX_CAMPAIGN_RECIPIENTS = 1_000_000
+EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much
+
+PENDING = frozenset({"scheduled", "queued", "sending"})
+
+
+def recipients_key(campaign_id: str) -> str:
+    return f"hudhud:r:{campaign_id}"
+
+
+def batch_id(campaign_id: str, number: int) -> str:
+    return f"{campaign_id}.{number}"
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A checked campaign: the shared request and its recipients, split into batches."""
+
+    request: messages.SendRequest  # the shared payload (its `to` is the first batch's)
+    batches: tuple[tuple[str, ...], ...]
+    request_hash: str  # of the shared payload and every recipient, for idempotency
+
+    @property
+    def recipients(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+@dataclass(frozen=True)
+class CampaignReceipt:
+    id: str
+    status: str
+    recipients: int
+    batches: int
+    duplicate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "recipients": self.recipients,
+            "batches": self.batches,
+            "duplicate": self.duplicate,
+        }
+
+
+def batch_size(provider: str, settings: Settings) -> int:
+    return settings.taifa_batch_size if provider == "taifa" else settings.sms_batch_size
+
+
+def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaign:
+    """Check a campaign's fields (`to`: the recipient list) and split it into batches."""
+    if not isinstance(fields, Mapping):
+        raise InvalidInput("fields", "must be an object")
+    to = fields.get("to")
+    if isinstance(to, str | bytes) or not isinstance(to, Iterable):
+        raise InvalidInput("to", "must be a list")
+    recipients = list(to)
+    if not recipients:
+        raise InvalidInput("to", "needs at least one recipient")
+    if len(recipients) > MAX_CAMPAIGN_RECIPIENTS:
+        raise InvalidInput("to", f"has too many recipients (at most {MAX_CAMPAIGN_RECIPIENTS})")
+    request = messages.build(channel, {**fields, "to": recipients[:1]}, settings)
+    check = v.email if channel == "email" else v.msisdn
+    unique: dict[str, None] = {}
+    for index, item in enumerate(recipients):
+        unique.setdefault(check(item, f"to[{index}]"), None)
+    ordered = tuple(unique)
+    size = batch_size(request.provider, settings)
+    batches = tuple(ordered[i : i + size] for i in range(0, len(ordered), size))
+    payload = dict(request.payload)
+    if request.provider == "taifa":
+        payload["each"] = True  # one email per recipient, through the batch endpoint
+    whole = messages.SendRequest(
+        request.channel, request.provider, {**payload, "to": list(ordered)}, request.due, request.key
+    )
+    shared = messages.SendRequest(request.channel, request.provider, payload, request.due, request.key)
+    return Campaign(request=shared, batches=batches, request_hash=whole.request_hash)
+
+
+def batch_messages(campaign: Campaign, campaign_id: str) -> list[NewMessage]:
+    request = campaign.request
+    return [
+        NewMessage(
+            id=batch_id(campaign_id, number),
+            channel=request.channel,
+            provider=request.provider,
+            payload={**request.payload, "to": list(recipients)},
+            request_hash=campaign.request_hash,
+            due=request.due.timestamp() if request.due else None,
+        )
+        for number, recipients in enumerate(campaign.batches)
+    ]
+
+
+def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) -> tuple[str, str, str]:
+    """Record the campaign, its batches and its recipient index in one transaction.
+
+    -> (outcome, id, status): outcome `created`, `duplicate` (same key, same request: the
+    first campaign's id) or `conflict` (same key, another request)."""
+    request = campaign.request
+    batches = batch_messages(campaign, campaign_id)
+    status = "scheduled" if request.due else "queued"
+    ikey = idem_key(request.key) if request.key else None
+    expire_at = int((request.due.timestamp() if request.due else now) + ledger.retention_seconds) + (
+        EXTRA_DAYS * 86400
+    )
+    header: dict[Any, Any] = {
+        "id": campaign_id,
+        "kind": "campaign",
+        "channel": request.channel,
+        "provider": request.provider,
+        "status": status,
+        "recipients": campaign.recipients,
+        "batches": len(batches),
+        "created_at": iso(now),
+        "updated_at": iso(now),
+        "request_hash": campaign.request_hash,
+    }
+    if request.key:
+        header["key"] = request.key
+    if request.due:
+        header["at"] = iso(request.due.timestamp())
+
+    def write(pipe: redis.client.Pipeline) -> tuple[str, str, str]:
+        if ikey is not None:
+            existing = pipe.get(ikey)
+            if existing is not None:
+                first, _, hashed = _text(existing).partition("|")
+                if hashed != campaign.request_hash:
+                    return "conflict", first, ""
+                found = pipe.hget(msg_key(first), "status")
+                return "duplicate", first, _text(found) if found else ""
+        pipe.multi()
+        if ikey is not None:
+            pipe.set(ikey, f"{campaign_id}|{campaign.request_hash}", ex=ledger.idempotency_ttl)
+        pipe.hset(msg_key(campaign_id), mapping=header)
+        pipe.rpush(events_key(campaign_id), event(status, now, recipients=campaign.recipients))
+        for key in (msg_key(campaign_id), events_key(campaign_id)):
+            pipe.expireat(key, expire_at)
+        index = recipients_key(campaign_id)
+        for number, recipients in enumerate(campaign.batches):
+            pipe.hset(index, mapping=dict.fromkeys(recipients, number))
+        pipe.expireat(index, expire_at)
+        for msg in batches:
+            keys, args = ledger._create_args(msg, now)
+            ledger._create(keys=keys, args=args, client=pipe)
+        return "created", campaign_id, status
+
+    watch = [ikey] if ikey is not None else []
+    outcome = ledger.redis.transaction(write, *watch, value_from_callable=True)  # type: ignore[arg-type]
+    return cast(tuple[str, str, str], outcome)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def is_campaign(record: Mapping[str, Any]) -> bool:
+    return record.get("kind") == "campaign"
+
+
+def batch_rows(ledger: Ledger, campaign_id: str, count: int) -> list[dict[str, str]]:
+    pipe = ledger.redis.pipeline(transaction=False)
+    for number in range(count):
+        pipe.hmget(
+            msg_key(batch_id(campaign_id, number)),
+            "status",
+            "accepted",
+            "rejected",
+            "cost",
+            "currency",
+            "error",
+            "attempts",
+        )
+    names = ("status", "accepted", "rejected", "cost", "currency", "error", "attempts")
+    return [
+        {n: (x.decode() if isinstance(x, bytes) else "") for n, x in zip(names, row, strict=True)}
+        for row in pipe.execute()
+    ]
+
+
+def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The campaign's public record: status, recipient counts by state, cost, events."""
+    campaign_id = str(record["id"])
+    rows = batch_rows(ledger, campaign_id, int(record.get("batches") or 0))
+    counts = {"sent": 0, "rejected": 0, "failed": 0, "cancelled": 0, "pending": 0}
+    batch_counts: dict[str, int] = {}
+    cost = 0.0
+    currency = None
+    errors = []
+    for row, size in zip(rows, _batch_sizes(ledger, campaign_id, len(rows)), strict=True):
+        status = row["status"] or "missing"
+        batch_counts[status] = batch_counts.get(status, 0) + 1
+        if status in PENDING:
+            counts["pending"] += size
+        elif status in ("sent", "delivered", "bounced"):
+            rejected = len(json.loads(row["rejected"])) if row["rejected"] else 0
+            counts["rejected"] += rejected
+            counts["sent"] += size - rejected
+        elif status in counts:
+            counts[status] += size
+        if row["cost"]:
+            cost += float(row["cost"])
+            currency = currency or row["currency"] or None
+        if row["error"] and status in FINAL_STATUSES:
+            errors.append(row["error"])
+    return {
+        "id": campaign_id,
+        "kind": "campaign",
+        "channel": record.get("channel"),
+        "provider": record.get("provider") or None,
+        "status": overall_status(batch_counts),
+        "attempts": sum(int(r["attempts"] or 0) for r in rows),
+        "provider_message_id": None,
+        "cost": f"{cost:.4f}" if currency or cost else None,
+        "currency": currency,
+        "error": errors[0] if errors else None,
+        "events": list(record.get("events") or []),
+        "created_at": record.get("created_at"),
+        "updated_at": record.get("updated_at"),
+        "at": record.get("at") or None,
+        "key": record.get("key") or None,
+        "recipients": int(record.get("recipients") or 0),
+        "recipient_counts": counts,
+        "batches": len(rows),
+        "batch_statuses": batch_counts,
+    }
+
+
+def _batch_sizes(ledger: Ledger, campaign_id: str, count: int) -> list[int]:
+    """Recipients per batch, from the index (batches are full but for the last)."""
+    sizes = [0] * count
+    for _field, number in ledger.redis.hscan_iter(recipients_key(campaign_id), count=5000):
+        index = int(number)
+        if 0 <= index < count:
+            sizes[index] += 1
+    return sizes
+
+
+def overall_status(batch_counts: Mapping[str, int]) -> str:
+    pending = {s: n for s, n in batch_counts.items() if s in PENDING}
+    if pending:
+        if set(pending) == {"scheduled"}:
+            return "scheduled"
+        started = "sending" in pending or any(s not in PENDING for s in batch_counts)
+        return "sending" if started else "queued"
+    for status in ("sent", "delivered", "bounced"):
+        if batch_counts.get(status):
+            return "sent"
+    for status in ("rejected", "failed", "cancelled"):
+        if batch_counts.get(status):
+            return status
+    return "failed"
+
+
+def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[str, Any] | None:
+    """What became of one recipient of a campaign, or None if it is not one of them."""
+    number = ledger.redis.hget(recipients_key(campaign_id), recipient)
+    if number is None:
+        return None
+    bid = batch_id(campaign_id, int(number))
+    row = ledger.redis.hmget(msg_key(bid), "status", "rejected", "provider_ids", "error")
+    status, rejected, ids, error = (x.decode() if isinstance(x, bytes) else "" for x in row)
+    out: dict[str, Any] = {"campaign": campaign_id, "batch": bid, "status": status or "missing"}
+    if status in ("sent", "delivered", "bounced"):
+        if rejected and recipient in json.loads(rejected):
+            out["status"] = "rejected"
+        if ids:
+            out["provider_message_id"] = json.loads(ids).get(recipient)
+    if error and out["status"] in FINAL_STATUSES:
+        out["error"] = error
+    return out
+
+
+def cancel(ledger: Ledger, record: Mapping[str, Any], *, now: float) -> int:
+    """Cancel every batch not yet handed to the provider; the number cancelled."""
+    campaign_id = str(record["id"])
+    cancelled = 0
+    for number in range(int(record.get("batches") or 0)):
+        outcome, _ = ledger.cancel(batch_id(campaign_id, number), now=now)
+        cancelled += outcome == "ok"
+    return cancelled
