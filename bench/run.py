@@ -10,7 +10,12 @@ Starts its own redis-server and sandbox on free ports (127.0.0.1 only), then mea
 2. enqueue rate from one producer: `send_sms` one by one and `send_many` in bulk;
 3. 100,000 SMS scheduled a day ahead: Redis memory per message and worker RSS over time;
 4. latency from enqueue (ledger created_at) to the provider call (ledger 'sending' event and
-   sandbox accepted_at) at a steady load.
+   sandbox accepted_at) at a steady load;
+5. a bulk campaign: one body to 100,000 SMS recipients (and 10,000 Taifa emails), from the
+   producer call until every recipient is handed to the provider, checked against the
+   sandbox's record and the campaign's per-recipient counts;
+6. the global rate limit: several workers share HUDHUD_RATE_LIMIT_TAQNYAT; the provider-side
+   rate over the run and the most sends in any one-second window.
 
 Prints one table and writes every figure to bench/results/last.json.
 """
@@ -46,6 +51,7 @@ import requests  # noqa: E402
 
 from tests.helpers import SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox  # noqa: E402
 from tests.stack import Stack  # noqa: E402
+from worker import campaign  # noqa: E402
 
 LATENCY_MS = 50
 SENDER = "HUDHUD"
@@ -69,10 +75,15 @@ class Plan:
     steady_rate: int
     steady_seconds: float
     concurrency: int
+    campaign_n: int
+    email_campaign_n: int
+    rate_limit: float
+    rate_seconds: float
+    rate_workers: int
 
 
-FULL = Plan(2000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50)
-QUICK = Plan(500, 300, 3000, 20_000, 10.0, 100, 8.0, 50)
+FULL = Plan(2000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50, 100_000, 10_000, 40.0, 15.0, 3)
+QUICK = Plan(500, 300, 3000, 20_000, 10.0, 100, 8.0, 50, 20_000, 2_000, 40.0, 6.0, 3)
 
 
 # --- measuring helpers ----------------------------------------------------------------
@@ -442,6 +453,95 @@ def bench_scheduled(plan: Plan, stack: Stack) -> dict[str, Any]:
     }
 
 
+# --- 5. bulk campaign ----------------------------------------------------------------------
+def run_campaign(
+    stack: Stack, record: SandboxRecord, channel: str, to: list[str], **fields: Any
+) -> dict[str, Any]:
+    base = record.last_seq()
+    start = time.perf_counter()
+    receipt = stack.hudhud.send_campaign(channel, {"to": to, **fields})
+    recorded_s = time.perf_counter() - start
+    ids = [campaign.batch_id(receipt.id, n) for n in range(receipt.batches)]
+    wait_sent(stack, ids, 600, 0.05)
+    handed_s = time.perf_counter() - start
+    sends = record.since(base)
+    handed = sum(len(s["recipients"]) for s in sends)
+    summary = stack.hudhud.status(receipt.id)
+    return {
+        "recipients": receipt.recipients,
+        "batches": receipt.batches,
+        "provider_calls": len(sends) if channel == "sms" else receipt.batches,
+        "producer_call_s": recorded_s,
+        "handed_over_s": handed_s,
+        "recipients_per_s": receipt.recipients / handed_s,
+        "recipients_in_sandbox_record": handed,
+        "ledger_recipient_counts": summary["recipient_counts"],
+        "status": summary["status"],
+    }
+
+
+def bench_campaign(plan: Plan, stack: Stack, sandbox: Sandbox) -> dict[str, Any]:
+    record = SandboxRecord(sandbox.url)
+    stack.start_worker("w1", concurrency=plan.concurrency)
+    stack.start_beat()
+    sms = run_campaign(
+        stack, record, "sms", [recipient(i) for i in range(plan.campaign_n)], body="campaign", sender=SENDER
+    )
+    email = run_campaign(
+        stack,
+        record,
+        "email",
+        [f"reader{i}@example.com" for i in range(plan.email_campaign_n)],
+        subject="campaign",
+        text="campaign",
+        **{"from": "news@example.com"},
+    )
+    return {"sms": sms, "taifa_email": email}
+
+
+# --- 6. global rate limit --------------------------------------------------------------------
+def bench_rate_limit(
+    plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sandbox
+) -> dict[str, Any]:
+    flush(redis_server.url)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**HUDHUD_ENV, "HUDHUD_RATE_LIMIT_TAQNYAT": str(plan.rate_limit)}
+    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox, extra_env=env)
+    try:
+        n = int(plan.rate_limit * plan.rate_seconds)
+        record = SandboxRecord(sandbox.url)
+        base = record.last_seq()
+        ids = [
+            r.id
+            for r in stack.hudhud.send_many(
+                "sms", [{"to": recipient(i), "body": f"rate {i}", "sender": SENDER} for i in range(n)]
+            )
+        ]
+        for w in range(plan.rate_workers):
+            stack.start_worker(f"r{w}", concurrency=20)
+        stack.start_beat()
+        wait_sent(stack, ids, plan.rate_seconds * 4 + 60, 0.2)
+        times = sorted(parse_iso(s["accepted_at"]) for s in record.since(base))
+    finally:
+        stack.stop()
+    most, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        most = max(most, i - j + 1)
+    span = times[-1] - times[0] if len(times) > 1 else float("nan")
+    overall = (len(times) - 1) / span if span > 0 else None
+    return {
+        "limit_per_s": plan.rate_limit,
+        "workers": plan.rate_workers,
+        "messages": n,
+        "sends_recorded": len(times),
+        "overall_msgs_per_s": overall,
+        "most_in_any_1s_window": most,
+        "overall_over_limit": overall / plan.rate_limit if overall else None,
+    }
+
+
 # --- report ----------------------------------------------------------------------------------
 def fmt(value: Any, digits: int = 2) -> str:
     if value is None:
@@ -542,7 +642,47 @@ def table(results: dict[str, Any]) -> str:
             fmt(lat["enqueue_to_provider_accept_ms"]["p99"], 1),
             fmt(lat["enqueue_to_provider_accept_ms"]["mean"], 1),
         ),
-        ("5. bulk campaign (100k recipients, one body)", "", "not implemented", ""),
+    ]
+    for name, label in (("sms", "SMS"), ("taifa_email", "Taifa email")):
+        run = results["campaign"][name]
+        counts = run["ledger_recipient_counts"]
+        rows += [
+            (
+                f"5. campaign: {run['recipients']:,} {label} recipients, {run['batches']} batches",
+                "",
+                "",
+                "",
+            ),
+            (
+                "   producer call s / all handed to provider s",
+                "",
+                f"{fmt(run['producer_call_s'])} / {fmt(run['handed_over_s'])}",
+                "",
+            ),
+            ("   recipients/s", "", fmt(run["recipients_per_s"], 0), ""),
+            (
+                "   recipients in sandbox record / ledger sent+rejected",
+                "",
+                f"{run['recipients_in_sandbox_record']:,} / {counts['sent']:,}+{counts['rejected']:,}",
+                "",
+            ),
+        ]
+    rate = results["rate_limit"]
+    rows += [
+        (
+            f"6. global rate limit {rate['limit_per_s']:.0f}/s, {rate['workers']} workers, "
+            f"{rate['messages']} msgs",
+            "",
+            "",
+            "measured/limit",
+        ),
+        (
+            "   provider-side msg/s over the run",
+            "",
+            fmt(rate["overall_msgs_per_s"], 1),
+            fmt(rate["overall_over_limit"]),
+        ),
+        ("   most sends in any 1 s window", "", str(rate["most_in_any_1s_window"]), ""),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [
@@ -555,7 +695,6 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}"
         )
-    lines.append("campaign: not implemented")
     return "\n".join(lines)
 
 
@@ -642,7 +781,15 @@ def main() -> None:
         results["scheduled"] = bench_scheduled(plan, stack)
         stack.stop()
 
-        results["campaign"] = "not implemented"
+        print("5.  bulk campaigns ...", flush=True)
+        stack = new_stack(workdir / "s4", redis_server, sandbox, plan)
+        stacks.append(stack)
+        results["campaign"] = bench_campaign(plan, stack, sandbox)
+        print(f"    {results['campaign']['sms']['handed_over_s']:.1f} s for the SMS campaign", flush=True)
+        stack.stop()
+
+        print("6.  global rate limit ...", flush=True)
+        results["rate_limit"] = bench_rate_limit(plan, workdir / "s5", redis_server, sandbox)
     finally:
         for made in stacks:
             with contextlib.suppress(Exception):

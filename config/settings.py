@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # --- worker ---------------------------------------------------------------------
     prefetch_multiplier: int = Field(4, ge=1, validation_alias=_env("HUDHUD_PREFETCH_MULTIPLIER"))
     eta_task_limit: int = Field(1000, ge=1, validation_alias=_env("HUDHUD_ETA_TASK_LIMIT"))
+    # Task events cost a fifth of a worker's CPU; Flower turns them on while it watches.
+    task_events: bool = Field(False, validation_alias=_env("HUDHUD_TASK_EVENTS"))
     flower_basic_auth: SecretStr | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH"))
 
     @field_validator("taqnyat_base_url", "taifa_base_url")
