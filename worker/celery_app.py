@@ -20,6 +20,8 @@ from celery.worker.request import Request
 from kombu import Exchange, Queue
 
 from config import Settings, get_settings
+from worker import redaction
+from worker.transport import TRANSPORT as BROKER_TRANSPORT
 
 CHANNEL_QUEUES = ("sms", "email", "voice")
 CONTROL_QUEUE = "hudhud"
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     exchange = Exchange("hudhud", type="direct")
     app.conf.update(
         broker_url=settings.redis_url,
+        broker_transport=BROKER_TRANSPORT,
         broker_use_ssl=_broker_ssl(settings.redis_url),
         broker_transport_options=transport,
         result_backend_transport_options=transport,
@@ -139,3 +142,4 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 app = create_app()
 app.set_current()
+redaction.install()
