@@ -57,8 +57,10 @@ class Jobs:
                 return released
 
     def requeue_stale(self) -> int:
-        """Queued messages whose task never ran (lost publish, Redis crash): enqueue again.
-        A duplicate task is harmless: the claim lets only one through."""
+        """Queued messages whose task never ran (lost publish, Redis crash, a worker killed
+        while it held the ETA task of a message due soon): enqueue again once they are
+        `requeue_after` seconds overdue. A duplicate task is harmless: the claim lets only one
+        through."""
         now = time.time()
         stale = self.ledger.requeue_stale(older_than=now - self.settings.requeue_after, now=now)
         for message_id, channel in stale:

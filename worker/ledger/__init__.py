@@ -159,6 +159,7 @@ class Ledger:
             fields["key"] = msg.key
         if msg.due is not None:
             fields["at"] = iso(msg.due)
+            fields["due"] = repr(float(msg.due))
         if msg.retry_of:
             fields["retry_of"] = msg.retry_of
         flat = [item for pair in fields.items() for item in pair]

@@ -69,11 +69,16 @@ return out
 # ARGV: id, now, now_iso, lease_until, rate_per_second, burst
 # -> {'claimed', attempts, payload, channel, provider, in_doubt}
 #  | {'skip', status} | {'missing'} | {'held'} | {'wait', seconds}
+# A message is never claimed before its due time: a task that runs early (an ETA timer that
+# fires a few milliseconds ahead, a dispatch without ETA) is told to wait.
 CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
+local head = redis.call('HMGET', KEYS[1], 'status', 'due')
+local status = head[1]
 if not status then return {'missing'} end
 if status ~= 'queued' and status ~= 'scheduled' then return {'skip', status} end
 local now = tonumber(ARGV[2])
+local due = tonumber(head[2] or '')
+if due and due > now then return {'wait', tostring(due - now)} end
 if redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('ZADD', KEYS[6], now, ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
@@ -173,13 +178,15 @@ return out
 """
 
 # Queued messages whose broker task may be lost: bump their score and return them.
+# A `scheduled` member waits as an ETA task in some worker's memory (due within the ETA
+# window when it was recorded); a worker killed while holding it loses it just the same.
 # KEYS: queued; ARGV: limit, count, now -> flat {id, channel, ...}
 REQUEUE = """
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(items) do
   local row = redis.call('HMGET', 'hudhud:m:' .. id, 'status', 'channel')
-  if row[1] == 'queued' then
+  if row[1] == 'queued' or row[1] == 'scheduled' then
     redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
     out[#out + 1] = id
     out[#out + 1] = row[2]
