@@ -187,9 +187,10 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 def add_consumer(app: Any, queue: str) -> None:
-    replies = app.control.add_consumer(queue, reply=True, timeout=5, limit=1)
-    if not replies:
-        raise RuntimeError(f"no worker answered add_consumer({queue!r})")
+    for _ in range(5):
+        if app.control.add_consumer(queue, reply=True, timeout=5, limit=1):
+            return
+    raise RuntimeError(f"no worker answered add_consumer({queue!r})")
 
 
 # --- 1a. bare Celery ------------------------------------------------------------------

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 from celery import Task
 
 from config import get_settings
 from worker import messages, runtime
-from worker.celery_app import app
+from worker.celery_app import RedactedRequest, app
 from worker.delivery import Delivery
 from worker.errors import InvalidInput
-from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused
+from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused, dispatch
 
 log = logging.getLogger("hudhud.tasks")
 
@@ -36,7 +37,7 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
     """Check a foreign producer's send; record it under the task id; deliver it now or later.
 
     Bad input ends as a complete `failed` record naming the field (no payload kept),
-    never as an endless retry.
+    never as an endless retry; so does input that trips a check in an unforeseen way.
     """
     settings = get_settings()
     message_id = str(task.request.id)
@@ -44,7 +45,20 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
     try:
         if args:
             raise InvalidInput("args", "positional arguments are not accepted: use keyword arguments")
-        request = messages.build(channel, {k: v for k, v in fields.items() if v is not None}, settings)
+        try:
+            request = messages.build(channel, {k: v for k, v in fields.items() if v is not None}, settings)
+        except InvalidInput:
+            raise
+        except Exception as exc:  # a check that broke on input it did not expect
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "send %s: checking its fields raised %s at %s:%s",
+                message_id,
+                type(exc).__name__,
+                where.filename,
+                where.lineno,
+            )
+            raise InvalidInput("fields", f"could not be checked ({type(exc).__name__})") from None
         created = hudhud.ledger.create(hudhud._new(request, message_id, None), now=time.time())
         if created.outcome == "conflict":
             raise IdempotencyConflict(created.id)
@@ -56,25 +70,37 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
         if created.status == "scheduled" and created.outcome == "created" and request.due:
             due = request.due.timestamp()
             if due - time.time() <= hudhud.ledger.park_after:
-                from worker.producer import dispatch
-
                 dispatch(app, message_id, request.channel, request.provider, due)
         return created.status
-    return delivery().deliver(message_id, request.provider).result
+    outcome = delivery().deliver(message_id, request.provider)
+    if outcome.retry_in is not None:
+        # The first attempt asked for another (a 5xx, a rate limit): the delivery task takes over.
+        dispatch(app, message_id, request.channel, request.provider, time.time() + outcome.retry_in)
+    return outcome.result
 
 
-@app.task(name="hudhud.send_sms", bind=True, ignore_result=True)
-def send_sms(self: Task, *args: Any, **fields: Any) -> str:
+class IntakeTask(Task):
+    """An intake task: a producer's keyword named `self` is one more unknown field, refused
+    by the intake like any other (Celery's default call wrapper would raise on it)."""
+
+    Request = RedactedRequest
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+
+@app.task(name="hudhud.send_sms", bind=True, ignore_result=True, base=IntakeTask)
+def send_sms(self: Task, /, *args: Any, **fields: Any) -> str:
     return intake(self, "sms", args, fields)
 
 
-@app.task(name="hudhud.send_email", bind=True, ignore_result=True)
-def send_email(self: Task, *args: Any, **fields: Any) -> str:
+@app.task(name="hudhud.send_email", bind=True, ignore_result=True, base=IntakeTask)
+def send_email(self: Task, /, *args: Any, **fields: Any) -> str:
     return intake(self, "email", args, fields)
 
 
-@app.task(name="hudhud.send_voice", bind=True, ignore_result=True)
-def send_voice(self: Task, *args: Any, **fields: Any) -> str:
+@app.task(name="hudhud.send_voice", bind=True, ignore_result=True, base=IntakeTask)
+def send_voice(self: Task, /, *args: Any, **fields: Any) -> str:
     return intake(self, "voice", args, fields)
 
 

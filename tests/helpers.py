@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -35,29 +37,113 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
-class RedisServer:
-    """A redis-server on a private port with its own data folder (AOF optional)."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate authority and a server certificate it signed (for 127.0.0.1 and localhost)."""
 
-    def __init__(self, workdir: Path, *, aof: bool = False, port: int | None = None) -> None:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate signed by it, made with the `openssl` command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", f"/CN=hudhud test CA {folder.name}", "-keyout", ca_key, "-out", ca,
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", csr)
+    extensions = folder / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+        "-out", cert, "-extfile", extensions,
+    )  # fmt: skip
+    return TlsFiles(ca=ca, cert=cert, key=key)
+
+
+class RedisServer:
+    """A redis-server on a private port with its own data folder (AOF optional).
+
+    `password` alone sets `requirepass`; with `user` it makes that ACL user (all commands and
+    keys) and turns the default user off. `tls` serves TLS only, on `port`.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        aof: bool = False,
+        port: int | None = None,
+        password: str | None = None,
+        user: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on the PATH (apt-get install redis-server)")
+        if user is not None and password is None:
+            raise ValueError("an ACL user needs a password")
         self.binary = binary
         self.port = port or free_port()
         self.workdir = workdir
         self.aof = aof
+        self.password = password
+        self.user = user
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_with()
+
+    def url_with(
+        self, *, user: str | None = None, password: str | None = None, ca: Path | None = None
+    ) -> str:
+        """The URL of this server, with other credentials or another CA file when given."""
+        user = user if user is not None else self.user
+        password = password if password is not None else self.password
+        credentials = ""
+        if password is not None:
+            credentials = f"{quote(user or '', safe='')}:{quote(password, safe='')}@"
+        if self.tls is None:
+            return f"redis://{credentials}127.0.0.1:{self.port}/0"
+        ca_file = quote(str(ca or self.tls.ca), safe="/")
+        return f"rediss://{credentials}127.0.0.1:{self.port}/0?ssl_ca_certs={ca_file}"
 
     def start(self) -> RedisServer:
+        if self.tls is None:
+            listen = ["--port", str(self.port)]
+        else:
+            listen = [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        if self.user is not None:
+            listen += ["--user", "default", "off", "--user", self.user, "on", f">{self.password}"]
+            listen += ["~*", "&*", "+@all"]
+        elif self.password is not None:
+            listen += ["--requirepass", self.password]
         args = [
             self.binary,
-            "--port",
-            str(self.port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--dir",

@@ -163,8 +163,23 @@ def test_expired_lease_is_recovered_once(ledger: Ledger) -> None:
 def test_stale_queued_messages_are_requeued(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new(), now=now - 1000)
-    assert ledger.requeue_stale(older_than=now - 300, now=now) == [("m1", "sms")]
+    assert ledger.requeue_stale(older_than=now - 300, now=now) == [("m1", "sms", "taqnyat")]
     assert ledger.requeue_stale(older_than=now - 300, now=now) == []
+
+
+def test_a_message_behind_a_backlog_is_not_enqueued_twice_until_long_overdue(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(new(), now=now - 1000)
+    ledger.redis.lpush("sms", "a task still waiting in the broker queue")
+    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 3000) == []
+    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 900) == [
+        ("m1", "sms", "taqnyat")
+    ], "overdue past the hard limit: enqueued again even behind a backlog"
+    ledger.redis.delete("sms")
+    later = now + 400
+    assert ledger.requeue_stale(older_than=later - 300, now=later, hard_limit=later - 3000) == [
+        ("m1", "sms", "taqnyat")
+    ], "the queue drained: enqueued again"
 
 
 def test_record_failure_keeps_no_payload(ledger: Ledger) -> None:

@@ -182,7 +182,7 @@ def test_a_lost_eta_task_of_a_message_due_soon_is_enqueued_again_once_overdue(
     assert ledger.status_of([message_id]) == ["scheduled"]
     assert ledger.requeue_stale(older_than=now - 5, now=now) == [], "not due yet"
     later = now + 3 + 6
-    assert ledger.requeue_stale(older_than=later - 5, now=later) == [(message_id, "sms")]
+    assert ledger.requeue_stale(older_than=later - 5, now=later) == [(message_id, "sms", "taqnyat")]
     assert ledger.requeue_stale(older_than=later - 5, now=later) == [], "again only after another wait"
     assert ledger.claim(message_id, "taqnyat", now=later).outcome == "claimed"
 

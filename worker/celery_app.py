@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from celery import Celery
+from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 from kombu import Exchange, Queue
 
@@ -45,12 +46,23 @@ class RedactedRequest(Request):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            # a body that is not [args, kwargs, embed]: Celery's own invalid-task handling
+            # discards it, instead of the worker stopping on an "Unrecoverable error"
+            raise InvalidTaskError(f"malformed task message ({type(exc).__name__})") from None
         name = self._request_dict.get("task", "")
         if name == "hudhud.deliver":
             return  # its only argument is a message id
         self._argsrepr = "()"
         self._kwargsrepr = _redact(self.kwargs)
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        """What `inspect reserved/scheduled` (and Flower's worker page) show: the redacted
+        reprs, never the arguments themselves (a delivery's are only a message id)."""
+        deliver = self._request_dict.get("task", "") == "hudhud.deliver"
+        return dict(super().info(safe=safe or not deliver))
 
 
 def _concurrency() -> int:

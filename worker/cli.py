@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import redis
 
-from worker.errors import ConfigurationError, InvalidInput
+from worker.errors import ConfigurationError, InvalidInput, printable
 
 EXIT_INPUT = 2
+MAX_ATTACH_BYTES = 24 * 1024 * 1024
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
@@ -22,6 +24,7 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 
 
 def _fail(as_json: bool, message: str, code: int = 1, **extra: Any) -> NoReturn:
+    message = printable(message)
     if as_json:
         click.echo(json.dumps({"error": message, **extra}, ensure_ascii=False))
     else:
@@ -36,8 +39,6 @@ def _producer() -> Any:
 
 
 def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
-    import redis
-
     from worker.producer import IdempotencyConflict
 
     try:
@@ -51,6 +52,44 @@ def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
     except redis.RedisError as exc:
         _fail(as_json, f"cannot reach Redis ({type(exc).__name__}): nothing was recorded", 1)
     _emit(as_json, {"id": receipt.id, "status": receipt.status, "duplicate": receipt.duplicate}, receipt.id)
+
+
+def _usage_problem(exc: click.UsageError) -> tuple[str, str]:
+    """The field and the problem of a usage error of a send command (never the value)."""
+    from worker.validation import field_name
+
+    param = getattr(exc, "param", None)
+    option = getattr(exc, "option_name", None)
+    if param is not None and param.name:
+        name: str | None = param.name.rstrip("_")
+    elif option:
+        name = field_name(option.lstrip("-").replace("-", "_"))
+    else:
+        name = None
+    if isinstance(exc, click.MissingParameter):
+        problem = "is required"
+    elif isinstance(exc, click.BadParameter):
+        choices = getattr(getattr(param, "type", None), "choices", None)
+        problem = f"must be one of {', '.join(map(str, choices))}" if choices else "is not valid"
+    elif isinstance(exc, click.NoSuchOption):
+        problem = "is not a known option"
+    elif isinstance(exc, click.BadOptionUsage):
+        problem = "needs a value"
+    else:
+        return "args", "positional arguments are not accepted: use the options"
+    return name or "option", problem
+
+
+class _SendCommand(click.Command):
+    """A send command: bad usage is bad input too, told on one line naming the field (exit 2)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        as_json = "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            field, problem = _usage_problem(exc)
+            _fail(as_json, f"{field}: {problem}", EXIT_INPUT, field=field)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +107,7 @@ _at_option = click.option("--at", help="ISO 8601 time with an offset or Z")
 _key_option = click.option("--key", help="idempotency key")
 
 
-@send.command("sms")
+@send.command("sms", cls=_SendCommand)
 @click.option("--to", multiple=True, required=True, help="9665XXXXXXXX (repeatable)")
 @click.option("--body", required=True)
 @click.option("--sender")
@@ -82,12 +121,15 @@ def send_sms(
     _send("sms", {"to": list(to), "body": body, "sender": sender, "at": at, "key": key}, as_json)
 
 
-def _attachment(path: str) -> dict[str, str]:
+def _attachment(index: int, path: str) -> dict[str, str]:
+    """One `--attach` file as a Taifa attachment (its name and content are not echoed)."""
     file = Path(path)
     try:
+        if file.stat().st_size > MAX_ATTACH_BYTES:
+            raise InvalidInput("attach", f"file {index + 1} is larger than 24 MiB")
         content = file.read_bytes()
     except OSError as exc:
-        raise InvalidInput("attach", f"cannot read {file.name}: {exc.strerror}") from None
+        raise InvalidInput("attach", f"file {index + 1} cannot be read ({exc.strerror})") from None
     return {
         "filename": file.name,
         "content_base64": base64.b64encode(content).decode("ascii"),
@@ -95,7 +137,7 @@ def _attachment(path: str) -> dict[str, str]:
     }
 
 
-@send.command("email")
+@send.command("email", cls=_SendCommand)
 @click.option("--to", multiple=True, required=True)
 @click.option("--subject", required=True)
 @click.option("--text")
@@ -134,7 +176,7 @@ def send_email(
     if text is not None and html is not None:
         _fail(as_json, "text: give --text or --html, not both", EXIT_INPUT, field="text")
     try:
-        attachments = [_attachment(p) for p in attach] or None
+        attachments = [_attachment(i, p) for i, p in enumerate(attach)] or None
     except InvalidInput as exc:
         _fail(as_json, str(exc), EXIT_INPUT, field=exc.field)
     fields = {
@@ -157,7 +199,7 @@ def send_email(
     _send("email", fields, as_json)
 
 
-@send.command("voice")
+@send.command("voice", cls=_SendCommand)
 @click.option("--to", multiple=True, required=True)
 @click.option("--audio-url", required=True)
 @click.option("--caller-id")
@@ -186,6 +228,8 @@ def status(message_id: str, as_json: bool) -> None:
         record = _producer().status(message_id)
     except NotFound as exc:
         _fail(as_json, str(exc), 1)
+    except redis.RedisError as exc:
+        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
     if as_json:
         _emit(True, record, "")
         return
@@ -203,6 +247,10 @@ def status(message_id: str, as_json: bool) -> None:
         "in_doubt",
         "retry_of",
         "created_at",
+        "recipients",
+        "batches",
+        "recipient_counts",
+        "batch_statuses",
     ):
         if record.get(name) not in (None, "", False):
             click.echo(f"{name:20} {record[name]}")
@@ -222,6 +270,8 @@ def cancel(message_id: str, as_json: bool) -> None:
         receipt = _producer().cancel(message_id)
     except (NotFound, Refused) as exc:
         _fail(as_json, str(exc), 1)
+    except redis.RedisError as exc:
+        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
     _emit(as_json, receipt.as_dict(), f"{receipt.id} cancelled")
 
 
@@ -236,16 +286,21 @@ def retry(message_id: str, as_json: bool) -> None:
         receipt = _producer().retry_email(message_id)
     except (NotFound, Refused) as exc:
         _fail(as_json, str(exc), 1)
+    except redis.RedisError as exc:
+        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
     _emit(as_json, {**receipt.as_dict(), "retry_of": message_id}, receipt.id)
 
 
 @main.command()
 @_json_option
 def check(as_json: bool) -> None:
-    """Per provider: reachable, credentials valid, status, balance, senders."""
+    """Per provider: reachable, credentials valid, status, balance, senders (exit 1 on a problem)."""
     from worker.check import run_checks
 
-    report = run_checks()
+    try:
+        report = run_checks()
+    except ConfigurationError as exc:
+        _fail(as_json, str(exc), 1, field=exc.variable)
     if as_json:
         _emit(True, report, "")
     else:
@@ -254,6 +309,11 @@ def check(as_json: bool) -> None:
             for name, value in facts.items():
                 click.echo(f"  {name:14} {value}")
         click.echo(f"redis: {report['redis']}")
+        for warning in report["warnings"]:
+            click.echo(f"warning: {warning}")
+        for problem in report["problems"]:
+            click.echo(f"problem: {problem}")
+        click.echo("ok" if report["ok"] else f"not ok: {len(report['problems'])} problem(s)")
     sys.exit(0 if report["ok"] else 1)
 
 

@@ -1,7 +1,10 @@
 """`hudhud dev`: a private Redis, the sandbox, a worker, beat and Flower on one machine.
 
 Without HUDHUD_REDIS_URL it starts `redis-server` (AOF on) with its data in `--data-dir`.
-The sandbox and the worker share one environment, so their tokens match. Ctrl-C stops all.
+The sandbox and the worker share one environment, so their tokens match. While it runs,
+`<data-dir>/dev.env` holds the settings other commands need (the default data dir `.hudhud`
+makes commands run from the same folder read it by themselves). Ctrl-C (or SIGTERM, SIGHUP)
+stops all and exits 0; a second one while stopping kills what is left.
 """
 
 from __future__ import annotations
@@ -43,15 +46,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException(f"{what} exited with status {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
-            return
-        time.sleep(0.1)
-    raise click.ClickException(f"{what} did not listen on port {port} within {timeout:.0f}s")
+class _Stopped(Exception):
+    """A stop signal came while the stack was starting."""
 
 
 def _hudhud(*args: str) -> list[str]:
@@ -59,23 +55,55 @@ def _hudhud(*args: str) -> list[str]:
 
 
 class Stack:
+    """The child processes, each in its own session so a terminal's Ctrl-C reaches only
+    `hudhud dev`, which then stops them in order. A second signal while stopping kills them."""
+
+    STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
+        self.hurry = False
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        if self.stopping:
+            self.hurry = True
+        self.stopping = True
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        if self.stopping:
+            raise _Stopped
         proc = subprocess.Popen(argv, env=env, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
+    def wait_port(self, port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stopping:
+                raise _Stopped
+            if proc.poll() is not None:
+                raise click.ClickException(f"{what} exited with status {proc.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
+                return
+            time.sleep(0.1)
+        raise click.ClickException(f"{what} did not listen on port {port} within {timeout:.0f}s")
+
     def stop(self) -> None:
-        """Stop in reverse order of start, so Redis outlives the workers' shutdown."""
-        for _, proc in reversed(self.procs):
+        """Redis last, so it outlives the worker's and beat's shutdown; the others together."""
+        self._terminate([proc for name, proc in self.procs if name != "redis"])
+        self._terminate([proc for name, proc in self.procs if name == "redis"])
+
+    def _terminate(self, procs: list[subprocess.Popen[bytes]], grace: float = 40) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in procs) and not self.hurry and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for proc in procs:
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
@@ -110,22 +138,21 @@ def _start_redis(stack: Stack, data_dir: Path, port: int, env: dict[str, str]) -
         ],
         env,
     )
-    _wait_port(port, proc, "redis-server")
+    stack.wait_port(port, proc, "redis-server")
     return f"redis://127.0.0.1:{port}/0"
 
 
 def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> int:
+    """Start everything, wait for SIGINT (Ctrl-C), SIGTERM or SIGHUP, stop everything.
+
+    0 after a stop signal; 1 when a part exits by itself (the others are stopped too).
+    """
     env = dict(os.environ)
     for name, value in DEV_DEFAULTS.items():
         env.setdefault(name, value)
     stack = Stack()
-    stopping = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    env_file: Path | None = None
+    previous = {signum: signal.signal(signum, stack.on_signal) for signum in Stack.STOP_SIGNALS}
     try:
         if "HUDHUD_REDIS_URL" not in env:
             env["HUDHUD_REDIS_URL"] = _start_redis(stack, data_dir, redis_port, env)
@@ -134,7 +161,7 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
         env["TAQNYAT_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}"
         env["TAIFA_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/v1"
         sandbox = stack.start("sandbox", _hudhud("sandbox", "--port", str(sandbox_port)), env)
-        _wait_port(sandbox_port, sandbox, "the sandbox")
+        stack.wait_port(sandbox_port, sandbox, "the sandbox")
         env["HUDHUD_CONCURRENCY"] = str(concurrency)
         stack.start("worker", _hudhud("worker", "-c", str(concurrency), "-n", "dev@%h"), env)
         env["HUDHUD_BEAT_SCHEDULE"] = str((data_dir / "beat-schedule").resolve())
@@ -142,44 +169,59 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
         if not _port_free(flower_port):
             flower_port = _free_port()
         flower = stack.start("flower", _hudhud("flower", f"--port={flower_port}", "--address=127.0.0.1"), env)
-        _wait_port(flower_port, flower, "Flower")
-        _announce(env, sandbox_port, flower_port, data_dir)
-        while not stopping:
+        stack.wait_port(flower_port, flower, "Flower")
+        env_file = _announce(env, sandbox_port, flower_port, data_dir)
+        while not stack.stopping:
             for name, proc in stack.procs:
                 if proc.poll() is not None:
                     click.echo(f"hudhud dev: {name} exited with status {proc.returncode}", err=True)
                     return 1
-            time.sleep(0.5)
+            time.sleep(0.2)
         return 0
-    except KeyboardInterrupt:
+    except _Stopped:
         return 0
     finally:
+        stack.stopping = True
         click.echo("hudhud dev: stopping…", err=True)
         stack.stop()
+        if env_file is not None:
+            env_file.unlink(missing_ok=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _announce(env: dict[str, str], sandbox_port: int, flower_port: int, data_dir: Path) -> None:
+def _env_file_values(env: dict[str, str]) -> dict[str, str]:
+    """What a command run from the same folder needs to reach this stack. The tokens are
+    written only when they are the sandbox's own defaults, never a token of the caller's."""
+    names = [
+        "HUDHUD_REDIS_URL",
+        "TAQNYAT_BASE_URL",
+        "TAIFA_BASE_URL",
+        "TAQNYAT_SENDER",
+        "TAQNYAT_CALLER_ID",
+        "TAIFA_FROM",
+        "TAQNYAT_EMAIL_FROM",
+    ]
+    names += [k for k in ("TAQNYAT_TOKEN", "TAIFA_API_KEY") if env.get(k) == DEV_DEFAULTS[k]]
+    return {k: env[k] for k in names}
+
+
+def _announce(env: dict[str, str], sandbox_port: int, flower_port: int, data_dir: Path) -> Path:
+    """Print where everything listens and write `dev.env` (removed again when the stack stops)."""
     env_file = data_dir / "dev.env"
     data_dir.mkdir(parents=True, exist_ok=True)
-    shared = {
-        k: env[k]
-        for k in (
-            "HUDHUD_REDIS_URL",
-            "TAQNYAT_SENDER",
-            "TAQNYAT_CALLER_ID",
-            "TAIFA_FROM",
-            "TAQNYAT_EMAIL_FROM",
-        )
-    }
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in _env_file_values(env).items()))
+    auth = "  (basic auth from FLOWER_BASIC_AUTH)" if env.get("FLOWER_BASIC_AUTH") else ""
     click.echo(
         "\nhudhud dev is running (Ctrl-C stops everything)\n"
         f"  redis    {env['HUDHUD_REDIS_URL']}\n"
         f"  sandbox  http://127.0.0.1:{sandbox_port}  (Taqnyat at /, Taifa at /v1/emails)\n"
-        f"  flower   http://127.0.0.1:{flower_port}\n"
+        f"  flower   http://127.0.0.1:{flower_port}{auth}\n"
         "  worker   queues sms, email, voice, hudhud;  beat: the periodic jobs\n"
         f"\nIn another terminal (settings in {env_file}):\n"
         f"  set -a; . {env_file}; set +a\n"
         "  hudhud send sms --to 966500000000 --body 'hello from hudhud'\n"
         "  hudhud status <the id it prints>\n"
+        "  hudhud check\n"
     )
+    return env_file

@@ -12,10 +12,19 @@ class ConfigurationError(Exception):
         super().__init__(f"configuration: {variable} is not set or invalid")
 
 
+def printable(text: str) -> str:
+    """`text` with anything UTF-8 cannot carry (lone surrogates) escaped, so it can be
+    written to Redis, a log or a terminal."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class InvalidInput(ValueError):
-    """Bad input, caught before anything is recorded or sent. Names the field."""
+    """Bad input, caught before anything is recorded or sent. Names the field.
+
+    The text is `"<field>: <problem>"`; it never carries the value itself.
+    """
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
+        self.field = printable(field)
+        self.message = printable(message)
+        super().__init__(f"{self.field}: {self.message}")

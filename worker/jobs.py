@@ -10,12 +10,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from celery import Celery
 
 from config import Settings
+from worker import publish
 from worker.delivery import reconcile_tag
 from worker.ledger import Ledger, event
 from worker.producer import dispatch
@@ -32,6 +34,13 @@ TAIFA_FINAL = {
     "cancelled": "failed",
 }
 PROVIDERS = ("taqnyat", "taifa")
+# A message waiting behind a backlog in its queue is enqueued again only once it is this many
+# times `requeue_after` overdue (its own task is most likely still in the queue).
+BACKLOG_PATIENCE = 10
+
+
+def eta_of(due: float, now: float) -> datetime | None:
+    return datetime.fromtimestamp(due, UTC) if due > now + 0.05 else None
 
 
 class Jobs:
@@ -50,8 +59,11 @@ class Jobs:
         released = 0
         while True:
             batch = self.ledger.release_due(until=now + self.ledger.park_after, now=now, count=500)
-            for message_id, channel, provider, due in batch:
-                dispatch(self.app, message_id, channel, provider, due, now)
+            publish.push(
+                self.ledger.redis,
+                self.app,
+                ((mid, provider, channel, eta_of(due, now)) for mid, channel, provider, due in batch),
+            )
             released += len(batch)
             if len(batch) < 500:
                 return released
@@ -62,10 +74,11 @@ class Jobs:
         `requeue_after` seconds overdue. A duplicate task is harmless: the claim lets only one
         through."""
         now = time.time()
-        stale = self.ledger.requeue_stale(older_than=now - self.settings.requeue_after, now=now)
-        for message_id, channel in stale:
-            provider = self.ledger.provider_of(message_id)
-            dispatch(self.app, message_id, channel, provider)
+        after = self.settings.requeue_after
+        stale = self.ledger.requeue_stale(
+            older_than=now - after, now=now, hard_limit=now - after * BACKLOG_PATIENCE
+        )
+        publish.push(self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov in stale))
         if stale:
             log.warning("re-enqueued %d queued messages whose task was not seen", len(stale))
         return len(stale)
@@ -188,8 +201,7 @@ class Jobs:
         moved = 0
         while True:
             batch = self.ledger.release_held(provider, now=now)
-            for message_id, channel, prov, _ in batch:
-                dispatch(self.app, message_id, channel, prov)
+            publish.push(self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov, _ in batch))
             moved += len(batch)
             if len(batch) < 1000:
                 break

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,14 +72,22 @@ class SendRequest:
 
 
 def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
-    for name in fields:
+    for index, name in enumerate(fields):
         if name not in allowed:
-            raise InvalidInput(str(name)[:60] or '""', "is not a known field")
+            shown = v.field_name(name)
+            if shown is None:
+                raise InvalidInput("fields", f"field {index + 1} has a name that is not a known field")
+            raise InvalidInput(shown, "is not a known field")
+
+
+def _given(value: Any) -> bool:
+    """Whether an optional field was given: None, "" and [] mean "not given"."""
+    return not (value is None or (isinstance(value, str | list | tuple) and len(value) == 0))
 
 
 def _present(fields: Mapping[str, Any], name: str) -> Any:
     value = fields.get(name)
-    if value is None or value == "" or value == []:
+    if not _given(value):
         raise InvalidInput(name, "is required")
     return value
 
@@ -89,7 +97,7 @@ def _listify(value: Any) -> Any:
 
 
 def _due(fields: Mapping[str, Any], now: datetime) -> datetime | None:
-    if fields.get("at") in (None, ""):
+    if not _given(fields.get("at")):
         return None
     moment = v.future_instant(fields["at"], "at", now=now, max_ahead=MAX_AHEAD)
     return moment if moment > now else None
@@ -97,13 +105,13 @@ def _due(fields: Mapping[str, Any], now: datetime) -> datetime | None:
 
 def _key(fields: Mapping[str, Any]) -> str | None:
     key = fields.get("key")
-    if key in (None, ""):
+    if not _given(key):
         return None
     return v.text(key, "key", max_len=200, single_line=True)
 
 
 def _default(value: Any, setting: str | None, field: str, variable: str) -> Any:
-    if value not in (None, ""):
+    if _given(value):
         return value
     if setting:
         return setting
@@ -147,7 +155,10 @@ def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
 
 def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
     merged: dict[str, Any] = {}
-    for index, item in enumerate(_listify(fields.get("header")) or []):
+    pairs = _listify(fields.get("header")) if _given(fields.get("header")) else []
+    if isinstance(pairs, bytes | Mapping) or not isinstance(pairs, Iterable):
+        raise InvalidInput("header", "must be a list of NAME=VALUE")
+    for index, item in enumerate(pairs):
         if not isinstance(item, str) or "=" not in item:
             raise InvalidInput(f"header[{index}]", "must be NAME=VALUE")
         name, _, value = item.partition("=")
@@ -162,31 +173,32 @@ def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
 def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
     current = now or datetime.now(UTC)
     _known(fields, EMAIL_FIELDS)
-    provider = fields.get("provider") or settings.email_provider
-    if provider not in EMAIL_PROVIDERS:
+    provider = fields["provider"] if _given(fields.get("provider")) else settings.email_provider
+    if not isinstance(provider, str) or provider not in EMAIL_PROVIDERS:
         raise InvalidInput("provider", "must be taifa or taqnyat")
     to = v.recipients(_listify(_present(fields, "to")), "to", v.email)
     subject = v.text(_present(fields, "subject"), "subject", max_len=v.MAX_SUBJECT, single_line=True)
     text_body, html_body = fields.get("text"), fields.get("html")
-    if text_body in (None, "") and html_body in (None, ""):
+    if not _given(text_body) and not _given(html_body):
         raise InvalidInput("text", "one of text or html is required")
     payload: dict[str, Any] = {"to": to, "subject": subject}
-    if text_body not in (None, ""):
+    if _given(text_body):
         payload["text"] = v.text(text_body, "text", max_len=v.MAX_EMAIL_BODY)
-    if html_body not in (None, ""):
+    if _given(html_body):
         payload["html"] = v.text(html_body, "html", max_len=v.MAX_EMAIL_BODY)
     from_setting = settings.taifa_from if provider == "taifa" else settings.taqnyat_email_from
     variable = "TAIFA_FROM" if provider == "taifa" else "TAQNYAT_EMAIL_FROM"
-    sender = fields.get("from") or fields.get("from_")
+    sender = fields.get("from") if _given(fields.get("from")) else fields.get("from_")
     payload["from"] = v.email(_default(sender, from_setting, "from", variable), "from")
-    if fields.get("campaign") not in (None, ""):
+    if _given(fields.get("campaign")):
         payload["campaign"] = v.text(fields["campaign"], "campaign", max_len=100, single_line=True)
+    tags = fields.get("tags") if _given(fields.get("tags")) else fields.get("tag")
     extras = {
-        "cc": v.recipients(_listify(fields["cc"]), "cc", v.email) if fields.get("cc") else [],
-        "bcc": v.recipients(_listify(fields["bcc"]), "bcc", v.email) if fields.get("bcc") else [],
-        "reply_to": v.email(fields["reply_to"], "reply_to") if fields.get("reply_to") else None,
+        "cc": v.recipients(_listify(fields["cc"]), "cc", v.email) if _given(fields.get("cc")) else [],
+        "bcc": v.recipients(_listify(fields["bcc"]), "bcc", v.email) if _given(fields.get("bcc")) else [],
+        "reply_to": v.email(fields["reply_to"], "reply_to") if _given(fields.get("reply_to")) else None,
         "headers": _header_pairs(fields),
-        "tags": v.tags(_listify(fields.get("tags") or fields.get("tag")), "tags"),
+        "tags": v.tags(_listify(tags), "tags"),
         "attachments": v.attachments(fields.get("attachments"), "attachments"),
     }
     for name, value in extras.items():
@@ -210,3 +222,25 @@ def build(
     if not isinstance(fields, Mapping):
         raise InvalidInput("fields", "must be an object")
     return BUILDERS[channel](fields, settings, now)
+
+
+def build_many(
+    channel: str, items: Iterable[Mapping[str, Any]], settings: Settings, now: datetime | None = None
+) -> list[SendRequest]:
+    """Check every item of a bulk send (None values mean "not given"); the first bad item
+    raises `InvalidInput` naming it, e.g. `items[3].to[0]`, so nothing of the batch is recorded."""
+    if channel not in BUILDERS:
+        raise InvalidInput("channel", "must be sms, email or voice")
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise InvalidInput("items", "must be a list of objects")
+    current = now or datetime.now(UTC)
+    requests: list[SendRequest] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InvalidInput(f"items[{index}]", "must be an object")
+        fields = {name: value for name, value in item.items() if value is not None}
+        try:
+            requests.append(BUILDERS[channel](fields, settings, current))
+        except InvalidInput as exc:
+            raise InvalidInput(f"items[{index}].{exc.field}", exc.message) from None
+    return requests

@@ -48,7 +48,18 @@ def worker_argv(args: list[str]) -> list[str]:
     if not _has(args, "-l", "--loglevel"):
         argv += ["-l", "INFO"]
     argv += ["--without-gossip", "--without-mingle"]
+    if _task_events() and not _has(args, "-E", "--task-events"):
+        argv.append("-E")  # the command line's default would override the setting
     return argv + args
+
+
+def _task_events() -> bool:
+    from config import get_settings
+
+    try:
+        return bool(get_settings().task_events)
+    except Exception:
+        return False
 
 
 def concurrency_of(argv: list[str]) -> str:

@@ -172,12 +172,7 @@ class Hudhud:
         """Bulk producer API: check every item first (all or nothing: a bad item raises
         `InvalidInput` naming `items[i].field` and nothing is recorded), then record and
         enqueue them in pipelined round trips, a thousand messages per round trip."""
-        requests = []
-        for index, fields in enumerate(items):
-            try:
-                requests.append(messages.build(channel, _without_none(fields), self.settings))
-            except InvalidInput as exc:
-                raise InvalidInput(f"items[{index}].{exc.field}", exc.message) from None
+        requests = messages.build_many(channel, items, self.settings)
         now = time.time()
         receipts: list[Receipt] = []
         for start in range(0, len(requests), BULK_CHUNK):
@@ -331,4 +326,6 @@ def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        raise InvalidInput("fields", "must be an object")
     return {k: v for k, v in fields.items() if v is not None}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +80,19 @@ class TaskMessages:
             },
             separators=(",", ":"),
         )
+
+
+def push(client: Any, app: Celery, tasks: Iterable[tuple[str, str, str, datetime | None]]) -> int:
+    """Enqueue `hudhud.deliver` for (message id, provider, channel, eta) in one pipeline."""
+    builder = messages_for(app)
+    pipe = client.pipeline(transaction=False)
+    count = 0
+    for message_id, provider, channel, eta in tasks:
+        pipe.lpush(channel, builder.build(message_id, provider, channel, eta))
+        count += 1
+    if count:
+        pipe.execute()
+    return count
 
 
 def messages_for(app: Celery) -> TaskMessages:

@@ -29,6 +29,17 @@ _EMAIL = re.compile(
 )
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII without ':' (RFC 5322 ftext)
 _SENDER_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,59}")
+_MAX_MSISDN = 10**15
+
+
+def field_name(name: Any) -> str | None:
+    """`name` when it may be shown as the name of a field (a short ASCII word), else None.
+
+    Unknown names come from the caller; anything else could be a value given by mistake
+    (a phone number as a key), which must not reach an error text or a log.
+    """
+    return name if isinstance(name, str) and _FIELD_NAME.fullmatch(name) else None
 
 
 def text(
@@ -56,6 +67,8 @@ def msisdn(value: Any, field: str) -> str:
     """A phone number in international format without `+` or `00` (e.g. 966500000000)."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidInput(field, "must be a phone number string")
+    if isinstance(value, int) and not 0 <= value < _MAX_MSISDN:
+        raise InvalidInput(field, "must be 8 to 15 digits in international format (e.g. 966500000000)")
     number = str(value).strip()
     if number.startswith("+"):
         raise InvalidInput(field, "must be in international format without '+' (e.g. 966500000000)")
@@ -78,7 +91,7 @@ def email(value: Any, field: str) -> str:
 
 def recipients(values: Any, field: str, check: Any) -> list[str]:
     """A non-empty list of recipients, each passed through `check`, duplicates removed."""
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise InvalidInput(field, "must be a list")
     items = list(values)
     if not items:
@@ -114,9 +127,11 @@ def headers(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise InvalidInput(field, "must be an object of name: value")
     out: dict[str, str] = {}
-    for name, val in value.items():
+    for index, (name, val) in enumerate(value.items()):
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise InvalidInput(f"{field}.{name!s:.40}", "is not a valid header name")
+            if isinstance(name, str) and re.fullmatch(r"[ -~]{1,40}", name):
+                raise InvalidInput(f"{field}.{name}", "is not a valid header name")
+            raise InvalidInput(field, f"header {index + 1} has an invalid name (printable ASCII without ':')")
         out[name] = text(val, f"{field}.{name}", max_len=998, allow_empty=True, single_line=True)
     return out
 
@@ -125,7 +140,7 @@ def tags(value: Any, field: str) -> list[str]:
     """A list of short single-line strings."""
     if value is None:
         return []
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise InvalidInput(field, "must be a list of strings")
     return [text(tag, f"{field}[{i}]", max_len=100, single_line=True) for i, tag in enumerate(value)]
 
@@ -148,9 +163,17 @@ def attachments(value: Any, field: str) -> list[dict[str, str]]:
         where = f"{field}[{index}]"
         if not isinstance(item, Mapping):
             raise InvalidInput(where, "must be an object {filename, content_base64, content_type}")
-        unknown = set(item) - {"filename", "content_base64", "content_type"}
-        if unknown:
-            raise InvalidInput(f"{where}.{sorted(map(str, unknown))[0]}", "is not a known field")
+        for key in item:
+            if key not in ("filename", "content_base64", "content_type"):
+                shown = field_name(key)
+                if shown is None:
+                    raise InvalidInput(
+                        where, "has a field whose name is not filename, content_base64 or content_type"
+                    )
+                raise InvalidInput(f"{where}.{shown}", "is not a known field")
+        for key in ("filename", "content_base64"):
+            if item.get(key) is None:
+                raise InvalidInput(f"{where}.{key}", "is required")
         name = text(item.get("filename"), f"{where}.filename", max_len=255, single_line=True)
         if any(ch in name for ch in "/\\\x00"):
             raise InvalidInput(f"{where}.filename", "must not contain '/', '\\' or NUL")
@@ -191,7 +214,10 @@ def instant(value: Any, field: str) -> datetime:
         raise InvalidInput(field, "must be an ISO 8601 time string")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidInput(field, "needs an offset or Z (e.g. 2030-01-31T09:00:00+03:00)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+03:00 lies before year 1 in UTC
+        raise InvalidInput(field, "is out of range") from None
 
 
 def future_instant(

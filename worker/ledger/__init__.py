@@ -351,9 +351,14 @@ class Ledger:
             for i in range(0, len(flat), 4)
         ]
 
-    def requeue_stale(self, *, older_than: float, now: float, count: int = 1000) -> list[tuple[str, str]]:
-        flat = self._requeue(keys=[QUEUED], args=[older_than, count, now])
-        return [(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+    def requeue_stale(
+        self, *, older_than: float, now: float, count: int = 1000, hard_limit: float | None = None
+    ) -> list[tuple[str, str, str]]:
+        """Queued messages overdue since `older_than` -> (id, channel, provider). Those whose
+        channel queue is not empty wait, unless overdue since `hard_limit` too."""
+        limit = older_than if hard_limit is None else hard_limit
+        flat = self._requeue(keys=[QUEUED], args=[older_than, count, now, limit])
+        return [(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def expired_leases(self, *, now: float, count: int = 200) -> list[tuple[str, str, int]]:
         flat = self._expired(keys=[LEASES], args=[now, count, now + self.lease_seconds])

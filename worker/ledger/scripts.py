@@ -180,16 +180,29 @@ return out
 # Queued messages whose broker task may be lost: bump their score and return them.
 # A `scheduled` member waits as an ETA task in some worker's memory (due within the ETA
 # window when it was recorded); a worker killed while holding it loses it just the same.
-# KEYS: queued; ARGV: limit, count, now -> flat {id, channel, ...}
+# While its channel's broker queue still holds tasks, a message may simply be waiting in it:
+# it is left alone until the queue drains, or until it is overdue past ARGV[4] (a backlog
+# must not be enqueued twice over).
+# KEYS: queued; ARGV: limit, count, now, hard_limit -> flat {id, channel, provider, ...}
 REQUEUE = """
-local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+                        'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
-for _, id in ipairs(items) do
-  local row = redis.call('HMGET', 'hudhud:m:' .. id, 'status', 'channel')
+local busy = {}
+for i = 1, #items, 2 do
+  local id = items[i]
+  local row = redis.call('HMGET', 'hudhud:m:' .. id, 'status', 'channel', 'provider')
   if row[1] == 'queued' or row[1] == 'scheduled' then
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
-    out[#out + 1] = id
-    out[#out + 1] = row[2]
+    local channel = row[2] or ''
+    if busy[channel] == nil then
+      busy[channel] = channel ~= '' and redis.call('LLEN', channel) > 0
+    end
+    if not busy[channel] or tonumber(items[i + 1]) <= tonumber(ARGV[4]) then
+      redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
+      out[#out + 1] = id
+      out[#out + 1] = channel
+      out[#out + 1] = row[3] or ''
+    end
   else
     redis.call('ZREM', KEYS[1], id)
   end

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from worker.sandbox.bodies import load_json
 from worker.sandbox.knobs import KnobError, parse_amount, parse_balance
 from worker.sandbox.responses import reply
 from worker.sandbox.state import STATE, money
@@ -21,10 +21,7 @@ async def json_object(request: web.Request) -> dict[str, Any] | None:
     raw = await request.read()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
+    _, body = load_json(raw)
     return body if isinstance(body, dict) else None
 
 

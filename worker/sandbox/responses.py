@@ -12,7 +12,11 @@ _JSON = "application/json"
 
 def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type=_JSON, headers=headers)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from a request: keep it as a \u escape
+        data = json.dumps(body, separators=(",", ":")).encode("ascii")
+    return web.Response(body=data, status=status, content_type=_JSON, charset="utf-8", headers=headers)
 
 
 def taqnyat_error(status: int, message: str, reason: str | None = None) -> web.Response:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
+from worker.sandbox.bodies import Unreadable, parse_json
 from worker.sandbox.clock import iso_micros, parse_iso_micros
 from worker.sandbox.knobs import PLANS
 from worker.sandbox.responses import (
@@ -55,8 +55,8 @@ def authed(handler: Handler) -> Handler:
 async def json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        return json.loads(raw)
-    except ValueError as error:
+        return parse_json(raw)
+    except Unreadable as error:
         raise BadInput(
             [
                 {
@@ -327,6 +327,8 @@ async def send_now(request: web.Request) -> web.StreamResponse:
 async def updates(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("since")
     since = 0 if not raw else parse_iso_micros(raw)
+    if since is not None:
+        since = max(since, 0)  # nothing changed before the epoch
     if since is None:
         raise BadInput(
             [

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.sandbox.bodies import is_unicode
 from worker.sandbox.clock import parse_iso
 from worker.sandbox.taifa_model import Address, SendRequest
 
@@ -20,6 +21,7 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
 _SPACE = re.compile(r"\s+")
+NOT_UNICODE = "Input should be a valid string, unable to parse raw data as a unicode string"
 
 Loc = tuple[str | int, ...]
 
@@ -121,6 +123,9 @@ def _string(
     if not isinstance(value, str):
         checked.fail((*loc, key), "Input should be a valid string", "string_type")
         return None
+    if not is_unicode(value):
+        checked.fail((*loc, key), NOT_UNICODE, "string_unicode")
+        return None
     if required and not value.strip():
         checked.fail((*loc, key), "String should have at least 1 character", "string_too_short")
         return None
@@ -178,8 +183,12 @@ def _headers(checked: Checked, body: dict[str, Any]) -> dict[str, str]:
         checked.fail(("headers",), "Input should be a valid dictionary", "dict_type")
         return {}
     for name, value in headers.items():
-        if not isinstance(value, str):
+        if not is_unicode(name):
+            checked.fail(("headers", name, "[key]"), NOT_UNICODE, "string_unicode")
+        elif not isinstance(value, str):
             checked.fail(("headers", name), "Input should be a valid string", "string_type")
+        elif not is_unicode(value):
+            checked.fail(("headers", name), NOT_UNICODE, "string_unicode")
     return headers
 
 
@@ -193,6 +202,8 @@ def _tags(checked: Checked, body: dict[str, Any]) -> list[str]:
     for index, tag in enumerate(tags):
         if not isinstance(tag, str):
             checked.fail(("tags", index), "Input should be a valid string", "string_type")
+        elif not is_unicode(tag):
+            checked.fail(("tags", index), NOT_UNICODE, "string_unicode")
     return [tag for tag in tags if isinstance(tag, str)]
 
 

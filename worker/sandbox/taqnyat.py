@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from worker.sandbox.bodies import form_fields, load_json, plain
 from worker.sandbox.clock import parse_iso
 from worker.sandbox.responses import bearer, reply, taqnyat_error
 from worker.sandbox.state import (
@@ -86,17 +87,14 @@ def sms_parts(text: str) -> int:
 
 
 async def read_body(request: web.Request) -> dict[str, Any] | None:
-    """A JSON object body, or form fields; None when the body is not readable as either."""
+    """A JSON object body, or form fields; None when the body is not readable as either
+    (not JSON, nested too deeply, strings that are not Unicode, a form that cannot be decoded)."""
     if not request.body_exists:
         return {}
     if request.content_type in FORM_TYPES:
-        form = await request.post()
-        return {key: form.getone(key) for key in form}
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
+        form = await form_fields(request)
+        return None if form is None else {key: form.getone(key) for key in form}
+    _, body = load_json(await request.read(), unicode_only=True)
     return body if isinstance(body, dict) else None
 
 
@@ -165,14 +163,14 @@ def _accept_sms(
     send_at: float | None,
 ) -> web.Response:
     message_id = next(state.message_ids)
-    delete_id = body.get("deleteId")
+    delete_id = plain(body.get("deleteId"))
     state.record(
         "taqnyat",
         "sms",
         message_id,
         accepted,
         body=body["body"],
-        sms_id=body.get("smsId"),
+        sms_id=plain(body.get("smsId")),
         delete_id=delete_id,
     )
     if send_at is not None and send_at > time.time() and delete_id not in (None, ""):

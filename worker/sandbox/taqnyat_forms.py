@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -10,6 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from worker.sandbox.bodies import form_fields, load_json
 from worker.sandbox.responses import bearer, reply
 from worker.sandbox.state import STATE, TOKEN_API_DISABLED, TOKEN_IP_BLOCKED, State, money
 from worker.sandbox.taifa_checks import is_email
@@ -74,13 +74,11 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
     if not request.body_exists:
         return fields
     if request.content_type in FORM_TYPES:
-        form = await request.post()
-        fields.update(_fields(form))
+        form = await form_fields(request)
+        if form is not None:
+            fields.update(_fields(form))
         return fields
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        return fields
+    _, body = load_json(await request.read(), unicode_only=True)
     if isinstance(body, dict):
         fields.update(body)
     return fields
@@ -121,10 +119,8 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = text.strip("[]").split(",")
+            readable, parsed = load_json(text, unicode_only=True)
+            value = parsed if readable else text.strip("[]").split(",")
         else:
             value = text.split(",")
     if isinstance(value, list):
