@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +176,30 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_stack(
+    workdir: Path,
+    *,
+    concurrency: int = 20,
+    beat: bool = True,
+    extra_env: dict[str, str] | None = None,
+    knobs: dict[str, object] | None = None,
+) -> Iterator[Stack]:
+    """redis-server, the sandbox (with `knobs`), worker `w1` and (unless not wanted) beat,
+    all stopped on the way out."""
+    redis_server = RedisServer(workdir / "redis").start()
+    sandbox = Sandbox(log=workdir / "sandbox.log").start()
+    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox, extra_env=extra_env)
+    try:
+        if knobs:
+            sandbox.knobs(**knobs)
+        stack.start_worker("w1", concurrency=concurrency)
+        if beat:
+            stack.start_beat()
+        yield stack
+    finally:
+        stack.stop()
+        sandbox.stop()
+        redis_server.stop()

@@ -19,7 +19,7 @@ from kombu import Connection, Exchange, Producer
 
 from tests.bad_input import BadSend, bad_sends, good_fields
 from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 from worker.ledger import LEASES, QUEUED, SCHEDULED, msg_key
 
 pytestmark = pytest.mark.e2e
@@ -29,18 +29,8 @@ SECRET = "Zq7-secret-body"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("bad-tasks")
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox)
-    try:
-        stack.start_worker("w1", concurrency=8)
-        stack.start_beat()
-        yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
+    with running_stack(tmp_path_factory.mktemp("bad-tasks"), concurrency=8) as made:
+        yield made
 
 
 def send_task(stack: Stack, channel: str, kwargs: object, args: object = ()) -> str:

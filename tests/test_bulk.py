@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from config import Settings
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack
+from tests.helpers import RedisServer
+from tests.stack import Stack, running_stack
 from worker import campaign, runtime
 from worker.celery_app import create_app
 from worker.errors import InvalidInput
@@ -169,24 +169,11 @@ def test_taifa_campaign_batches_each_recipient_as_its_own_email(hudhud: Hudhud) 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("bulk")
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    sandbox.knobs(progress_seconds=0.2)
-    stack = Stack(
-        workdir,
-        redis_server=redis_server,
-        sandbox=sandbox,
-        extra_env={"HUDHUD_SMS_BATCH_SIZE": "1000", "HUDHUD_TAIFA_BATCH_SIZE": "40"},
-    )
-    try:
-        stack.start_worker("w1")
-        stack.start_beat()
-        yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
+    env = {"HUDHUD_SMS_BATCH_SIZE": "1000", "HUDHUD_TAIFA_BATCH_SIZE": "40"}
+    with running_stack(
+        tmp_path_factory.mktemp("bulk"), extra_env=env, knobs={"progress_seconds": 0.2}
+    ) as made:
+        yield made
 
 
 @pytest.mark.e2e

@@ -14,27 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("e2e")
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    sandbox.knobs(progress_seconds=0.2)
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox)
-    try:
-        stack.start_worker("w1")
-        stack.start_beat()
-        yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
+    with running_stack(tmp_path_factory.mktemp("e2e"), knobs={"progress_seconds": 0.2}) as made:
+        yield made
 
 
 def number(seed: int) -> str:

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -19,17 +18,8 @@ BODY = "secret text 5521"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("redaction")
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox)
-    try:
-        stack.start_worker("w1")
-        yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
+    with running_stack(tmp_path_factory.mktemp("redaction"), beat=False) as made:
+        yield made
 
 
 def test_unregistered_and_undecodable_messages_are_logged_without_their_contents(stack: Stack) -> None:
