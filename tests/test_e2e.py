@@ -127,6 +127,10 @@ def test_5xx_storm_sends_everything_once(stack: Stack) -> None:
 def test_taifa_bounce_then_retry_makes_a_linked_message(stack: Stack) -> None:
     bounced = stack.hudhud.send_email(["bounce-1@example.com"], "bounce me", text="x")
     stack.wait_status([bounced.id], {"bounced"}, timeout=30)
+    record = stack.hudhud.status(bounced.id)
+    assert record["error"].startswith("taifa: bounced: 550 5.1.1"), "the bounce reason is recorded"
+    types = [e["type"] for e in record["events"] if e.get("source") == "taifa"]
+    assert len(types) == len(set(types)), f"each Taifa event recorded once: {types}"
     result = stack.cli("retry", bounced.id, "--json")
     assert result.returncode == 0, result.stderr
     retry_id = json.loads(result.stdout)["id"]

@@ -7,7 +7,12 @@ import time
 import pytest
 import redis
 
+from config import Settings
+from tests.helpers import Sandbox
+from worker.celery_app import create_app
+from worker.jobs import EVENTS_LOCK, Jobs
 from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, msg_key
+from worker.providers.taifa import TaifaClient
 
 
 @pytest.fixture()
@@ -188,3 +193,16 @@ def test_record_failure_keeps_no_payload(ledger: Ledger) -> None:
     assert record is not None
     assert record["status"] == "failed" and record["payload"] == "{}"
     assert record["error"].startswith("to[0]")
+
+
+def test_taifa_events_poll_runs_one_at_a_time(ledger: Ledger, fresh_sandbox: Sandbox) -> None:
+    settings = Settings(**fresh_sandbox.env())
+    jobs = Jobs(ledger, settings, create_app(settings), lambda name: TaifaClient.from_settings(settings))
+    ledger.create(new("t1"), now=time.time())
+    ledger.redis.zadd("hudhud:tracking", {"t1": time.time()})
+    ledger.redis.set(EVENTS_LOCK, "another poller")
+    assert jobs.taifa_events() == 0 and ledger.redis.zcard("hudhud:tracking") == 1, "left to the other"
+    ledger.redis.delete(EVENTS_LOCK)
+    assert jobs.taifa_events() == 0
+    assert ledger.redis.zcard("hudhud:tracking") == 0, "not a sent email: no longer tracked"
+    assert not ledger.redis.exists(EVENTS_LOCK), "the lock is released"

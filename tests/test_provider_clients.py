@@ -610,3 +610,19 @@ def test_taifa_batch_items_are_checked_before_any_request(taifa: TaifaClient) ->
     with pytest.raises(InvalidInput) as caught:
         taifa.batch_send([{"from": FROM, "to": "a@example.com", "subject": "s", "text": "t"}])
     assert caught.value.field == "messages[0].from"
+
+
+def test_the_environments_proxy_and_ca_bundle_are_read_once_when_the_client_is_made(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    remote = TaqnyatClient("https://api.taqnyat.sa", "t")
+    local = TaqnyatClient(sandbox.url, SANDBOX_TAQNYAT_TOKEN)
+    assert remote.http.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert remote.http.session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert "https" not in local.http.session.proxies, "NO_PROXY holds for the sandbox"
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # read at creation only
+    assert local.balance().balance >= 0
+    assert not remote.http.session.trust_env

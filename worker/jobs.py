@@ -6,6 +6,7 @@ Each job is safe to run on several workers at once: every move is an atomic ledg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
 from celery import Celery
 
 from config import Settings
@@ -22,6 +24,7 @@ from worker.delivery import reconcile_tag
 from worker.ledger import Ledger, event
 from worker.producer import dispatch
 from worker.providers.errors import ProviderError
+from worker.providers.http import Redactor
 
 log = logging.getLogger("hudhud.jobs")
 
@@ -37,6 +40,29 @@ PROVIDERS = ("taqnyat", "taifa")
 # A message waiting behind a backlog in its queue is enqueued again only once it is this many
 # times `requeue_after` overdue (its own task is most likely still in the queue).
 BACKLOG_PATIENCE = 10
+
+
+EVENTS_LOCK = "hudhud:lock:taifa-events"
+_redact = Redactor()
+
+
+def _scrubbed(value: Any) -> Any:
+    """Provider event metadata without addresses or numbers (bounce texts quote them)."""
+    if isinstance(value, dict):
+        return {str(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return _redact(value) if isinstance(value, str) else value
+
+
+def _reason(kind: str, metadata: Any) -> str:
+    words = ""
+    if isinstance(metadata, dict):
+        for key in ("reason", "error", "message", "description", "diagnostic"):
+            if isinstance(metadata.get(key), str) and metadata[key].strip():
+                words = _redact(metadata[key].strip())[:300]
+                break
+    return f"taifa: {kind}" + (f": {words}" if words else "")
 
 
 def eta_of(due: float, now: float) -> datetime | None:
@@ -213,12 +239,21 @@ class Jobs:
         """Read Taifa's events of emails not yet final: delivered, bounced, failed; opened and
         clicked are recorded as events."""
         now = time.time()
-        self.ledger.untrack_older_than(now - self.settings.tracking_days * 86400)
-        ids = self.ledger.tracked(limit=limit)
-        finished = 0
-        for message_id in ids:
-            finished += self._poll_one(message_id, now)
-        return finished
+        # One poller at a time: two would both append the same new events.
+        lock = self.ledger.redis.lock(
+            EVENTS_LOCK, timeout=max(60.0, self.settings.events_interval * 4), blocking=False
+        )
+        if not lock.acquire():
+            return 0
+        try:
+            self.ledger.untrack_older_than(now - self.settings.tracking_days * 86400)
+            finished = 0
+            for message_id in self.ledger.tracked(limit=limit):
+                finished += self._poll_one(message_id, now)
+            return finished
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
 
     def _poll_one(self, message_id: str, now: float) -> int:
         record = self.ledger.get(message_id)
@@ -232,8 +267,10 @@ class Jobs:
             return 0
         seen = int(record.get("taifa_events_seen") or 0)
         final = None
+        reason = None
         pipe = self.ledger.redis.pipeline(transaction=False)
         for item in events[seen:]:
+            metadata = _scrubbed(item.metadata) if item.metadata else None
             pipe.rpush(
                 f"hudhud:e:{message_id}",
                 json.dumps(
@@ -241,13 +278,15 @@ class Jobs:
                         "type": item.event_type,
                         "at": item.created_at,
                         "source": "taifa",
-                        **({"metadata": item.metadata} if item.metadata else {}),
+                        **({"metadata": metadata} if metadata else {}),
                     },
                     default=str,
                 ),
             )
         for item in events:
-            final = TAIFA_FINAL.get(item.event_type, final)
+            if item.event_type in TAIFA_FINAL:
+                final = TAIFA_FINAL[item.event_type]
+                reason = _reason(item.event_type, item.metadata)
         pipe.hset(f"hudhud:m:{message_id}", "taifa_events_seen", len(events))
         pipe.execute()
         if final is None:
@@ -259,5 +298,6 @@ class Jobs:
             now=now,
             provider="taifa",
             event_json=event(final, now, source="taifa"),
+            fields={"error": reason} if final != "delivered" and reason else None,
         )
         return 1
