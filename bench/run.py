@@ -55,9 +55,16 @@ from worker import campaign  # noqa: E402
 
 LATENCY_MS = 50
 SENDER = "HUDHUD"
-# The test stack's fast beat timings are kept (requeue after 15 s, leases of 5 s), so that a
-# task the broker loses comes back within seconds; only the HTTP timeouts are relaxed.
+# Beat runs at its default intervals, as in a deployment (the test stack's are ten times
+# faster); a task the broker loses still comes back within 15 s, and the HTTP timeouts are
+# relaxed for the sandbox's injected latency.
 HUDHUD_ENV = {
+    "HUDHUD_RELEASE_INTERVAL": "5",
+    "HUDHUD_STATUS_INTERVAL": "30",
+    "HUDHUD_BALANCE_INTERVAL": "60",
+    "HUDHUD_EVENTS_INTERVAL": "15",
+    "HUDHUD_RECOVER_INTERVAL": "15",
+    "HUDHUD_PROBE_INTERVAL": "10",
     "HUDHUD_HTTP_READ_TIMEOUT": "10",
     "HUDHUD_HTTP_CONNECT_TIMEOUT": "3",
 }
@@ -82,7 +89,7 @@ class Plan:
     rate_workers: int
 
 
-FULL = Plan(2000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50, 100_000, 10_000, 40.0, 15.0, 3)
+FULL = Plan(3000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50, 100_000, 10_000, 40.0, 15.0, 3)
 QUICK = Plan(500, 300, 3000, 20_000, 10.0, 100, 8.0, 50, 20_000, 2_000, 40.0, 6.0, 3)
 
 

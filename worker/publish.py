@@ -35,51 +35,90 @@ return 0
 """
 
 
+_SLOTS = ("task_id", "eta", "argsrepr", "queue", "tag", "body")
+
+
+def _slot(name: str) -> str:
+    return f"\x00{name}\x00"
+
+
 class TaskMessages:
-    """Builds broker messages for `hudhud.deliver(message_id, provider)`."""
+    """Builds broker messages for `hudhud.deliver(message_id, provider)`.
+
+    The envelope is serialised once, with a marked slot for each value that changes from
+    one message to the next; building a message fills the slots."""
 
     def __init__(self, app: Celery) -> None:
-        template = app.amqp.as_task_v2(
-            "00000000-0000-0000-0000-000000000000", DELIVER_TASK, args=["", ""], kwargs={}
+        headers, properties, _body, _sent = app.amqp.as_task_v2(
+            _slot("task_id"), DELIVER_TASK, args=["", ""], kwargs={}
         )
-        headers, properties, _body, _sent = template
-        self._headers = dict(headers)
-        self._properties = {
-            "delivery_mode": 2,
-            "priority": 0,
-            "body_encoding": "base64",
-            **{k: v for k, v in properties.items() if k not in ("correlation_id",)},
+        envelope = {
+            "body": _slot("body"),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                **headers,
+                "id": _slot("task_id"),
+                "root_id": _slot("task_id"),
+                "eta": _slot("eta"),
+                "argsrepr": _slot("argsrepr"),
+            },
+            "properties": {
+                **properties,
+                "correlation_id": _slot("task_id"),
+                "delivery_mode": 2,
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_info": {"exchange": "", "routing_key": _slot("queue")},
+                "delivery_tag": _slot("tag"),
+            },
         }
-        self._embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        text = json.dumps(envelope, separators=(",", ":"))
+        # Split the text at each slot (in JSON a slot reads \u0000name\u0000); `eta` is a
+        # JSON value rather than a string, so its quotes go with it.
+        self._parts: list[str] = []
+        self._order: list[str] = []
+        rest = text
+        while True:
+            found = [(rest.find(json.dumps(_slot(n))[1:-1]), n) for n in _SLOTS]
+            found = [(i, n) for i, n in found if i >= 0]
+            if not found:
+                break
+            index, name = min(found)
+            marker = json.dumps(_slot(name))[1:-1]
+            if name == "eta":
+                self._parts.append(rest[: index - 1])
+                rest = rest[index + len(marker) + 1 :]
+            else:
+                self._parts.append(rest[:index])
+                rest = rest[index + len(marker) :]
+            self._order.append(name)
+        self._parts.append(rest)
+        self._embed = ',{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
 
     def build(self, message_id: str, provider: str, queue: str, eta: datetime | None = None) -> str:
         """One task message as kombu's Redis transport stores it in the list `queue`."""
         task_id = str(uuid.uuid4())
-        args = [message_id, provider]
-        headers = {
-            **self._headers,
-            "id": task_id,
-            "root_id": task_id,
-            "eta": eta.isoformat() if eta is not None else None,
-            "argsrepr": repr(args),
+        args = json.dumps([message_id, provider], separators=(",", ":"))
+        body = base64.b64encode(f"[{args}{self._embed}".encode()).decode()
+        values = {
+            "task_id": task_id,
+            "eta": json.dumps(eta.isoformat()) if eta is not None else "null",
+            "argsrepr": _inner(repr([message_id, provider])),
+            "queue": _inner(queue),
+            "tag": str(uuid.uuid4()),
+            "body": body,
         }
-        body = json.dumps([args, {}, self._embed], separators=(",", ":")).encode()
-        properties = {
-            **self._properties,
-            "correlation_id": task_id,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "delivery_tag": str(uuid.uuid4()),
-        }
-        return json.dumps(
-            {
-                "body": base64.b64encode(body).decode(),
-                "content-encoding": "utf-8",
-                "content-type": "application/json",
-                "headers": headers,
-                "properties": properties,
-            },
-            separators=(",", ":"),
-        )
+        out = [self._parts[0]]
+        for name, part in zip(self._order, self._parts[1:], strict=True):
+            out.append(values[name])
+            out.append(part)
+        return "".join(out)
+
+
+def _inner(text: str) -> str:
+    """`text` escaped as the inside of a JSON string."""
+    return json.dumps(text)[1:-1]
 
 
 def push(client: Any, app: Celery, tasks: Iterable[tuple[str, str, str, datetime | None]]) -> int:

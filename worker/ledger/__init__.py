@@ -18,6 +18,7 @@ claimed for a provider call by one worker only.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,13 +63,21 @@ def rate_key(provider: str) -> str:
     return f"{PREFIX}rate:{provider}"
 
 
+@functools.lru_cache(maxsize=256)
 def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event(kind: str, at: float, **extra: Any) -> str:
     fields = {k: v for k, v in extra.items() if v is not None}
+    if not fields:
+        return _plain_event(kind, at)
     return json.dumps({"type": kind, "at": iso(at), **fields}, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_event(kind: str, at: float) -> str:
+    return json.dumps({"type": kind, "at": iso(at)}, separators=(",", ":"))
 
 
 def _s(value: Any) -> str:
