@@ -1,6 +1,7 @@
 """A bare Celery app for the baseline of `bench/run.py`: one task that makes the same
 Taqnyat SMS call as hudhud (POST /v1/messages with JSON, bearer token) through a pooled
-`requests` session, and nothing else: no ledger, no claim, no events.
+`requests` session configured as hudhud's (environment read once, not per request), and
+nothing else: no ledger, no claim, no events.
 
     BARE_REDIS_URL=redis://127.0.0.1:6379/0 BARE_TAQNYAT_URL=http://127.0.0.1:8025 \\
         python -m celery -A bare_app worker -P gevent -c 50 -Q bare
@@ -50,6 +51,7 @@ def session() -> requests.Session:
         made = requests.Session()
         made.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=size))
         made.headers["Authorization"] = "Bearer " + os.environ.get("TAQNYAT_TOKEN", "sandbox-taqnyat-token")
+        made.trust_env = False  # as hudhud's client: no proxy lookup from the environment per request
         _session = made
     return _session
 

@@ -88,10 +88,22 @@ class Log:
 
 def plan_for(quick: bool, messages: int | None, kills: int | None) -> Plan:
     if quick:
-        return Plan(messages or 300, 3 if kills is None else kills, send_seconds=15, chaos_seconds=30,
-                    outage_seconds=8, drain_timeout=100)
-    return Plan(messages or 5000, 10 if kills is None else kills, send_seconds=60, chaos_seconds=90,
-                outage_seconds=30, drain_timeout=300)
+        return Plan(
+            messages or 300,
+            3 if kills is None else kills,
+            send_seconds=15,
+            chaos_seconds=30,
+            outage_seconds=8,
+            drain_timeout=100,
+        )
+    return Plan(
+        messages or 5000,
+        10 if kills is None else kills,
+        send_seconds=60,
+        chaos_seconds=90,
+        outage_seconds=30,
+        drain_timeout=300,
+    )
 
 
 def fields_for(kind: str, index: int, at: datetime | None) -> tuple[str, dict[str, Any], str]:
@@ -104,8 +116,11 @@ def fields_for(kind: str, index: int, at: datetime | None) -> tuple[str, dict[st
         return "voice", {"to": to, "audio_url": "https://cdn.example.com/chaos.mp3", "at": at}, to
     provider = "taifa" if kind == "email-taifa" else "taqnyat"
     to = f"chaos{index}@example.com"
-    return "email", {"to": to, "subject": f"chaos {index}", "text": "hello", "provider": provider,
-                     "at": at}, to
+    return (
+        "email",
+        {"to": to, "subject": f"chaos {index}", "text": "hello", "provider": provider, "at": at},
+        to,
+    )
 
 
 class Chaos:
@@ -115,8 +130,9 @@ class Chaos:
         self.rng = random.Random(seed)
         self.log = Log()
         self.redis_server = RedisServer(workdir / "redis", aof=True)
-        self.sandbox = Sandbox(log=workdir / "sandbox.log",
-                               extra_args=["--knobs", json.dumps({"progress_seconds": 0.3})])
+        self.sandbox = Sandbox(
+            log=workdir / "sandbox.log", extra_args=["--knobs", json.dumps({"progress_seconds": 0.3})]
+        )
         self.stack: Stack | None = None
         self.workers = ["w1", "w2"]
         self.restarts = 0
@@ -131,8 +147,9 @@ class Chaos:
     def start(self) -> Stack:
         self.redis_server.start()
         self.sandbox.start()
-        self.stack = Stack(self.workdir, redis_server=self.redis_server, sandbox=self.sandbox,
-                           extra_env=CHAOS_ENV)
+        self.stack = Stack(
+            self.workdir, redis_server=self.redis_server, sandbox=self.sandbox, extra_env=CHAOS_ENV
+        )
         for name in self.workers:
             self.stack.start_worker(name, concurrency=20)
         self.stack.start_beat()
@@ -214,12 +231,17 @@ class Chaos:
     # --- chaos ----------------------------------------------------------------------
     def chaos(self) -> None:
         plan = self.plan
-        events: list[tuple[float, str]] = [(self.rng.uniform(2, plan.chaos_seconds), "kill")
-                                           for _ in range(plan.kills)]
+        events: list[tuple[float, str]] = [
+            (self.rng.uniform(2, plan.chaos_seconds), "kill") for _ in range(plan.kills)
+        ]
         events.append((self.rng.uniform(0.3, 0.6) * plan.send_seconds, "redis"))
         outage_at = self.rng.uniform(0.2, 0.5) * plan.chaos_seconds
-        events += [(outage_at, "balance-0"), (outage_at + plan.outage_seconds, "balance-up"),
-                   (1.0, "faults-on"), (plan.chaos_seconds, "faults-off")]
+        events += [
+            (outage_at, "balance-0"),
+            (outage_at + plan.outage_seconds, "balance-up"),
+            (1.0, "faults-on"),
+            (plan.chaos_seconds, "faults-off"),
+        ]
         events.sort()
         start = time.monotonic()
         for at, what in events:
@@ -255,7 +277,7 @@ class Chaos:
         records: dict[str, dict[str, Any]] = {}
         pipe_ids = [s.id for s in self.sent]
         for begin in range(0, len(pipe_ids), 500):
-            chunk = pipe_ids[begin:begin + 500]
+            chunk = pipe_ids[begin : begin + 500]
             pipe = self.stack.redis.pipeline(transaction=False)
             for message_id in chunk:
                 pipe.hgetall(f"hudhud:m:{message_id}")
@@ -273,8 +295,9 @@ class Chaos:
                 self.log(f"ledger read failed: {exc!r}")
                 time.sleep(1)
                 continue
-            open_ = Counter(r.get("status", "missing") for r in records.values()
-                            if r.get("status") not in FINAL)
+            open_ = Counter(
+                r.get("status", "missing") for r in records.values() if r.get("status") not in FINAL
+            )
             if not open_:
                 self.log("every message is final")
                 return records
@@ -290,8 +313,9 @@ class Chaos:
         sends: list[dict[str, Any]] = []
         since = 0
         for _ in range(1000):
-            reply = requests.get(f"{self.sandbox.url}/_sandbox/sends",
-                                 params={"since_seq": since, "limit": 5000}, timeout=60)
+            reply = requests.get(
+                f"{self.sandbox.url}/_sandbox/sends", params={"since_seq": since, "limit": 5000}, timeout=60
+            )
             reply.raise_for_status()
             page = reply.json()
             sends += page["sends"]
@@ -310,8 +334,8 @@ class Chaos:
             if send.get("channel") == "sms" and send.get("sms_id") in ids:
                 message_id = send["sms_id"]
             for tag in send.get("tags") or []:
-                if str(tag).startswith("hudhud-") and tag[len("hudhud-"):] in ids:
-                    message_id = tag[len("hudhud-"):]
+                if str(tag).startswith("hudhud-") and tag[len("hudhud-") :] in ids:
+                    message_id = tag[len("hudhud-") :]
             if message_id is None:
                 for recipient in send.get("recipients") or []:
                     message_id = by_recipient.get(str(recipient), message_id)
@@ -350,14 +374,22 @@ class Chaos:
         for message_id in (lost + duplicated)[:10]:
             record = records.get(message_id) or {}
             kind = next(s.kind for s in self.sent if s.id == message_id)
-            self.log(f"{message_id} {kind} status={record.get('status', 'missing')} "
-                     f"sends={counts[message_id]} in_doubt={record.get('in_doubt')} "
-                     f"attempts={record.get('attempts')} events={record.get('events', '')[:1500]}")
+            self.log(
+                f"{message_id} {kind} status={record.get('status', 'missing')} "
+                f"sends={counts[message_id]} in_doubt={record.get('in_doubt')} "
+                f"attempts={record.get('attempts')} events={record.get('events', '')[:1500]}"
+            )
         return summary
 
 
-def run(*, quick: bool = False, messages: int | None = None, kills: int | None = None,
-        seed: int | None = None, keep: Path | None = None) -> dict[str, Any]:
+def run(
+    *,
+    quick: bool = False,
+    messages: int | None = None,
+    kills: int | None = None,
+    seed: int | None = None,
+    keep: Path | None = None,
+) -> dict[str, Any]:
     """One chaos run; the summary dict (sent, lost, duplicated, in_doubt, kills, redis_kills, wall)."""
     began = time.monotonic()
     plan = plan_for(quick, messages, kills)
@@ -385,9 +417,11 @@ def run(*, quick: bool = False, messages: int | None = None, kills: int | None =
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    return (f"sent={summary['sent']} lost={summary['lost']} duplicated={summary['duplicated']} "
-            f"in_doubt={summary['in_doubt']} kills={summary['kills']} "
-            f"redis_kills={summary['redis_kills']} wall={summary['wall']}s")
+    return (
+        f"sent={summary['sent']} lost={summary['lost']} duplicated={summary['duplicated']} "
+        f"in_doubt={summary['in_doubt']} kills={summary['kills']} "
+        f"redis_kills={summary['redis_kills']} wall={summary['wall']}s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

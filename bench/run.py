@@ -87,10 +87,11 @@ class Plan:
     rate_limit: float
     rate_seconds: float
     rate_workers: int
+    rounds: int  # throughput runs, bare and hudhud taking turns; the medians are reported
 
 
-FULL = Plan(3000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50, 100_000, 10_000, 40.0, 15.0, 3)
-QUICK = Plan(500, 300, 3000, 20_000, 10.0, 100, 8.0, 50, 20_000, 2_000, 40.0, 6.0, 3)
+FULL = Plan(3000, 1000, 10000, 100_000, 30.0, 100, 20.0, 50, 100_000, 10_000, 40.0, 15.0, 3, 3)
+QUICK = Plan(500, 300, 3000, 20_000, 10.0, 100, 8.0, 50, 20_000, 2_000, 40.0, 6.0, 3, 1)
 
 
 # --- measuring helpers ----------------------------------------------------------------
@@ -193,10 +194,12 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-def add_consumer(app: Any, queue: str) -> None:
+def add_consumer(app: Any, queue: str) -> float:
+    """Tell the idle worker to consume `queue`; the seconds its answer took."""
+    start = time.monotonic()
     for _ in range(5):
         if app.control.add_consumer(queue, reply=True, timeout=5, limit=1):
-            return
+            return time.monotonic() - start
     raise RuntimeError(f"no worker answered add_consumer({queue!r})")
 
 
@@ -267,7 +270,7 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
         base = record.last_seq()
         cpu_w, cpu_r = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
         start = time.monotonic()
-        add_consumer(app, bare_app.QUEUE)
+        answered_s = add_consumer(app, bare_app.QUEUE)
         most = int(plan.throughput_n * 0.99)
         wait_for(lambda: record.last_seq() - base >= most, 300, 0.05, "bare sends")
         elapsed_99 = time.monotonic() - start
@@ -293,6 +296,7 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
         "worker_cpu_ms_per_msg": (cpu_w2 - cpu_w) * 1000 / most,
         "redis_cpu_ms_per_msg": (cpu_r2 - cpu_r) * 1000 / most,
         "worker_rss_mb": rss,
+        "add_consumer_answer_s": answered_s,
     }
 
 
@@ -328,7 +332,7 @@ def bench_hudhud(plan: Plan, stack: Stack, redis_server: RedisServer, sandbox: S
     base = record.last_seq()
     cpu_w, cpu_r = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
     start = time.monotonic()
-    add_consumer(stack.app, "sms")
+    answered_s = add_consumer(stack.app, "sms")
     most = int(plan.throughput_n * 0.99)
     wait_for(lambda: record.last_seq() - base >= most, 300, 0.05, "hudhud sends")
     elapsed_99 = time.monotonic() - start
@@ -349,6 +353,7 @@ def bench_hudhud(plan: Plan, stack: Stack, redis_server: RedisServer, sandbox: S
         "worker_rss_ready_mb": rss_ready,
         "worker_rss_mb": rss_mb(proc.pid),
         "failed_acks_logged": stack.log("w1").read_text(errors="replace").count("Couldn't ack"),
+        "add_consumer_answer_s": answered_s,
     }
 
 
@@ -564,7 +569,12 @@ def table(results: dict[str, Any]) -> str:
     ratio = results["throughput"]["ratio_hudhud_over_bare"]
     enq, sch, lat = results["enqueue"], results["scheduled"], results["latency"]
     rows: list[tuple[str, str, str, str]] = [
-        ("1. single SMS throughput", "bare Celery", "hudhud", "hudhud/bare"),
+        (
+            f"1. single SMS throughput (median of {len(results['throughput']['rounds'])} rounds)",
+            "bare Celery",
+            "hudhud",
+            "hudhud/bare",
+        ),
         (
             f"   messages/s to 99% (N={hud['messages']}, c={results['concurrency']})",
             fmt(bare["msgs_per_s"], 0),
@@ -706,6 +716,15 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the runs (the first run's value when it is not a number)."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        numbers = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+        out[key] = statistics.median(numbers) if len(numbers) == len(runs) else value
+    return out
+
+
 def ratio_of(hud: dict[str, Any], bare: dict[str, Any]) -> dict[str, float | None]:
     def div(a: float | None, b: float | None) -> float | None:
         return None if a is None or not b else a / b
@@ -762,16 +781,26 @@ def main() -> None:
     }
     try:
         sandbox.knobs(latency_ms=LATENCY_MS)
-        print("1a. bare Celery throughput ...", flush=True)
-        bare = bench_bare(plan, workdir, redis_server, sandbox)
-        print(f"    {bare['msgs_per_s']:.0f} msg/s", flush=True)
-
-        print("1b. hudhud throughput ...", flush=True)
-        stack = new_stack(workdir / "s1", redis_server, sandbox, plan)
-        stacks.append(stack)
-        hud = bench_hudhud(plan, stack, redis_server, sandbox)
-        print(f"    {hud['msgs_per_s']:.0f} msg/s", flush=True)
-        results["throughput"] = {"bare": bare, "hudhud": hud, "ratio_hudhud_over_bare": ratio_of(hud, bare)}
+        runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for turn in range(plan.rounds):
+            print(f"1a. bare Celery throughput (round {turn + 1}/{plan.rounds}) ...", flush=True)
+            bare = bench_bare(plan, workdir, redis_server, sandbox)
+            print(f"    {bare['provider_span_msgs_per_s']:.0f} msg/s", flush=True)
+            print(f"1b. hudhud throughput (round {turn + 1}/{plan.rounds}) ...", flush=True)
+            stack = new_stack(workdir / f"s1-{turn}", redis_server, sandbox, plan)
+            stacks.append(stack)
+            hud = bench_hudhud(plan, stack, redis_server, sandbox)
+            print(f"    {hud['provider_span_msgs_per_s']:.0f} msg/s", flush=True)
+            runs.append((bare, hud))
+            if turn < plan.rounds - 1:
+                stack.stop()
+        bare, hud = medians([b for b, _ in runs]), medians([h for _, h in runs])
+        results["throughput"] = {
+            "bare": bare,
+            "hudhud": hud,
+            "ratio_hudhud_over_bare": ratio_of(hud, bare),
+            "rounds": [{"bare": b, "hudhud": h, "ratio": ratio_of(h, b)} for b, h in runs],
+        }
 
         print("4.  latency at a steady load ...", flush=True)
         results["latency"] = bench_latency(plan, stack, sandbox)

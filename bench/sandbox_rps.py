@@ -36,8 +36,9 @@ def free_port() -> int:
 def own_sandbox() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "TAQNYAT_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "worker.sandbox", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.sandbox", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15
@@ -80,13 +81,15 @@ def report(latencies: list[float], seconds: float, concurrency: int) -> None:
     def pct(share: float) -> float:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
-    print(f"{len(ordered)} POST /v1/messages, {concurrency} connections: "
-          f"{len(ordered) / seconds:,.0f} requests/s "
-          f"(p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms)")
+    print(
+        f"{len(ordered)} POST /v1/messages, {concurrency} connections: "
+        f"{len(ordered) / seconds:,.0f} requests/s "
+        f"(p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms)"
+    )
 
 
 def run(url: str, token: str, total: int, concurrency: int) -> None:
-    requests.post(f"{url}/_sandbox/balance", json={"set": 10 ** 9}, timeout=10).raise_for_status()
+    requests.post(f"{url}/_sandbox/balance", json={"set": 10**9}, timeout=10).raise_for_status()
     asyncio.run(fire(url, token, min(200, total), concurrency))  # warm-up
     started = time.perf_counter()
     latencies = asyncio.run(fire(url, token, total, concurrency))
