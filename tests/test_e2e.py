@@ -131,6 +131,9 @@ def test_taifa_bounce_then_retry_makes_a_linked_message(stack: Stack) -> None:
     assert record["error"].startswith("taifa: bounced: 550 5.1.1"), "the bounce reason is recorded"
     types = [e["type"] for e in record["events"] if e.get("source") == "taifa"]
     assert len(types) == len(set(types)), f"each Taifa event recorded once: {types}"
+    assert "bounced" in types, "the provider's own bounce event is kept"
+    history = [e for e in record["events"] if e.get("via") == "taifa events"]
+    assert [e["type"] for e in history] == ["bounced"], "one status change, made by the events poll"
     result = stack.cli("retry", bounced.id, "--json")
     assert result.returncode == 0, result.stderr
     retry_id = json.loads(result.stdout)["id"]

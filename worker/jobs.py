@@ -297,7 +297,7 @@ class Jobs:
             expect="sent",
             now=now,
             provider="taifa",
-            event_json=event(final, now, source="taifa"),
+            event_json=event(final, now, via="taifa events", error=reason if final != "delivered" else None),
             fields={"error": reason} if final != "delivered" and reason else None,
         )
         return 1
