@@ -21,6 +21,7 @@ from tests.bad_input import BadSend, bad_sends, good_fields
 from tests.helpers import RedisServer, Sandbox
 from tests.stack import Stack, running_stack, wait_until
 from worker.ledger import LEASES, QUEUED, SCHEDULED, msg_key
+from worker.transport import UNREADABLE_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -214,3 +215,42 @@ def test_a_body_of_the_wrong_shape_does_not_stop_the_worker(
         own.stop()
         sandbox.stop()
         redis_server.stop()
+
+
+def test_raw_queue_items_that_are_no_broker_message_do_not_stop_the_worker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Whatever another program pushes onto a queue's list in Redis (not JSON, not UTF-8,
+    JSON of another shape) is set aside; the worker goes on delivering."""
+    workdir = tmp_path_factory.mktemp("raw-items")
+    redis_server = RedisServer(workdir / "redis").start()
+    sandbox = Sandbox(log=workdir / "sandbox.log").start()
+    own = Stack(workdir, redis_server=redis_server, sandbox=sandbox)
+    items = [b"{not json", b"\xff\xfe\x00", b"5", b'"text"', b"null", b"[1, 2]", b"{}", b""]
+    try:
+        worker = own.start_worker("w1", concurrency=2)
+        first = send_task(own, "sms", good_fields("sms", 779))
+        own.wait_status([first], {"sent"}, timeout=60)
+        for item in items:
+            own.redis.lpush("sms", item)
+        good = send_task(own, "sms", good_fields("sms", 780))
+        wait_until(lambda: worker.poll() is not None or own.ledger.status_of([good]) == ["sent"], timeout=60)
+        assert worker.poll() is None, "the worker stopped"
+        assert own.ledger.status_of([good]) == ["sent"]
+        assert own.redis.llen("sms") == 0
+        kept = own.redis.lrange(UNREADABLE_KEY, 0, -1)
+        assert len(kept) == len(items), "each one kept for a look"
+        assert {i for i in items if _is_utf8(i)} <= set(kept)
+        assert "could not be read" in own.log("w1").read_text(errors="replace")
+    finally:
+        own.stop()
+        sandbox.stop()
+        redis_server.stop()
+
+
+def _is_utf8(item: bytes) -> bool:
+    try:
+        item.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.stack import Stack, running_stack, wait_until
+from worker.transport import UNREADABLE_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,10 @@ def test_unregistered_and_undecodable_messages_are_logged_without_their_contents
     stack.wait_status([ok.id], {"sent"}, timeout=30)  # the worker lives on
     log = stack.log("w1").read_text(errors="replace")
     assert "Received unregistered task of type 'hudhud.send_smss'" in log
-    assert "a broker message could not be read (Error): it is discarded" in log
+    assert f"a broker message could not be read (Error): it is set aside in {UNREADABLE_KEY}" in log
+    assert [json.loads(item)["headers"]["id"] for item in stack.redis.lrange(UNREADABLE_KEY, 0, -1)] == [
+        "x-1"
+    ], "kept for a look, outside the queues"
     assert "Unrecoverable error" not in log and stack.procs["w1"].poll() is None
     assert stack.redis.hlen("unacked") == 0, "the unreadable message is not left for redelivery"
     assert NUMBER not in log and BODY not in log

@@ -1,15 +1,18 @@
-"""kombu's Redis transport, with one change: a broker message that cannot be read is
-discarded with a log line instead of stopping the worker.
+"""kombu's Redis transport, with one change: a broker message that cannot be read is set
+aside with a log line instead of stopping the worker.
 
-kombu decodes a message's body while taking it off the queue; a body that is not valid
-base64 (or an envelope without its properties) raises there, outside Celery's handling of
-bad messages, and the worker exits with "Unrecoverable error". Such a message now reaches
-Celery as a message of unknown format, which Celery rejects; the worker goes on.
+kombu decodes a queue item while taking it off the queue: an item that is not JSON, or an
+envelope without its properties, or a body that is not valid base64, raises there, outside
+Celery's handling of bad messages, and the worker exits with "Unrecoverable error". Such an
+item is now copied to the list `hudhud:unreadable` (the last 1,000, kept 7 days) for a look,
+and a readable envelope with a bad body reaches Celery as a message of unknown format, which
+Celery rejects; the worker goes on.
 """
 
 from __future__ import annotations
 
 import binascii
+import json
 import logging
 import uuid
 from typing import Any
@@ -20,6 +23,22 @@ from kombu.transport.virtual import Message as VirtualMessage
 log = logging.getLogger("hudhud.transport")
 
 UNREADABLE = "application/x-hudhud-unreadable"
+UNREADABLE_KEY = "hudhud:unreadable"
+UNREADABLE_KEEP = 1000
+UNREADABLE_TTL = 7 * 86400
+
+
+def set_aside(channel: Any, item: bytes | str) -> None:
+    """Keep an unreadable queue item for a look; never let this step stop the worker."""
+    try:
+        with channel.conn_or_acquire() as client:
+            pipe = client.pipeline()
+            pipe.lpush(UNREADABLE_KEY, item)
+            pipe.ltrim(UNREADABLE_KEY, 0, UNREADABLE_KEEP - 1)
+            pipe.expire(UNREADABLE_KEY, UNREADABLE_TTL)
+            pipe.execute()
+    except Exception as exc:  # the item is already off its queue; losing the copy is the lesser harm
+        log.error("an unreadable queue item could not be set aside (%s)", type(exc).__name__)
 
 
 def _placeholder(payload: Any) -> dict[str, Any]:
@@ -44,13 +63,34 @@ class Message(VirtualMessage):
         try:
             super().__init__(payload, channel=channel, **kwargs)
         except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("a broker message could not be read (%s): it is discarded", type(exc).__name__)
+            log.error(
+                "a broker message could not be read (%s): it is set aside in %s",
+                type(exc).__name__,
+                UNREADABLE_KEY,
+            )
+            if channel is not None:
+                set_aside(channel, json.dumps(payload, default=str))
             super().__init__(_placeholder(payload), channel=channel, **kwargs)
             self._raw = payload
 
 
 class Channel(kombu_redis.Channel):
     Message = Message
+
+    def _brpop_read(self, **options: Any) -> bool:
+        # kombu takes the item off the list and decodes it in one step; an item that is not
+        # JSON raises after it left the list. Take it from the exception's document instead.
+        try:
+            return bool(super()._brpop_read(**options))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raw = exc.object if isinstance(exc, UnicodeDecodeError) else exc.doc
+            log.error(
+                "a queue item that is not a broker message could not be read (%s): it is set aside in %s",
+                type(exc).__name__,
+                UNREADABLE_KEY,
+            )
+            set_aside(self, raw)
+            return True
 
 
 class Transport(kombu_redis.Transport):
