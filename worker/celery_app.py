@@ -6,6 +6,9 @@
   atomic claim makes the redelivered copy harmless.
 - The visibility timeout is applied to the broker and to every transport option that has one.
 - Task arguments shown to Flower and events are redacted (see `RedactedRequest`).
+- No task results are stored: the ledger is the record. Celery keeps a result backend per
+  thread unless told it is thread safe, and under the gevent pool every task runs in a new
+  green thread: its "disabled" backend, which holds no state, is declared shareable.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_transport=BROKER_TRANSPORT,
         broker_use_ssl=_broker_ssl(settings.redis_url),
         broker_transport_options=transport,
+        result_backend=None,
+        result_backend_thread_safe=True,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,

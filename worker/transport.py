@@ -1,5 +1,6 @@
-"""kombu's Redis transport, with one change: a broker message that cannot be read is set
-aside with a log line instead of stopping the worker.
+"""kombu's Redis transport, with two changes: a broker message that cannot be read is set
+aside with a log line instead of stopping the worker, and one client object serves the
+channel's short commands (acks, the unacked index) instead of a new one for each.
 
 kombu decodes a queue item while taking it off the queue: an item that is not JSON, or an
 envelope without its properties, or a body that is not valid base64, raises there, outside
@@ -76,6 +77,19 @@ class Message(VirtualMessage):
 
 class Channel(kombu_redis.Channel):
     Message = Message
+
+    _shared_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        # kombu makes a new client object for every ack and every delivered message (two per
+        # task); a client is safe to share between green threads, since each command takes
+        # its own connection from the pool. One per pool, made again when kombu replaces it.
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        shared = self._shared_client
+        if shared is None or shared.connection_pool is not self.pool:
+            shared = self._shared_client = super()._create_client()
+        return shared
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu takes the item off the list and decodes it in one step; an item that is not

@@ -37,6 +37,7 @@ recipients and message text.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -406,7 +407,23 @@ class HttpClient:
         json_body: Any = None,
         auth: bool = True,
     ) -> Reply:
-        """One call with the short retry policy; every HTTP answer comes back as a `Reply`."""
+        """One call with the short retry policy; every HTTP answer comes back as a `Reply`.
+
+        The first attempt runs on its own; only a failed one sets up tenacity, which takes
+        that failure as its first attempt (its wait, log line and count stay the same)."""
+        call = functools.partial(
+            self._attempt, method, path, safe=safe, params=params, json_body=json_body, auth=auth
+        )
+        try:
+            return call()
+        except (_RetryableReply, *_TRANSPORT, *_BAD_URL) as exc:
+            failures: list[BaseException] = [exc]
+
+        def again() -> Reply:
+            if failures:
+                raise failures.pop()
+            return call()
+
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
             wait=self._wait,
@@ -418,9 +435,7 @@ class HttpClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(
-                        method, path, safe=safe, params=params, json_body=json_body, auth=auth
-                    )
+                    return again()
         except _RetryableReply as answered:
             return answered.reply
         except (*_TRANSPORT, *_BAD_URL) as exc:
