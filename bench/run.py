@@ -618,6 +618,14 @@ def table(results: dict[str, Any]) -> str:
             fmt(ratio["total_cpu_ms_per_msg"]),
         ),
         (
+            "   worker + redis CPU ratio of each round (their median)",
+            "",
+            " ".join(fmt(r["ratio"]["total_cpu_ms_per_msg"]) for r in results["throughput"]["rounds"]),
+            fmt(
+                statistics.median(r["ratio"]["total_cpu_ms_per_msg"] for r in results["throughput"]["rounds"])
+            ),
+        ),
+        (
             "   worker RSS MB after the run",
             fmt(bare["worker_rss_mb"], 1),
             fmt(hud["worker_rss_mb"], 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import redis
 
 from config import Settings
 from tests.helpers import RedisServer
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, running_stack, wait_until
 from worker import campaign, runtime
 from worker.celery_app import create_app
 from worker.errors import InvalidInput
@@ -193,6 +194,8 @@ def test_sms_campaign_reaches_every_recipient_once_with_per_recipient_status(sta
     assert summary["status"] == "sent"
     assert summary["recipient_counts"] == {
         "sent": 2300,
+        "delivered": 0,
+        "bounced": 0,
         "rejected": 5,
         "failed": 0,
         "cancelled": 0,
@@ -214,7 +217,42 @@ def test_taifa_campaign_uses_the_batch_endpoint_and_keeps_each_email_id(stack: S
     sent = [s for s in stack.sandbox.sends() if s.get("subject") == f"news {tag}"]
     assert sorted(str(s["recipients"][0]) for s in sent) == sorted(addresses[:95])  # type: ignore[index]
     summary = stack.hudhud.status(receipt.id)
-    assert summary["recipient_counts"]["sent"] == 95 and summary["recipient_counts"]["rejected"] == 1
+    handed_over = sum(summary["recipient_counts"][k] for k in ("sent", "delivered", "bounced"))
+    assert handed_over == 95 and summary["recipient_counts"]["rejected"] == 1
     one = stack.hudhud.recipient_status(receipt.id, addresses[10])
-    assert one["status"] == "sent" and one["provider_message_id"] in {s["provider_message_id"] for s in sent}
+    assert one["status"] in ("sent", "delivered")
+    assert one["provider_message_id"] in {s["provider_message_id"] for s in sent}
     assert stack.hudhud.recipient_status(receipt.id, addresses[-1])["status"] == "rejected"
+
+
+@pytest.mark.e2e
+def test_taifa_campaign_emails_are_followed_to_delivered_or_bounced(stack: Stack) -> None:
+    """Beat reads Taifa's feed of status changes and records each campaign email's fate once."""
+    tag = uuid.uuid4().hex[:8]
+    bouncing = [f"bounce-{tag}-{i}@example.com" for i in range(3)]
+    addresses = [f"d{tag}-{i}@example.com" for i in range(60)] + bouncing
+    receipt = stack.hudhud.send_campaign("email", {"to": addresses, "subject": f"fate {tag}", "text": "hi"})
+    ids = [campaign.batch_id(receipt.id, n) for n in range(receipt.batches)]
+    stack.wait_status(ids, {"sent"}, timeout=60)
+
+    def counts() -> dict[str, int]:
+        return dict(stack.hudhud.status(receipt.id)["recipient_counts"])
+
+    wait_until(lambda: counts()["delivered"] == 60 and counts()["bounced"] == 3, timeout=60)
+    assert counts() == {
+        "sent": 0,
+        "delivered": 60,
+        "bounced": 3,
+        "rejected": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
+    bounced = stack.hudhud.recipient_status(receipt.id, bouncing[1])
+    assert bounced["status"] == "bounced" and bounced["error"].startswith("taifa: bounced: 550 5.1.1")
+    assert stack.hudhud.recipient_status(receipt.id, addresses[7])["status"] == "delivered"
+    # Each fate is recorded once: later runs of the poll change nothing.
+    before = stack.redis.hgetall(f"hudhud:m:{receipt.id}")
+    time.sleep(4)
+    assert stack.redis.hgetall(f"hudhud:m:{receipt.id}") == before
+    assert not stack.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "no email left to follow"

@@ -217,7 +217,15 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
     """The campaign's public record: status, recipient counts by state, cost, events."""
     campaign_id = str(record["id"])
     rows = batch_rows(ledger, campaign_id, int(record.get("batches") or 0))
-    counts = {"sent": 0, "rejected": 0, "failed": 0, "cancelled": 0, "pending": 0}
+    counts = {
+        "sent": 0,
+        "delivered": 0,
+        "bounced": 0,
+        "rejected": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
     batch_counts: dict[str, int] = {}
     cost = 0.0
     currency = None
@@ -238,6 +246,11 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
             currency = currency or row["currency"] or None
         if row["error"] and status in FINAL_STATUSES:
             errors.append(row["error"])
+    # Taifa emails whose fate is known after the hand-over leave `sent` for it.
+    for status in AFTER_SENT:
+        known = int(record.get(f"recipients_{status}") or 0)
+        counts["sent"] -= known
+        counts[status] = counts.get(status, 0) + known
     return {
         "id": campaign_id,
         "kind": "campaign",
@@ -301,6 +314,12 @@ def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[s
             out["status"] = "rejected"
         if ids:
             out["provider_message_id"] = json.loads(ids).get(recipient)
+        after = ledger.redis.hget(outcomes_key(bid), recipient) if out["status"] == "sent" else None
+        if after is not None:
+            known = json.loads(after)
+            out["status"] = known["status"]
+            error = known.get("error") or ""
+            out["final_at"] = known.get("at")
     if error and out["status"] in FINAL_STATUSES:
         out["error"] = error
     return out
@@ -314,3 +333,75 @@ def cancel(ledger: Ledger, record: Mapping[str, Any], *, now: float) -> int:
         outcome, _ = ledger.cancel(batch_id(campaign_id, number), now=now)
         cancelled += outcome == "ok"
     return cancelled
+
+
+# --- what became of each Taifa campaign email after the hand-over ---------------------------
+# A Taifa batch gives one email id per accepted recipient. Each id gets a key
+# `taifa:id:{email id}` -> "{batch id}|{recipient}" (kept `HUDHUD_TRACKING_DAYS`); beat reads
+# Taifa's account-wide feed of status changes (`GET /emails/updates`, from the cursor
+# `taifa:updates-since`) and records each final status once in `rs:{batch id}` (hash:
+# recipient -> JSON), counting it on the campaign record (`recipients_<status>`).
+TAIFA_ID_PREFIX = "hudhud:taifa:id:"
+UPDATES_CURSOR = "hudhud:taifa:updates-since"
+AFTER_SENT = ("delivered", "bounced", "failed")
+UPDATES_FULL_PAGE = 50  # Taifa's updates feed gives at most this many changes per call
+
+# KEYS: outcomes hash, campaign record, id key; ARGV: recipient, outcome JSON, counter field
+FINISH_RECIPIENT = """
+redis.call('DEL', KEYS[3])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local ttl = redis.call('TTL', KEYS[2])
+if ttl > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+  redis.call('EXPIRE', KEYS[1], ttl)
+else
+  redis.call('EXPIRE', KEYS[1], 86400)
+end
+return 1
+"""
+
+
+def outcomes_key(batch: str) -> str:
+    return f"hudhud:rs:{batch}"
+
+
+def campaign_of(batch: str) -> str:
+    return batch.rpartition(".")[0]
+
+
+def follow_recipients(
+    client: redis.Redis, batch: str, item_ids: Mapping[str, str], *, now: float, keep_seconds: int
+) -> None:
+    """Remember which batch and recipient each Taifa email id stands for, and make sure the
+    updates feed is read from before this hand-over (a minute early, for clock skew)."""
+    if not item_ids:
+        return
+    pipe = client.pipeline(transaction=False)
+    for recipient, email_id in item_ids.items():
+        pipe.set(f"{TAIFA_ID_PREFIX}{email_id}", f"{batch}|{recipient}", ex=keep_seconds)
+    pipe.set(UPDATES_CURSOR, iso(now - 60), nx=True)
+    pipe.execute()
+
+
+def followed(client: redis.Redis, email_ids: list[str]) -> list[tuple[str, str] | None]:
+    """(batch id, recipient) for each Taifa email id that belongs to a campaign, else None."""
+    if not email_ids:
+        return []
+    out: list[tuple[str, str] | None] = []
+    for raw in client.mget([f"{TAIFA_ID_PREFIX}{i}" for i in email_ids]):
+        if raw is None:
+            out.append(None)
+            continue
+        batch, _, recipient = _text(raw).partition("|")
+        out.append((batch, recipient))
+    return out
+
+
+def finish_recipient(
+    ledger: Ledger, batch: str, recipient: str, email_id: str, status: str, *, now: float, error: str | None
+) -> bool:
+    """Record a campaign email's final status once; False if it was already recorded."""
+    outcome = {"status": status, "at": iso(now), **({"error": error} if error else {})}
+    script = ledger.redis.register_script(FINISH_RECIPIENT)
+    keys = [outcomes_key(batch), msg_key(campaign_of(batch)), f"{TAIFA_ID_PREFIX}{email_id}"]
+    return bool(script(keys=keys, args=[recipient, json.dumps(outcome), f"recipients_{status}"]))

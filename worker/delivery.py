@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import Settings
+from worker import campaign
 from worker.errors import ConfigurationError, InvalidInput
 from worker.ledger import Claim, Ledger, event
 from worker.providers.errors import (
@@ -160,9 +161,18 @@ class Delivery:
             cost=fields.get("cost"),
             rejected=len(result.rejected) or None,
         )
-        self._transition(
+        recorded = self._transition(
             message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
         )
+        if recorded and result.item_ids and claim.provider == "taifa":
+            # A campaign batch: follow each email's fate (delivered, bounced) through Taifa's feed.
+            campaign.follow_recipients(
+                self.ledger.redis,
+                message_id,
+                result.item_ids,
+                now=now,
+                keep_seconds=int(self.settings.tracking_days * 86400),
+            )
         return Outcome("sent")
 
     def _end(
@@ -256,7 +266,8 @@ class Delivery:
         score: float = 0.0,
         attempts_delta: int = 0,
         pause: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome of this claim; False if the claim had run out meanwhile."""
         outcome, current = self.ledger.transition(
             message_id,
             to=status,
@@ -275,6 +286,7 @@ class Delivery:
             # The lease ran out while this call was in flight and the message moved on.
             log.warning("message %s: late %s result while %s", message_id, status, current)
             self.ledger.redis.hset(f"hudhud:m:{message_id}", "in_doubt", "1")
+        return outcome == "ok"
 
 
 def taifa_batch(client: Any, payload: dict[str, Any], common: dict[str, Any]) -> SendResult:

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from config import Settings
-from worker import publish
+from worker import campaign, publish
 from worker.delivery import reconcile_tag
 from worker.ledger import Ledger, event
 from worker.producer import dispatch
@@ -43,6 +43,7 @@ BACKLOG_PATIENCE = 10
 
 
 EVENTS_LOCK = "hudhud:lock:taifa-events"
+UPDATES_PAGES = 100  # pages of Taifa's updates feed read per run, 50 changes each
 _redact = Redactor()
 
 
@@ -250,10 +251,55 @@ class Jobs:
             finished = 0
             for message_id in self.ledger.tracked(limit=limit):
                 finished += self._poll_one(message_id, now)
-            return finished
+            return finished + self._follow_campaign_emails(now)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
+
+    def _follow_campaign_emails(self, now: float, pages: int = UPDATES_PAGES) -> int:
+        """Read Taifa's feed of status changes from the cursor on; record the final status of
+        each campaign email in it. The cursor moves only past pages fully recorded."""
+        since = self.ledger.redis.get(campaign.UPDATES_CURSOR)
+        if since is None:
+            return 0  # no campaign email was ever handed to Taifa
+        cursor = since.decode() if isinstance(since, bytes) else str(since)
+        client = self.clients("taifa")
+        finished = 0
+        for _ in range(pages):
+            try:
+                page = client.updates(cursor)
+            except ProviderError as exc:
+                log.info("Taifa's updates feed unavailable: %s", exc.kind)
+                break
+            rows = [row for row in page.items if row.status in TAIFA_FINAL]
+            for row, ref in zip(
+                rows, campaign.followed(self.ledger.redis, [r.id for r in rows]), strict=True
+            ):
+                if ref is not None:
+                    finished += self._finish_campaign_email(client, row.id, ref, TAIFA_FINAL[row.status], now)
+            if not page.next_since or page.next_since == cursor:
+                break
+            cursor = page.next_since
+            self.ledger.redis.set(campaign.UPDATES_CURSOR, cursor)
+            if len(page.items) < campaign.UPDATES_FULL_PAGE:
+                break
+        return finished
+
+    def _finish_campaign_email(
+        self, client: Any, email_id: str, ref: tuple[str, str], status: str, now: float
+    ) -> int:
+        batch, recipient = ref
+        error = None
+        if status != "delivered":
+            error = f"taifa: {status}"
+            with contextlib.suppress(ProviderError):
+                for item in client.events(email_id):
+                    if item.event_type in TAIFA_FINAL:
+                        error = _reason(item.event_type, item.metadata)
+        final = "failed" if status == "rejected" else status
+        return int(
+            campaign.finish_recipient(self.ledger, batch, recipient, email_id, final, now=now, error=error)
+        )
 
     def _poll_one(self, message_id: str, now: float) -> int:
         record = self.ledger.get(message_id)
