@@ -9,6 +9,8 @@ import redis
 
 from config import Settings
 from tests.helpers import Sandbox
+from tests.stack import wait_until
+from worker import campaign
 from worker.celery_app import create_app
 from worker.jobs import EVENTS_LOCK, Jobs
 from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, msg_key
@@ -206,3 +208,35 @@ def test_taifa_events_poll_runs_one_at_a_time(ledger: Ledger, fresh_sandbox: San
     assert jobs.taifa_events() == 0
     assert ledger.redis.zcard("hudhud:tracking") == 0, "not a sent email: no longer tracked"
     assert not ledger.redis.exists(EVENTS_LOCK), "the lock is released"
+
+
+def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
+    ledger: Ledger, fresh_sandbox: Sandbox
+) -> None:
+    """However many emails wait, Taifa's feed of changes finds those whose fate is known: these
+    two are not in the poll-by-id window at all, and still end delivered and bounced."""
+    fresh_sandbox.knobs(progress_seconds=0.1)
+    settings = Settings(**fresh_sandbox.env())
+    client = TaifaClient.from_settings(settings)
+    jobs = Jobs(ledger, settings, create_app(settings), lambda name: client)
+    now = time.time()
+    for mid, to in (("e-ok", "fine@example.com"), ("e-bounce", "bounce-7@example.com")):
+        email_id = client.send("hudhud@example.com", to, "feed", text="x").provider_message_id
+        assert email_id
+        ledger.create(NewMessage(mid, "email", "taifa", {}, "h"), now=now)
+        claim = ledger.claim(mid, "taifa", now=now, rate=0.0, burst=1.0)
+        fields = {"provider_message_id": email_id}
+        ledger.transition(mid, to="sent", expect="sending", now=now, token=claim.attempts, fields=fields)
+        campaign.follow_recipients(ledger.redis, mid, {"": email_id}, now=now, keep_seconds=3600)
+    assert ledger.redis.zcard("hudhud:tracking") == 0
+
+    def finished() -> bool:
+        jobs.taifa_events()
+        return ledger.status_of(["e-ok", "e-bounce"]) == ["delivered", "bounced"]
+
+    wait_until(finished, timeout=20, interval=0.3)
+    bounced = ledger.get("e-bounce")
+    assert bounced is not None and bounced["error"].startswith("taifa: bounced: 550 5.1.1")
+    assert [e["type"] for e in bounced["events"] if e.get("source") == "taifa"][-1] == "bounced"
+    assert ledger.redis.get(campaign.UPDATES_CURSOR) is not None
+    assert not ledger.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "nothing left to follow"

@@ -335,12 +335,13 @@ def cancel(ledger: Ledger, record: Mapping[str, Any], *, now: float) -> int:
     return cancelled
 
 
-# --- what became of each Taifa campaign email after the hand-over ---------------------------
-# A Taifa batch gives one email id per accepted recipient. Each id gets a key
-# `taifa:id:{email id}` -> "{batch id}|{recipient}" (kept `HUDHUD_TRACKING_DAYS`); beat reads
-# Taifa's account-wide feed of status changes (`GET /emails/updates`, from the cursor
-# `taifa:updates-since`) and records each final status once in `rs:{batch id}` (hash:
-# recipient -> JSON), counting it on the campaign record (`recipients_<status>`).
+# --- what became of each Taifa email after the hand-over ---------------------------------
+# A Taifa batch gives one email id per accepted recipient, a single send one email id. Each
+# id gets a key `taifa:id:{email id}` -> "{message id}|{recipient}" (the recipient empty for
+# a single send; kept `HUDHUD_TRACKING_DAYS`); beat reads Taifa's account-wide feed of status
+# changes (`GET /emails/updates`, from the cursor `taifa:updates-since`). A campaign email's
+# final status is recorded once in `rs:{batch id}` (hash: recipient -> JSON) and counted on
+# the campaign record (`recipients_<status>`); a single email's is the message's own status.
 TAIFA_ID_PREFIX = "hudhud:taifa:id:"
 UPDATES_CURSOR = "hudhud:taifa:updates-since"
 AFTER_SENT = ("delivered", "bounced", "failed")
@@ -372,8 +373,9 @@ def campaign_of(batch: str) -> str:
 def follow_recipients(
     client: redis.Redis, batch: str, item_ids: Mapping[str, str], *, now: float, keep_seconds: int
 ) -> None:
-    """Remember which batch and recipient each Taifa email id stands for, and make sure the
-    updates feed is read from before this hand-over (a minute early, for clock skew)."""
+    """Remember which message (and recipient, for a batch) each Taifa email id stands for,
+    and make sure the updates feed is read from before this hand-over (a minute early, for
+    clock skew). `item_ids`: recipient ("" for a single send) -> Taifa email id."""
     if not item_ids:
         return
     pipe = client.pipeline(transaction=False)

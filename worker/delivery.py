@@ -164,12 +164,14 @@ class Delivery:
         recorded = self._transition(
             message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
         )
-        if recorded and result.item_ids and claim.provider == "taifa":
-            # A campaign batch: follow each email's fate (delivered, bounced) through Taifa's feed.
+        if recorded and claim.provider == "taifa" and claim.channel == "email":
+            # Follow each email's fate (delivered, bounced) through Taifa's feed of changes: a
+            # campaign batch's emails by recipient, a single email as the message itself.
+            emails = result.item_ids if claim.payload.get("each") else {"": result.provider_message_id}
             campaign.follow_recipients(
                 self.ledger.redis,
                 message_id,
-                result.item_ids,
+                {r: i for r, i in emails.items() if i},
                 now=now,
                 keep_seconds=int(self.settings.tracking_days * 86400),
             )

@@ -251,17 +251,20 @@ class Jobs:
             finished = 0
             for message_id in self.ledger.tracked(limit=limit):
                 finished += self._poll_one(message_id, now)
-            return finished + self._follow_campaign_emails(now)
+            return finished + self._follow_updates(now)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
 
-    def _follow_campaign_emails(self, now: float, pages: int = UPDATES_PAGES) -> int:
+    def _follow_updates(self, now: float, pages: int = UPDATES_PAGES) -> int:
         """Read Taifa's feed of status changes from the cursor on; record the final status of
-        each campaign email in it. The cursor moves only past pages fully recorded."""
+        each email of ours in it. The cursor moves only past pages fully recorded.
+
+        The feed finds the emails whose fate is known with one call per 50 changes, however
+        many are waiting; the poll of single emails by id above stays as a safety net."""
         since = self.ledger.redis.get(campaign.UPDATES_CURSOR)
         if since is None:
-            return 0  # no campaign email was ever handed to Taifa
+            return 0  # no email was ever handed to Taifa
         cursor = since.decode() if isinstance(since, bytes) else str(since)
         client = self.clients("taifa")
         finished = 0
@@ -276,7 +279,7 @@ class Jobs:
                 rows, campaign.followed(self.ledger.redis, [r.id for r in rows]), strict=True
             ):
                 if ref is not None:
-                    finished += self._finish_campaign_email(client, row.id, ref, TAIFA_FINAL[row.status], now)
+                    finished += self._finish_email(client, row.id, ref, TAIFA_FINAL[row.status], now)
             if not page.next_since or page.next_since == cursor:
                 break
             cursor = page.next_since
@@ -285,10 +288,12 @@ class Jobs:
                 break
         return finished
 
-    def _finish_campaign_email(
-        self, client: Any, email_id: str, ref: tuple[str, str], status: str, now: float
-    ) -> int:
+    def _finish_email(self, client: Any, email_id: str, ref: tuple[str, str], status: str, now: float) -> int:
         batch, recipient = ref
+        if not recipient:  # a single email: its events and status, as the poll by id does
+            finished = self._poll_one(batch, now)
+            self.ledger.redis.delete(f"{campaign.TAIFA_ID_PREFIX}{email_id}")
+            return finished
         error = None
         if status != "delivered":
             error = f"taifa: {status}"
