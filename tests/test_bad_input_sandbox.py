@@ -433,6 +433,19 @@ def form_request(draw: st.DrawFn, fields: st.SearchStrategy[dict[str, Any]]) -> 
     return how, {"data": body, "headers": {"Content-Type": content_type or ""}, "params": safe}
 
 
+def send_form(
+    sb: Sandbox,
+    http: requests.Session,
+    path: str,
+    request: tuple[str, dict[str, Any]],
+    method: str,
+    authorization: str | None,
+) -> requests.Response:
+    _, options = request
+    headers = dict(options.pop("headers", {})) | ({"Authorization": authorization} if authorization else {})
+    return http.request(method, f"{sb.url}{path}", headers=headers, timeout=30, **options)
+
+
 @FUZZ
 @given(
     request=form_request(mail_fields),
@@ -446,10 +459,7 @@ def test_taqnyat_mail_send_answers_bad_requests_with_its_error_codes(
     method: str,
     authorization: str | None,
 ) -> None:
-    _, options = request
-    headers = dict(options.pop("headers", {})) | ({"Authorization": authorization} if authorization else {})
-    reply = http.request(method, f"{sb.url}/mailSend.php", headers=headers, timeout=30, **options)
-    check_form_reply(reply, MAIL_CODES)
+    check_form_reply(send_form(sb, http, "/mailSend.php", request, method, authorization), MAIL_CODES)
 
 
 @FUZZ
@@ -465,10 +475,7 @@ def test_taqnyat_voice_send_answers_bad_requests_with_its_error_codes(
     method: str,
     authorization: str | None,
 ) -> None:
-    _, options = request
-    headers = dict(options.pop("headers", {})) | ({"Authorization": authorization} if authorization else {})
-    reply = http.request(method, f"{sb.url}/voiceSend.php", headers=headers, timeout=30, **options)
-    check_form_reply(reply, VOICE_CODES)
+    check_form_reply(send_form(sb, http, "/voiceSend.php", request, method, authorization), VOICE_CODES)
 
 
 # --- Taifa Mail ------------------------------------------------------------------------------

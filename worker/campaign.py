@@ -347,20 +347,6 @@ UPDATES_CURSOR = "hudhud:taifa:updates-since"
 AFTER_SENT = ("delivered", "bounced", "failed")
 UPDATES_FULL_PAGE = 50  # Taifa's updates feed gives at most this many changes per call
 
-# KEYS: outcomes hash, campaign record, id key; ARGV: recipient, outcome JSON, counter field
-FINISH_RECIPIENT = """
-redis.call('DEL', KEYS[3])
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-local ttl = redis.call('TTL', KEYS[2])
-if ttl > 0 then
-  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-  redis.call('EXPIRE', KEYS[1], ttl)
-else
-  redis.call('EXPIRE', KEYS[1], 86400)
-end
-return 1
-"""
-
 
 def outcomes_key(batch: str) -> str:
     return f"hudhud:rs:{batch}"
@@ -404,6 +390,7 @@ def finish_recipient(
 ) -> bool:
     """Record a campaign email's final status once; False if it was already recorded."""
     outcome = {"status": status, "at": iso(now), **({"error": error} if error else {})}
-    script = ledger.redis.register_script(FINISH_RECIPIENT)
     keys = [outcomes_key(batch), msg_key(campaign_of(batch)), f"{TAIFA_ID_PREFIX}{email_id}"]
-    return bool(script(keys=keys, args=[recipient, json.dumps(outcome), f"recipients_{status}"]))
+    return bool(
+        ledger.finish_recipient(keys=keys, args=[recipient, json.dumps(outcome), f"recipients_{status}"])
+    )

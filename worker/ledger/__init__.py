@@ -142,6 +142,7 @@ class Ledger:
         self._release = client.register_script(scripts.RELEASE)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._expired = client.register_script(scripts.EXPIRED_LEASES)
+        self.finish_recipient = client.register_script(scripts.FINISH_RECIPIENT)
 
     # --- recording ----------------------------------------------------------------
     def _create_args(self, msg: NewMessage, now: float) -> tuple[list[str], list[Any]]:

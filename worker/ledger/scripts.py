@@ -228,3 +228,18 @@ for _, id in ipairs(items) do
 end
 return out
 """
+
+# A campaign email's final status, recorded once and counted on the campaign record.
+# KEYS: outcomes hash, campaign record, id key; ARGV: recipient, outcome JSON, counter field
+FINISH_RECIPIENT = """
+redis.call('DEL', KEYS[3])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local ttl = redis.call('TTL', KEYS[2])
+if ttl > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+  redis.call('EXPIRE', KEYS[1], ttl)
+else
+  redis.call('EXPIRE', KEYS[1], 86400)
+end
+return 1
+"""
