@@ -60,6 +60,23 @@ class Settings(BaseSettings):
     low_balance: float = Field(10.0, ge=0, validation_alias=_env("HUDHUD_LOW_BALANCE"))
     sms_batch_size: int = Field(1000, ge=1, validation_alias=_env("HUDHUD_SMS_BATCH_SIZE"))
     taifa_batch_size: int = Field(100, ge=1, validation_alias=_env("HUDHUD_TAIFA_BATCH_SIZE"))
+    # A send whose reply was lost: resends of a message its provider cannot be asked about,
+    # and what becomes of a campaign batch in that case (hold: an operator decides).
+    in_doubt_resends: int = Field(1, ge=0, validation_alias=_env("HUDHUD_IN_DOUBT_RESENDS"))
+    in_doubt_batches: Literal["hold", "resend", "sent"] = Field(
+        "hold", validation_alias=_env("HUDHUD_IN_DOUBT_BATCHES")
+    )
+    balance_wait: float = Field(3600.0, gt=0, validation_alias=_env("HUDHUD_BALANCE_WAIT"))
+    redis_patience: float = Field(3600.0, gt=0, validation_alias=_env("HUDHUD_REDIS_PATIENCE"))
+    data_key: SecretStr | None = Field(None, validation_alias=_env("HUDHUD_DATA_KEY"))
+
+    # --- redis (pool, safety) --------------------------------------------------------
+    # Connections of a process's Redis client (0: twice the concurrency, at least 64); a
+    # caller waits up to the timeout for a free one instead of failing at once.
+    redis_pool_size: int = Field(0, ge=0, validation_alias=_env("HUDHUD_REDIS_POOL_SIZE"))
+    redis_pool_timeout: float = Field(20.0, gt=0, validation_alias=_env("HUDHUD_REDIS_POOL_TIMEOUT"))
+    # Workers and beat refuse a Redis whose maxmemory-policy evicts keys, unless this is set.
+    allow_eviction: bool = Field(False, validation_alias=_env("HUDHUD_ALLOW_EVICTION"))
 
     # --- HTTP -----------------------------------------------------------------------
     http_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_HTTP_CONNECT_TIMEOUT"))

@@ -14,6 +14,7 @@ from worker import messages, runtime
 from worker.celery_app import RedactedRequest, app
 from worker.delivery import Delivery
 from worker.errors import InvalidInput
+from worker.ledger.patience import patiently
 from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused, dispatch
 
 log = logging.getLogger("hudhud.tasks")
@@ -59,11 +60,21 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
                 where.lineno,
             )
             raise InvalidInput("fields", f"could not be checked ({type(exc).__name__})") from None
-        created = hudhud.ledger.create(hudhud._new(request, message_id, None), now=time.time())
+        new = hudhud._new(request, message_id, None)
+        created = patiently(
+            lambda: hudhud.ledger.create(new, now=time.time()),
+            what=f"the record of send {message_id}",
+            patience=settings.redis_patience,
+        )
         if created.outcome == "conflict":
             raise IdempotencyConflict(created.id)
     except InvalidInput as exc:
-        hudhud.ledger.record_failure(message_id, channel, str(exc), now=time.time())
+        reason = str(exc)
+        patiently(
+            lambda: hudhud.ledger.record_failure(message_id, channel, reason, now=time.time()),
+            what=f"the refusal of send {message_id}",
+            patience=settings.redis_patience,
+        )
         log.warning("send %s refused: %s", message_id, exc)
         return "failed"
     if created.outcome != "created" or created.status != "queued":

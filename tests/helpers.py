@@ -81,7 +81,8 @@ class RedisServer:
     """A redis-server on a private port with its own data folder (AOF optional).
 
     `password` alone sets `requirepass`; with `user` it makes that ACL user (all commands and
-    keys) and turns the default user off. `tls` serves TLS only, on `port`.
+    keys) and turns the default user off. `tls` serves TLS only, on `port`. `extra_args` are
+    further redis-server options (e.g. `["--maxmemory-policy", "allkeys-lru"]`), given last.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class RedisServer:
         password: str | None = None,
         user: str | None = None,
         tls: TlsFiles | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -106,6 +108,7 @@ class RedisServer:
         self.password = password
         self.user = user
         self.tls = tls
+        self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -159,6 +162,7 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -233,6 +237,12 @@ class Sandbox:
 
     def reset(self) -> None:
         requests.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
+
+    def answers(self) -> dict[str, int]:
+        """Answers the sandbox gave to provider calls, by "<provider> <status>"."""
+        reply = requests.get(f"{self.url}/_sandbox/stats", timeout=10)
+        reply.raise_for_status()
+        return {str(k): int(v) for k, v in reply.json()["answers"].items()}
 
     def sends(self) -> list[dict[str, object]]:
         reply = requests.get(f"{self.url}/_sandbox/sends", timeout=30)

@@ -13,7 +13,7 @@ from tests.stack import wait_until
 from worker import campaign
 from worker.celery_app import create_app
 from worker.jobs import EVENTS_LOCK, Jobs
-from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, msg_key
+from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, msg_key
 from worker.providers.taifa import TaifaClient
 
 
@@ -101,7 +101,7 @@ def test_claim_while_provider_paused_holds_the_message(ledger: Ledger) -> None:
     assert ledger.held_count("taqnyat") == 1
     assert ledger.get("m1")["status"] == "queued"  # type: ignore[index]
     ledger.resume("taqnyat")
-    released = ledger.release_held("taqnyat", now=time.time())
+    released = ledger.release_held(held_key("taqnyat"), now=time.time()).items
     assert [r[0] for r in released] == ["m1"]
     assert ledger.claim("m1", "taqnyat", now=time.time()).outcome == "claimed"
 
@@ -152,39 +152,39 @@ def test_release_due_moves_only_due_messages(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new("soon", due=now + 100), now=now)
     ledger.create(new("later", due=now + 5000), now=now)
-    released = ledger.release_due(until=now + 200, now=now)
+    released = ledger.release_due(until=now + 200, now=now).items
     assert [(r[0], r[1], r[2]) for r in released] == [("soon", "sms", "taqnyat")]
     assert ledger.get("soon")["status"] == "queued"  # type: ignore[index]
-    assert ledger.release_due(until=now + 200, now=now) == []
+    assert ledger.release_due(until=now + 200, now=now).items == []
 
 
 def test_expired_lease_is_recovered_once(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new(), now=now)
     ledger.claim("m1", "taqnyat", now=now)
-    assert ledger.expired_leases(now=now + 5) == []
-    assert ledger.expired_leases(now=now + 31) == [("m1", "taqnyat", 1)]
-    assert ledger.expired_leases(now=now + 32) == [], "the lease was extended for the recoverer"
+    assert ledger.expired_leases(now=now + 5).items == []
+    assert ledger.expired_leases(now=now + 31).items == [("m1", "taqnyat", "1")]
+    assert ledger.expired_leases(now=now + 32).items == [], "the lease was extended for the recoverer"
 
 
 def test_stale_queued_messages_are_requeued(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new(), now=now - 1000)
-    assert ledger.requeue_stale(older_than=now - 300, now=now) == [("m1", "sms", "taqnyat")]
-    assert ledger.requeue_stale(older_than=now - 300, now=now) == []
+    assert ledger.requeue_stale(older_than=now - 300, now=now).items == [("m1", "sms", "taqnyat")]
+    assert ledger.requeue_stale(older_than=now - 300, now=now).items == []
 
 
 def test_a_message_behind_a_backlog_is_not_enqueued_twice_until_long_overdue(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new(), now=now - 1000)
     ledger.redis.lpush("sms", "a task still waiting in the broker queue")
-    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 3000) == []
-    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 900) == [
+    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 3000).items == []
+    assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 900).items == [
         ("m1", "sms", "taqnyat")
     ], "overdue past the hard limit: enqueued again even behind a backlog"
     ledger.redis.delete("sms")
     later = now + 400
-    assert ledger.requeue_stale(older_than=later - 300, now=later, hard_limit=later - 3000) == [
+    assert ledger.requeue_stale(older_than=later - 300, now=later, hard_limit=later - 3000).items == [
         ("m1", "sms", "taqnyat")
     ], "the queue drained: enqueued again"
 

@@ -369,3 +369,61 @@ def test_mail_send_php_style_list(fresh_sandbox: Sandbox) -> None:
             ("msg", "hi")]
     reply = requests.post(f"{fresh_sandbox.url}/mailSend.php", data=form, timeout=10)
     assert_mail_success(reply, "0.020")
+
+
+# the knob sms_error_shape
+
+SMS_ERROR_CASES = [
+    # (knobs, request change, headers, code, words)
+    ({"balance": 0}, {}, None, "2", "Your balance is 0"),
+    ({"balance": "0.030"}, {"recipients": ["966500000000", "966500000001"]}, None, "3",
+     "Your balance is not enough"),
+    ({}, {"sender": "NOBODY"}, None, "14", "Invalid sender"),
+    ({}, {"recipients": ["999500000000"]}, None, "15",
+     "Mobile(s) number(s) is not specified or incorrect"),
+    ({"api_disabled": True}, {}, None, "101", "sending by API is disabled"),
+    ({}, {}, {"Authorization": "Bearer sandbox-ip-blocked"}, "102",
+     "this ip Not authorized to using the API"),
+]
+
+
+@pytest.mark.parametrize(("knobs", "change", "headers", "code", "words"), SMS_ERROR_CASES)
+@pytest.mark.parametrize("shape", ["code", "words", "reason"])
+def test_sms_error_shape_knob(fresh_sandbox: Sandbox, shape: str, knobs: dict[str, Any],
+                              change: dict[str, Any], headers: dict[str, str] | None, code: str,
+                              words: str) -> None:
+    fresh_sandbox.knobs(sms_error_shape=shape, **knobs)
+    reply = sms(fresh_sandbox, {**SMS, **change}, headers)
+    assert reply.status_code == 400
+    expected = {
+        "code": {"statusCode": 400, "message": code, "reason": words},
+        "words": {"statusCode": 400, "message": words},
+        "reason": {"message": code, "reason": words},
+    }[shape]
+    assert reply.json() == expected
+    assert fresh_sandbox.sends() == []
+
+
+def test_sms_error_shape_defaults_to_code_and_comes_back_on_reset(fresh_sandbox: Sandbox) -> None:
+    assert fresh_sandbox.knobs()["sms_error_shape"] == "code"
+    fresh_sandbox.knobs(sms_error_shape="words")
+    fresh_sandbox.reset()
+    assert fresh_sandbox.knobs()["sms_error_shape"] == "code"
+
+
+@pytest.mark.parametrize("value", ["text", "", None, 1, True])
+def test_sms_error_shape_refuses_other_values(fresh_sandbox: Sandbox, value: object) -> None:
+    reply = requests.post(f"{fresh_sandbox.url}/_sandbox/knobs", json={"sms_error_shape": value},
+                          timeout=10)
+    assert reply.status_code == 400
+    assert "sms_error_shape" in reply.json()["error"]
+    assert fresh_sandbox.knobs()["sms_error_shape"] == "code"
+
+
+def test_sms_error_shape_leaves_unnumbered_errors_and_sends_alone(fresh_sandbox: Sandbox) -> None:
+    fresh_sandbox.knobs(sms_error_shape="words")
+    assert sms(fresh_sandbox, {**SMS, "body": ""}).json() == {
+        "statusCode": 400, "message": "body is required"}
+    assert sms(fresh_sandbox, SMS, {}).json() == {
+        "statusCode": 401, "message": "invalid credentials information"}
+    assert sms(fresh_sandbox, SMS).status_code == 201

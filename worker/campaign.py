@@ -10,7 +10,7 @@ the batch record keeps both lists, and an index maps each recipient to its batch
 status of any one recipient is a lookup.
 
 Keys, besides the batches' own: `m:{id}` (the campaign record, `kind` = campaign), `e:{id}`
-(its events), `r:{id}` (hash: recipient -> batch number). All are written in one Redis
+(its events), `r:{id}` (hash: recipient fingerprint -> batch number). All are written in one Redis
 transaction: a campaign is recorded whole or not at all.
 """
 
@@ -115,7 +115,7 @@ def batch_messages(campaign: Campaign, campaign_id: str) -> list[NewMessage]:
             id=batch_id(campaign_id, number),
             channel=request.channel,
             provider=request.provider,
-            payload={**request.payload, "to": list(recipients)},
+            payload={**request.payload, "to": list(recipients), "batch": True},
             request_hash=campaign.request_hash,
             due=request.due.timestamp() if request.due else None,
         )
@@ -152,6 +152,9 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
     if request.due:
         header["at"] = iso(request.due.timestamp())
 
+    prints = ledger.fingerprints
+    prints.key()  # made (or read) before the transaction, which cannot read it
+
     def write(pipe: redis.client.Pipeline) -> tuple[str, str, str]:
         if ikey is not None:
             existing = pipe.get(ikey)
@@ -170,7 +173,7 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
             pipe.expireat(key, expire_at)
         index = recipients_key(campaign_id)
         for number, recipients in enumerate(campaign.batches):
-            pipe.hset(index, mapping=dict.fromkeys(recipients, number))
+            pipe.hset(index, mapping=dict.fromkeys(prints.of_all(recipients), number))
         pipe.expireat(index, expire_at)
         for msg in batches:
             keys, args = ledger._create_args(msg, now)
@@ -302,6 +305,7 @@ def overall_status(batch_counts: Mapping[str, int]) -> str:
 
 def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[str, Any] | None:
     """What became of one recipient of a campaign, or None if it is not one of them."""
+    recipient = ledger.fingerprints.of(recipient)
     number = ledger.redis.hget(recipients_key(campaign_id), recipient)
     if number is None:
         return None

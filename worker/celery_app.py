@@ -1,7 +1,8 @@
 """The Celery application, configured from `config.get_settings()`.
 
 - Redis broker from HUDHUD_REDIS_URL (`rediss://` gets certificate checks by default).
-- One queue per channel (`sms`, `email`, `voice`) and `hudhud` for beat jobs and intake.
+- One queue per channel (`sms`, `email`, `voice`), `hudhud` for beat jobs and intake, and
+  Celery's default queue `celery` for producers that name no queue.
 - `acks_late` + reject-on-worker-lost: a task is acknowledged after it ran; the ledger's
   atomic claim makes the redelivered copy harmless.
 - The visibility timeout is applied to the broker and to every transport option that has one.
@@ -24,11 +25,15 @@ from celery.worker.request import Request
 from kombu import Exchange, Queue
 
 from config import Settings, get_settings
-from worker import redaction
+from worker import redaction, redis_safety
 from worker.transport import TRANSPORT as BROKER_TRANSPORT
 
 CHANNEL_QUEUES = ("sms", "email", "voice")
 CONTROL_QUEUE = "hudhud"
+# Where a producer's own plain Celery app puts a task it names no queue for: Celery's default
+# queue, exchange and routing key. Workers consume it too, so a `send_task` by name alone is
+# delivered (intake then moves each message to its channel's queue).
+CELERY_DEFAULT_QUEUE = "celery"
 INTAKE_TASKS = {"hudhud.send_sms": "sms", "hudhud.send_email": "email", "hudhud.send_voice": "voice"}
 
 
@@ -115,7 +120,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         task_track_started=False,
-        task_queues=[Queue(q, exchange, routing_key=q) for q in (*CHANNEL_QUEUES, CONTROL_QUEUE)],
+        task_queues=_task_queues(exchange),
         task_default_queue=CONTROL_QUEUE,
         task_default_exchange="hudhud",
         task_default_routing_key=CONTROL_QUEUE,
@@ -135,6 +140,18 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.Task.Request = RedactedRequest
     return app
+
+
+def _task_queues(exchange: Exchange) -> list[Queue]:
+    """hudhud's queues on its exchange, and Celery's default queue bound the way a plain
+    Celery app declares it (a direct exchange `celery`, routing key `celery`): kombu's Redis
+    transport routes a message published to exchange `celery` through the set
+    `_kombu.binding.celery`, and one published to the nameless exchange straight to the list."""
+    default = Exchange(CELERY_DEFAULT_QUEUE, type="direct")
+    return [
+        *(Queue(q, exchange, routing_key=q) for q in (*CHANNEL_QUEUES, CONTROL_QUEUE)),
+        Queue(CELERY_DEFAULT_QUEUE, default, routing_key=CELERY_DEFAULT_QUEUE),
+    ]
 
 
 def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -160,3 +177,4 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 app = create_app()
 app.set_current()
 redaction.install()
+redis_safety.install()

@@ -2,8 +2,10 @@
 
 Besides the facts, the report lists `problems` (anything that stops delivery: an unreachable
 provider or Redis, refused or missing credentials, a Taqnyat outage, an empty balance, a
-paused provider, a default sender the account does not have) and `warnings` (a low balance).
-`ok` is true when there is no problem. Tokens never appear in the report.
+paused provider, a default sender the account does not have, a Redis that evicts keys or is
+out of memory, tasks waiting on a queue that no running worker consumes) and `warnings` (a low
+balance, a Redis that persists nothing or whose memory is more than 80 % used). `ok` is true
+when there is no problem. Tokens never appear in the report.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ from decimal import Decimal
 from typing import Any
 
 import redis
+from kombu.exceptions import KombuError
+from kombu.transport import redis as kombu_redis
 
 from config import Settings, get_settings
-from worker import runtime
+from worker import redis_safety, runtime
 from worker.errors import ConfigurationError
 from worker.providers.errors import AccountError, ProviderError
 
 Facts = dict[str, Any]
+
+INSPECT_TIMEOUT = 2.0  # seconds the workers have to say which queues they consume
+BINDING_PREFIX = kombu_redis.Channel.keyprefix_queue % ""
+KOMBU_SEP = kombu_redis.Channel.sep
+KOMBU_PRIORITY_STEPS = tuple(kombu_redis.Channel.priority_steps)
 
 
 def _bad_setting(exc: ConfigurationError) -> str:
@@ -97,19 +106,118 @@ def _taifa(settings: Settings, problems: list[str]) -> Facts:
     return facts
 
 
+def _redis_server(settings: Settings, client: redis.Redis, problems: list[str], warnings: list[str]) -> Facts:
+    """Eviction policy (a problem unless HUDHUD_ALLOW_EVICTION=1), persistence (a warning),
+    memory (a warning from 80 % of maxmemory, a problem from 95 % or when a write is refused)."""
+    facts = redis_safety.read_facts(client)
+    found, cautions = redis_safety.judge(facts, allow_eviction=settings.allow_eviction)
+    refused = redis_safety.write_refused(client)
+    if refused:
+        found = [p for p in found if not p.startswith("redis: memory is")] + [refused]
+    problems += found
+    warnings += cautions
+    return facts.as_dict()
+
+
+def _worker_queues(settings: Settings) -> dict[str, list[str]] | None:
+    """The queues each running worker consumes, as the workers answer (None: none answered)."""
+    from worker.celery_app import create_app  # the app module reads the settings when imported
+
+    app = create_app(settings)
+    try:
+        replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues()
+    except (KombuError, OSError, redis.RedisError):
+        replies = None  # the broker could not be asked: no worker can answer either
+    finally:
+        app.close()
+    if not replies:
+        return None
+    return {worker: sorted(str(q.get("name")) for q in queues or []) for worker, queues in replies.items()}
+
+
+def _queues(settings: Settings, client: redis.Redis, problems: list[str]) -> Facts:
+    """Tasks waiting on each queue, and who consumes it. A queue that holds tasks and that no
+    running worker consumes is a problem: those tasks are never delivered."""
+    depths = queue_depths(client)
+    waiting = {name: depth for name, depth in depths.items() if depth}
+    facts: Facts = {"depths": depths}
+    if not waiting:
+        facts["workers"] = "not asked (no task waits)"
+        return facts
+    consumed = _worker_queues(settings)
+    facts["workers"] = consumed or {}
+    consumers = {q for queues in (consumed or {}).values() for q in queues}
+    if consumed is None:
+        total = sum(waiting.values())
+        problems.append(
+            f"queues: no running worker answered within {INSPECT_TIMEOUT:g} s while "
+            f"{_tasks(total)} wait{'s' if total == 1 else ''}"
+        )
+    for name, depth in waiting.items():
+        if name not in consumers:
+            problems.append(
+                f"queues: {_tasks(depth)} wait{'s' if depth == 1 else ''} on queue {name}, "
+                "which no running worker consumes"
+            )
+    return facts
+
+
+def _tasks(count: int) -> str:
+    return f"{count} task{'' if count == 1 else 's'}"
+
+
+def queue_names(client: redis.Redis) -> list[str]:
+    """hudhud's queues, Celery's default one, and every queue bound to an exchange (kombu's
+    Redis layout: the set `_kombu.binding.<exchange>` holds `routing key, pattern, queue`
+    joined by its separator). Remote-control and event exchanges are left out."""
+    from worker.celery_app import CELERY_DEFAULT_QUEUE, CHANNEL_QUEUES, CONTROL_QUEUE
+
+    names = dict.fromkeys((CELERY_DEFAULT_QUEUE, *CHANNEL_QUEUES, CONTROL_QUEUE))
+    for key in client.scan_iter(match=f"{BINDING_PREFIX}*", count=500):
+        exchange = _text(key)[len(BINDING_PREFIX) :]
+        if exchange.endswith("pidbox") or exchange.startswith("celeryev"):
+            continue
+        for member in client.smembers(key):
+            queue = _text(member).split(KOMBU_SEP)[-1]
+            if queue and not queue.endswith(".pidbox"):
+                names.setdefault(queue)
+    return list(names)
+
+
+def queue_depths(client: redis.Redis) -> dict[str, int]:
+    """Tasks waiting on each queue: kombu keeps a queue as the Redis list named after it, and
+    a message sent with a priority in a list of its own (`<queue><sep><step>`)."""
+    names = queue_names(client)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for step in KOMBU_PRIORITY_STEPS:
+            pipe.llen(f"{name}{KOMBU_SEP}{step}" if step else name)
+    # a key of another type under a queue's name is no queue: WRONGTYPE counts as empty
+    lengths = [n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False)]
+    width = len(KOMBU_PRIORITY_STEPS)
+    return {name: sum(lengths[i * width : (i + 1) * width]) for i, name in enumerate(names)}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     """The report of `hudhud check`. Raises ConfigurationError when the settings cannot be read."""
     cfg = settings or get_settings()
     problems: list[str] = []
     warnings: list[str] = []
     providers = {"taqnyat": _taqnyat(cfg, problems, warnings), "taifa": _taifa(cfg, problems)}
+    client = runtime.redis_client(cfg)
     try:
-        runtime.redis_client(cfg).ping()
+        client.ping()
         redis_state = "reachable"
     except redis.RedisError as exc:
         redis_state = f"unreachable ({type(exc).__name__})"
         problems.append(f"redis: {redis_state}")
     ledger_state: dict[str, Any] = {}
+    server: Facts = {}
+    queues: Facts = {}
     if redis_state == "reachable":
         ledger = runtime.ledger(cfg)
         ledger_state = ledger.counts()
@@ -118,10 +226,14 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
             providers[name]["paused"] = f"{reason.get('kind')}: {reason.get('error')}" if reason else "no"
             if reason:
                 problems.append(f"{name}: delivery is paused ({providers[name]['paused']})")
+        server = _redis_server(cfg, client, problems, warnings)
+        queues = _queues(cfg, client, problems)
     return {
         "ok": not problems,
         "providers": providers,
         "redis": redis_state,
+        "redis_server": server,
+        "queues": queues,
         "ledger": ledger_state,
         "problems": problems,
         "warnings": warnings,

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 import redis
 
-from worker.errors import ConfigurationError, InvalidInput, printable
+from worker.errors import ConfigurationError, InvalidInput, RedisFull, printable
 
 EXIT_INPUT = 2
 MAX_ATTACH_BYTES = 24 * 1024 * 1024
@@ -30,6 +30,17 @@ def _fail(as_json: bool, message: str, code: int = 1, **extra: Any) -> NoReturn:
     else:
         click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _redis_failure(exc: redis.RedisError) -> str:
+    """What went wrong with Redis, in words that say what to do (never its URL or password)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return str(exc) if isinstance(exc, RedisFull) else str(RedisFull())
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis ({type(exc).__name__})"
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "Redis refuses writes: it is a read-only replica (ReadOnlyError)"
+    return f"Redis refused the command ({type(exc).__name__})"
 
 
 def _producer() -> Any:
@@ -50,7 +61,8 @@ def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
     except ConfigurationError as exc:
         _fail(as_json, str(exc), EXIT_INPUT, field=exc.variable)
     except redis.RedisError as exc:
-        _fail(as_json, f"cannot reach Redis ({type(exc).__name__}): nothing was recorded", 1)
+        outcome = "the send was refused" if isinstance(exc, RedisFull) else "nothing was recorded"
+        _fail(as_json, f"{_redis_failure(exc)}: {outcome}", 1)
     _emit(as_json, {"id": receipt.id, "status": receipt.status, "duplicate": receipt.duplicate}, receipt.id)
 
 
@@ -229,7 +241,7 @@ def status(message_id: str, as_json: bool) -> None:
     except NotFound as exc:
         _fail(as_json, str(exc), 1)
     except redis.RedisError as exc:
-        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
+        _fail(as_json, _redis_failure(exc), 1)
     if as_json:
         _emit(True, record, "")
         return
@@ -271,7 +283,7 @@ def cancel(message_id: str, as_json: bool) -> None:
     except (NotFound, Refused) as exc:
         _fail(as_json, str(exc), 1)
     except redis.RedisError as exc:
-        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
+        _fail(as_json, _redis_failure(exc), 1)
     _emit(as_json, receipt.as_dict(), f"{receipt.id} cancelled")
 
 
@@ -287,7 +299,7 @@ def retry(message_id: str, as_json: bool) -> None:
     except (NotFound, Refused) as exc:
         _fail(as_json, str(exc), 1)
     except redis.RedisError as exc:
-        _fail(as_json, f"cannot reach Redis ({type(exc).__name__})", 1)
+        _fail(as_json, _redis_failure(exc), 1)
     _emit(as_json, {**receipt.as_dict(), "retry_of": message_id}, receipt.id)
 
 
@@ -309,12 +321,29 @@ def check(as_json: bool) -> None:
             for name, value in facts.items():
                 click.echo(f"  {name:14} {value}")
         click.echo(f"redis: {report['redis']}")
+        for name, value in report["redis_server"].items():
+            click.echo(f"  {name:16} {value}")
+        _echo_queues(report["queues"])
         for warning in report["warnings"]:
             click.echo(f"warning: {warning}")
         for problem in report["problems"]:
             click.echo(f"problem: {problem}")
         click.echo("ok" if report["ok"] else f"not ok: {len(report['problems'])} problem(s)")
     sys.exit(0 if report["ok"] else 1)
+
+
+def _echo_queues(queues: dict[str, Any]) -> None:
+    if not queues:
+        return
+    workers = queues.get("workers")
+    click.echo("queues:")
+    for name, depth in queues["depths"].items():
+        if isinstance(workers, dict):
+            by = [w for w, consumed in workers.items() if name in consumed]
+            line = f"{depth} waiting, consumed by {', '.join(by) or 'no running worker'}"
+        else:
+            line = f"{depth} waiting"
+        click.echo(f"  {name:16} {line}")
 
 
 _passthrough = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}

@@ -2,6 +2,8 @@
 
 The claim (`queued|scheduled -> sending`, with a lease) is atomic, so a duplicated or
 redelivered task finds the message claimed or done and stops without calling the provider.
+What happens when the provider's reply is lost lives in `worker.doubt`; a balance too small
+for one send in `worker.shortfall`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from config import Settings
 from worker import campaign
 from worker.errors import ConfigurationError, InvalidInput
 from worker.ledger import Claim, Ledger, event
+from worker.ledger.patience import patiently
 from worker.providers.errors import (
     AccountError,
     BalanceError,
+    InDoubtError,
     PermanentError,
     ProviderError,
     RetryableError,
@@ -30,18 +34,24 @@ log = logging.getLogger("hudhud.delivery")
 
 MAX_INLINE_WAIT = 1.0  # seconds a worker sleeps for the rate limiter before re-queuing
 RECONCILE_TAG = "hudhud-"
+DEFAULT_SLOW_DOWN = 1.0  # seconds every worker waits after a 429 without Retry-After
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of one delivery attempt; `retry_in` asks the task to retry after it."""
 
-    result: str  # sent | failed | rejected | retry | held | skip | missing | parked
+    result: str  # sent | failed | rejected | retry | held | skip | missing | parked | doubt
     retry_in: float | None = None
 
 
 def reconcile_tag(message_id: str) -> str:
     return f"{RECONCILE_TAG}{message_id}"
+
+
+def recipients_of(payload: dict[str, Any]) -> list[str]:
+    to = payload.get("to") or []
+    return [str(r) for r in to] if isinstance(to, list) else [str(to)]
 
 
 class Delivery:
@@ -55,33 +65,56 @@ class Delivery:
             provider, 0.0
         )
 
+    def patiently(self, what: str, call: Any) -> Any:
+        """A ledger call that waits while Redis refuses writes (full, restarting)."""
+        return patiently(call, what=what, patience=self.settings.redis_patience)
+
     def deliver(self, message_id: str, provider: str) -> Outcome:
-        claim = self._claim(message_id, provider)
+        claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider))
         if claim.outcome == "wait":
-            return Outcome("retry", retry_in=claim.wait)
+            return Outcome("retry", retry_in=claim.wait + random.uniform(0, min(1.0, claim.wait)))
         if claim.outcome != "claimed":
             if claim.outcome == "held":
                 log.info("message %s held: provider %s is paused", message_id, provider)
             return Outcome(claim.outcome)
+        from worker import doubt
+
+        if claim.reconcile:
+            settled = doubt.reconcile_first(self, message_id, claim)
+            if isinstance(settled, Outcome):
+                return settled
+            claim = settled
+        return self.attempt(message_id, claim)
+
+    def attempt(self, message_id: str, claim: Claim) -> Outcome:
+        """One provider call for a claimed message, and its outcome recorded."""
+        from worker import doubt, shortfall
+
         try:
             result = self.call(message_id, claim)
+            if claim.probe:
+                self.ledger.speed_up(claim.provider)
         except InvalidInput as exc:
-            return self._end(message_id, claim, "failed", error=str(exc))
+            return self.end(message_id, claim, "failed", error=str(exc))
         except PermanentError as exc:
-            return self._end(message_id, claim, "rejected", error=exc.describe())
-        except (BalanceError, AccountError) as exc:
-            return self._hold(message_id, claim, exc)
+            return self.end(message_id, claim, "rejected", error=exc.describe())
+        except BalanceError as exc:
+            return shortfall.on_balance_error(self, message_id, claim, exc)
+        except AccountError as exc:
+            return self.hold(message_id, claim, exc)
+        except InDoubtError as exc:
+            return doubt.after_lost_reply(self, message_id, claim, exc.describe())
         except RetryableError as exc:
-            return self._retry(message_id, claim, exc.describe(), exc.retry_after)
+            return self.retry_later(message_id, claim, exc)
         except ProviderError as exc:
-            return self._retry(message_id, claim, exc.describe(), None)
+            return self.retry(message_id, claim, exc.describe(), None)
         except ConfigurationError as exc:
             self._park(message_id, claim, f"configuration: {exc.variable} is not set or invalid")
             raise
         except Exception as exc:  # a fault of ours: keep the message, spend a retry
             log.exception("delivery of %s failed with %s", message_id, type(exc).__name__)
-            return self._retry(message_id, claim, f"internal error: {type(exc).__name__}", None)
-        return self._sent(message_id, claim, result)
+            return self.retry(message_id, claim, f"internal error: {type(exc).__name__}", None)
+        return self.sent(message_id, claim, doubt.merged(claim, result))
 
     def _claim(self, message_id: str, provider: str) -> Claim:
         rate = self.rate_for(provider)
@@ -135,8 +168,8 @@ class Delivery:
         )
 
     # --- outcomes -----------------------------------------------------------------
-    def _sent(self, message_id: str, claim: Claim, result: Any) -> Outcome:
-        now = time.time()
+    def result_fields(self, result: Any) -> dict[str, Any]:
+        """What the record keeps of a provider's answer: recipients only as fingerprints."""
         fields: dict[str, Any] = {}
         if result.provider_message_id:
             fields["provider_message_id"] = result.provider_message_id
@@ -144,40 +177,53 @@ class Delivery:
             fields["cost"] = str(result.cost)
         if result.currency:
             fields["currency"] = result.currency
+        prints = self.ledger.fingerprints
         if result.accepted:
-            fields["accepted"] = json.dumps(list(result.accepted))
+            fields["accepted"] = json.dumps(prints.of_all(result.accepted))
         if result.rejected:
-            fields["rejected"] = json.dumps(list(result.rejected))
+            fields["rejected"] = json.dumps(prints.of_all(result.rejected))
         if result.item_ids:
-            fields["provider_ids"] = json.dumps(result.item_ids)
+            fields["provider_ids"] = json.dumps({prints.of(r): i for r, i in result.item_ids.items()})
+        return fields
+
+    def sent(self, message_id: str, claim: Claim, result: Any, *, how: str = "sent") -> Outcome:
+        now = time.time()
+        fields = self.result_fields(result)
         if result.status == "rejected":
             fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
-            return self._end(message_id, claim, "rejected", fields=fields)
-        tracking = claim.provider == "taifa" and claim.channel == "email" and not claim.payload.get("each")
+            return self.end(message_id, claim, "rejected", fields=fields)
+        fields["error"] = ""
+        each = bool(claim.payload.get("each"))
+        tracking = claim.provider == "taifa" and claim.channel == "email" and not each
         ev = event(
-            "sent",
+            how,
             now,
             provider_message_id=result.provider_message_id,
             cost=fields.get("cost"),
             rejected=len(result.rejected) or None,
         )
-        recorded = self._transition(
+        recorded = self.record(
             message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
         )
         if recorded and claim.provider == "taifa" and claim.channel == "email":
             # Follow each email's fate (delivered, bounced) through Taifa's feed of changes: a
             # campaign batch's emails by recipient, a single email as the message itself.
-            emails = result.item_ids if claim.payload.get("each") else {"": result.provider_message_id}
-            campaign.follow_recipients(
-                self.ledger.redis,
-                message_id,
-                {r: i for r, i in emails.items() if i},
-                now=now,
-                keep_seconds=int(self.settings.tracking_days * 86400),
+            emails = result.item_ids if each else {"": result.provider_message_id}
+            prints = self.ledger.fingerprints
+            followed = {(prints.of(r) if r else ""): i for r, i in emails.items() if i}
+            self.patiently(
+                f"the tracking of {message_id}",
+                lambda: campaign.follow_recipients(
+                    self.ledger.redis,
+                    message_id,
+                    followed,
+                    now=now,
+                    keep_seconds=int(self.settings.tracking_days * 86400),
+                ),
             )
         return Outcome("sent")
 
-    def _end(
+    def end(
         self,
         message_id: str,
         claim: Claim,
@@ -189,44 +235,73 @@ class Delivery:
         now = time.time()
         data = dict(fields or {})
         if error:
+            if claim.in_doubt and status != "sent":
+                error = f"{error} (an earlier attempt's reply was lost: it may have been delivered)"
             data["error"] = error
         log.info("message %s %s: %s", message_id, status, data.get("error", ""))
-        self._transition(message_id, claim, status, now, event(status, now, error=data.get("error")), data)
+        self.record(message_id, claim, status, now, event(status, now, error=data.get("error") or None), data)
         return Outcome(status)
 
-    def _retry(self, message_id: str, claim: Claim, error: str, retry_after: float | None) -> Outcome:
-        if claim.attempts >= self.settings.max_attempts:
-            return self._end(
-                message_id, claim, "failed", error=f"retries spent after {claim.attempts} attempts: {error}"
+    def retry_later(self, message_id: str, claim: Claim, exc: RetryableError) -> Outcome:
+        """A transient fault. One that proves nothing was sent spends no retry; a 429 slows
+        the provider down for every worker until its Retry-After has passed."""
+        if exc.http_status == 429:
+            pause = exc.retry_after if exc.retry_after is not None else DEFAULT_SLOW_DOWN
+            now = time.time()
+            self.patiently("a slow-down", lambda: self.ledger.slow_down(claim.provider, pause, now=now))
+        return self.retry(message_id, claim, exc.describe(), exc.retry_after, counted=not exc.sent_nothing)
+
+    def retry(
+        self,
+        message_id: str,
+        claim: Claim,
+        error: str,
+        retry_after: float | None,
+        *,
+        counted: bool = True,
+        fields: dict[str, Any] | None = None,
+        kind: str = "retry",
+    ) -> Outcome:
+        spent = claim.attempts - (0 if counted else 1)
+        if counted and claim.attempts >= self.settings.max_attempts:
+            return self.end(
+                message_id,
+                claim,
+                "failed",
+                error=f"retries spent after {claim.attempts} attempts: {error}",
+                fields=fields,
             )
-        delay = backoff(claim.attempts, self.settings.backoff_base, self.settings.backoff_cap)
+        delay = backoff(max(1, spent), self.settings.backoff_base, self.settings.backoff_cap)
         delay = max(delay, retry_after or 0.0)
         now = time.time()
         park = delay > self.ledger.park_after
         log.info("message %s retry in %.1fs (attempt %d): %s", message_id, delay, claim.attempts, error)
-        self._transition(
+        self.record(
             message_id,
             claim,
             "queued",
             now,
-            event("retry", now, error=error, delay=round(delay, 3)),
-            {"error": error, "next_attempt_at": now + delay},
+            event(kind, now, error=error, delay=round(delay, 3), counted=None if counted else False),
+            {"error": error, "next_attempt_at": now + delay, **(fields or {})},
             zset="scheduled" if park else "queued",
             score=now + delay,
+            attempts_delta=0 if counted else -1,
         )
         return Outcome("parked" if park else "retry", retry_in=None if park else delay)
 
-    def _hold(self, message_id: str, claim: Claim, exc: ProviderError) -> Outcome:
+    def hold(self, message_id: str, claim: Claim, exc: ProviderError, **reason: Any) -> Outcome:
+        """An account-level fault: the provider is paused for every worker, the message waits."""
         now = time.time()
-        reason = {
+        pause = {
             "kind": exc.kind,
             "error": exc.describe(),
             "since": now,
             "code": exc.code,
             "message_id": message_id,
+            **reason,
         }
         log.warning("provider %s paused (%s): %s", claim.provider, exc.kind, exc.describe())
-        self._transition(
+        self.record(
             message_id,
             claim,
             "queued",
@@ -236,14 +311,14 @@ class Delivery:
             zset="held",
             score=now,
             attempts_delta=-1,
-            pause=reason,
+            pause=pause,
         )
         return Outcome("held")
 
     def _park(self, message_id: str, claim: Claim, error: str) -> None:
         now = time.time()
         log.error("message %s waits: %s", message_id, error)
-        self._transition(
+        self.record(
             message_id,
             claim,
             "queued",
@@ -255,7 +330,7 @@ class Delivery:
             attempts_delta=-1,
         )
 
-    def _transition(
+    def record(
         self,
         message_id: str,
         claim: Claim,
@@ -269,26 +344,39 @@ class Delivery:
         attempts_delta: int = 0,
         pause: dict[str, Any] | None = None,
     ) -> bool:
-        """Record the outcome of this claim; False if the claim had run out meanwhile."""
-        outcome, current = self.ledger.transition(
-            message_id,
-            to=status,
-            expect="sending",
-            now=now,
-            event_json=ev,
-            token=claim.attempts,
-            provider=claim.provider,
-            zset=zset,
-            score=score,
-            attempts_delta=attempts_delta,
-            pause=pause,
-            fields=fields,
+        """Record the outcome of this claim; False if the claim had run out meanwhile.
+
+        The outcome of a provider call is kept until Redis takes it: a full Redis makes this
+        wait instead of losing it (which would send the message again)."""
+        outcome, current = self.patiently(
+            f"the {status} outcome of {message_id}",
+            lambda: self.ledger.transition(
+                message_id,
+                to=status,
+                expect="sending",
+                now=now,
+                event_json=ev,
+                token=claim.attempts,
+                provider=claim.provider,
+                zset=zset,
+                score=score,
+                attempts_delta=attempts_delta,
+                pause=pause,
+                fields=fields,
+            ),
         )
         if outcome == "stale":
             # The lease ran out while this call was in flight and the message moved on.
             log.warning("message %s: late %s result while %s", message_id, status, current)
-            self.ledger.redis.hset(f"hudhud:m:{message_id}", "in_doubt", "1")
+            if status == "sent":
+                self.ledger.flag(message_id, in_doubt="1")
+                self.ledger.add_event(message_id, "late_sent", now=now)
         return outcome == "ok"
+
+
+def narrowed(claim: Claim, recipients: list[str]) -> Claim:
+    """The claim with its payload sent to `recipients` only."""
+    return replace(claim, payload={**claim.payload, "to": recipients})
 
 
 def taifa_batch(client: Any, payload: dict[str, Any], common: dict[str, Any]) -> SendResult:

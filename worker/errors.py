@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.exceptions import OutOfMemoryError
+
 
 class ConfigurationError(Exception):
     """A setting is missing or wrong. Never swallowed by retry logic."""
@@ -28,3 +30,20 @@ class InvalidInput(ValueError):
         self.field = printable(field)
         self.message = printable(message)
         super().__init__(f"{self.field}: {self.message}")
+
+
+class RedisFull(OutOfMemoryError):
+    """Redis is out of memory and refuses writes (`used_memory` reached `maxmemory` under the
+    `noeviction` policy). Raised by the producer API instead of redis-py's `OutOfMemoryError`
+    (of which it is a subclass, so `except redis.RedisError` still catches it).
+
+    The ledger records a message with one Lua script, which Redis refuses whole: a send that
+    raises this was not recorded, unless Redis filled up between the record and the enqueue,
+    in which case the message is `queued` and beat enqueues it again once Redis takes writes
+    (sending again with the same `key` returns that message)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Redis is out of memory and refuses writes "
+            "(used_memory reached maxmemory; free memory or raise maxmemory)"
+        )

@@ -20,8 +20,8 @@ from celery import Celery
 
 from config import Settings
 from worker import campaign, publish
-from worker.delivery import reconcile_tag
-from worker.ledger import Ledger, event
+from worker.delivery import Delivery
+from worker.ledger import Ledger, event, held_key
 from worker.producer import dispatch
 from worker.providers.errors import ProviderError
 from worker.providers.http import Redactor
@@ -85,14 +85,18 @@ class Jobs:
         now = time.time()
         released = 0
         while True:
-            batch = self.ledger.release_due(until=now + self.ledger.park_after, now=now, count=500)
+            sweep = self.ledger.release_due(until=now + self.ledger.park_after, now=now, count=500)
+            self._report_gone("scheduled", sweep.gone)
             publish.push(
                 self.ledger.redis,
                 self.app,
-                ((mid, provider, channel, eta_of(due, now)) for mid, channel, provider, due in batch),
+                (
+                    (mid, provider, channel, eta_of(float(due), now))
+                    for mid, channel, provider, due in sweep.items
+                ),
             )
-            released += len(batch)
-            if len(batch) < 500:
+            released += len(sweep.items)
+            if len(sweep.items) + len(sweep.gone) < 500:
                 return released
 
     def requeue_stale(self) -> int:
@@ -102,66 +106,42 @@ class Jobs:
         through."""
         now = time.time()
         after = self.settings.requeue_after
-        stale = self.ledger.requeue_stale(
+        sweep = self.ledger.requeue_stale(
             older_than=now - after, now=now, hard_limit=now - after * BACKLOG_PATIENCE
         )
-        publish.push(self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov in stale))
-        if stale:
-            log.warning("re-enqueued %d queued messages whose task was not seen", len(stale))
-        return len(stale)
+        self._report_gone("queued", sweep.gone)
+        publish.push(self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov in sweep.items))
+        if sweep.items:
+            log.warning("re-enqueued %d queued messages whose task was not seen", len(sweep.items))
+        return len(sweep.items)
+
+    def _report_gone(self, index: str, gone: list[str]) -> None:
+        """An index entry without its record: Redis lost it (eviction, a restart without
+        persistence, an expiry). The message cannot be sent; say so loudly."""
+        if gone:
+            log.error(
+                "%d %s messages have no record any more (evicted or lost by Redis): %s",
+                len(gone),
+                index,
+                ", ".join(gone[:20]),
+            )
 
     # --- expired claims -------------------------------------------------------------
     def recover_leases(self) -> int:
-        """A worker died during a provider call: ask Taifa whether it got the email; otherwise
-        send again once, marked in doubt."""
-        now = time.time()
-        expired = self.ledger.expired_leases(now=now)
-        for message_id, provider, attempts in expired:
-            if provider == "taifa" and self._reconcile_taifa(message_id, attempts):
-                continue
-            self.ledger.transition(
-                message_id,
-                to="queued",
-                expect="sending",
-                now=now,
-                token=attempts,
-                provider=provider,
-                zset="queued",
-                score=now,
-                event_json=event("in_doubt", now, note="claim expired during a provider call"),
-                fields={"in_doubt": "1"},
-            )
-            record = self.ledger.get(message_id) or {}
-            dispatch(self.app, message_id, record.get("channel", "sms"), provider)
-        if expired:
-            log.warning("recovered %d expired claims", len(expired))
-        return len(expired)
+        """A worker died during a provider call: the send is in doubt (`worker.doubt`)."""
+        from worker import doubt
 
-    def _reconcile_taifa(self, message_id: str, attempts: int) -> bool:
-        try:
-            page = self.clients("taifa").search(tag=reconcile_tag(message_id), limit=5)
-        except ProviderError as exc:
-            log.warning("cannot reconcile %s with Taifa: %s", message_id, exc)
-            return False
-        if not page.items:
-            return False
-        found = page.items[0]
-        now = time.time()
-        record = self.ledger.get(message_id) or {}
-        each = bool(json.loads(record.get("payload") or "{}").get("each"))
-        self.ledger.transition(
-            message_id,
-            to="sent",
-            expect="sending",
-            now=now,
-            token=attempts,
-            provider="taifa",
-            zset="" if each else "tracking",
-            score=now,
-            event_json=event("reconciled", now, provider_message_id=found.id),
-            fields={"in_doubt": "1"} if each else {"provider_message_id": found.id, "in_doubt": "1"},
-        )
-        return True
+        sweep = self.ledger.expired_leases(now=time.time())
+        self._report_gone("sending", sweep.gone)
+        delivery = Delivery(self.ledger, self.settings, self.clients)
+        for message_id, provider, attempts in sweep.items:
+            outcome = doubt.lease_ran_out(delivery, message_id, provider, int(attempts or 0))
+            if outcome.result == "retry":
+                channel = self.ledger.field(message_id, "channel") or "sms"
+                dispatch(self.app, message_id, channel, provider, time.time() + (outcome.retry_in or 0))
+        if sweep.items:
+            log.warning("recovered %d expired claims", len(sweep.items))
+        return len(sweep.items)
 
     # --- provider health ------------------------------------------------------------
     def taqnyat_status(self) -> bool:
@@ -187,11 +167,30 @@ class Jobs:
             balance = self.clients("taqnyat").balance()
         except ProviderError as exc:
             log.warning("taqnyat balance unknown: %s", exc)
+            self.release_short("taqnyat", None)
             return None
         amount = Decimal(balance.balance)
         if amount <= Decimal(str(self.settings.low_balance)):
             log.warning("taqnyat balance is low: %s %s", amount, balance.currency or "")
+        self.release_short("taqnyat", amount)
         return amount
+
+    def release_short(self, provider: str, balance: Decimal | None) -> int:
+        """Sends the balance could not pay for go again after a top-up (or to end)."""
+        from worker import shortfall
+
+        now = time.time()
+        delivery = Delivery(self.ledger, self.settings, self.clients)
+        ready = shortfall.due_again(delivery, provider, balance, now=now)
+        for message_id in ready:
+            outcome, _ = self.ledger.transition(
+                message_id, to="queued", expect="queued", now=now, provider=provider, zset="queued", score=now
+            )
+            if outcome == "ok":
+                dispatch(self.app, message_id, self.ledger.field(message_id, "channel") or "sms", provider)
+        if ready:
+            log.warning("%d sends that waited for a %s top-up go again", len(ready), provider)
+        return len(ready)
 
     def probe_paused(self) -> list[str]:
         """Probe every paused provider; resume those that answer well."""
@@ -209,10 +208,14 @@ class Jobs:
         return resumed
 
     def _probe(self, provider: str, reason: dict[str, Any]) -> bool:
+        from worker import shortfall
+
         try:
             if provider == "taqnyat":
                 balance = self.clients("taqnyat").balance()
-                if reason.get("kind") == "balance" and balance.balance <= 0:
+                if reason.get("kind") == "balance" and not shortfall.grown(
+                    Decimal(balance.balance), reason.get("balance") or 0
+                ):
                     return False
                 status = self.clients("taqnyat").system_status()
                 return bool(status.operational)
@@ -227,10 +230,13 @@ class Jobs:
         now = time.time()
         moved = 0
         while True:
-            batch = self.ledger.release_held(provider, now=now)
-            publish.push(self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov, _ in batch))
-            moved += len(batch)
-            if len(batch) < 1000:
+            sweep = self.ledger.release_held(held_key(provider), now=now)
+            self._report_gone("held", sweep.gone)
+            publish.push(
+                self.ledger.redis, self.app, ((mid, prov, ch, None) for mid, ch, prov, _ in sweep.items)
+            )
+            moved += len(sweep.items)
+            if len(sweep.items) + len(sweep.gone) < 1000:
                 break
         log.warning("provider %s resumed; %d held messages re-enqueued", provider, moved)
         return moved

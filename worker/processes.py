@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 APP = "worker.celery_app"
-DEFAULT_QUEUES = "sms,email,voice,hudhud"
+DEFAULT_QUEUES = "sms,email,voice,hudhud,celery"  # celery: a producer that names no queue
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50
 

@@ -7,24 +7,28 @@
     receipt.id, receipt.status             # ('6f1c…', 'queued')
 
 Bad input raises `worker.errors.InvalidInput` naming the field, before anything is
-recorded. Only the message id travels through the broker.
+recorded. Only the message id travels through the broker. A Redis that is out of memory
+raises `worker.errors.RedisFull` (a `redis.RedisError`); other Redis errors are redis-py's.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import redis
 from celery import Celery
+from kombu.exceptions import KombuError
 
 from config import Settings, get_settings
 from worker import campaign, messages, publish, runtime
-from worker.errors import InvalidInput
+from worker.errors import InvalidInput, RedisFull
 from worker.ledger import Created, Ledger, NewMessage
 
 DELIVER_TASK = publish.DELIVER_TASK
@@ -47,6 +51,40 @@ class NotFound(LookupError):
 
 class Refused(RuntimeError):
     """The message is in a state that does not allow the operation."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether Redis's OOM refusal is the cause (kombu wraps it in its OperationalError)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, redis.exceptions.OutOfMemoryError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _redis_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A Redis that is out of memory raises `RedisFull`, which names the cause, instead of
+    redis-py's or kombu's error; other Redis errors pass unchanged."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except RedisFull:
+            raise
+        except (redis.RedisError, KombuError) as exc:
+            if _out_of_memory(exc):
+                raise RedisFull() from exc
+            raise
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -156,11 +194,13 @@ class Hudhud:
         }
         return self.send("email", fields)
 
+    @_redis_errors
     def send(self, channel: str, fields: Mapping[str, Any], *, message_id: str | None = None) -> Receipt:
         """Check `fields` for `channel`, record the message, enqueue it. One send."""
         request = messages.build(channel, _without_none(fields), self.settings)
         return self.submit(request, message_id=message_id)
 
+    @_redis_errors
     def submit(
         self, request: messages.SendRequest, *, message_id: str | None = None, retry_of: str | None = None
     ) -> Receipt:
@@ -168,6 +208,7 @@ class Hudhud:
         created = self.ledger.create(self._new(request, message_id, retry_of), now=now)
         return self._after_create(created, request, now)
 
+    @_redis_errors
     def send_many(self, channel: str, items: Iterable[Mapping[str, Any]]) -> list[Receipt]:
         """Bulk producer API: check every item first (all or nothing: a bad item raises
         `InvalidInput` naming `items[i].field` and nothing is recorded), then record and
@@ -199,6 +240,7 @@ class Hudhud:
                 receipts.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
         return receipts
 
+    @_redis_errors
     def send_campaign(
         self, channel: str, fields: Mapping[str, Any], *, campaign_id: str | None = None
     ) -> campaign.CampaignReceipt:
@@ -226,6 +268,7 @@ class Hudhud:
             pipe.execute()
         return campaign.CampaignReceipt(cid, status, plan.recipients, size)
 
+    @_redis_errors
     def recipient_status(self, campaign_id: str, recipient: str) -> dict[str, Any]:
         """What became of one recipient of a campaign."""
         found = campaign.recipient_status(self.ledger, campaign_id, recipient)
@@ -256,6 +299,7 @@ class Hudhud:
         return Receipt(created.id, created.status)
 
     # --- other operations -----------------------------------------------------------
+    @_redis_errors
     def status(self, message_id: str) -> dict[str, Any]:
         record = self.ledger.get(message_id)
         if record is None:
@@ -264,6 +308,7 @@ class Hudhud:
             return campaign.summary(self.ledger, record)
         return public_record(record)
 
+    @_redis_errors
     def cancel(self, message_id: str) -> Receipt:
         record = self.ledger.get(message_id)
         if record is not None and campaign.is_campaign(record):
@@ -273,12 +318,18 @@ class Hudhud:
         outcome, previous = self.ledger.cancel(message_id, now=time.time())
         if outcome == "missing":
             raise NotFound(message_id)
+        if outcome == "guarded":
+            raise Refused(
+                f"message {message_id} is in doubt: an earlier send's reply was lost and it may "
+                "already have been delivered, so it cannot be cancelled"
+            )
         if outcome != "ok":
             raise Refused(
                 f"message {message_id} is {previous}: only scheduled or queued messages can be cancelled"
             )
         return Receipt(message_id, "cancelled")
 
+    @_redis_errors
     def retry_email(self, message_id: str) -> Receipt:
         """Ask Taifa to retry a bounced, failed or rejected email: a new, linked message."""
         record = self.ledger.get(message_id)

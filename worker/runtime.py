@@ -28,20 +28,36 @@ def _fresh() -> dict[str, Any]:
 
 
 def redis_client(settings: Settings | None = None) -> redis.Redis:
+    """The process's Redis client, shared by all its threads (and green threads). Its pool
+    holds `redis_pool_size` connections; a caller that finds them all taken waits up to
+    HUDHUD_REDIS_POOL_TIMEOUT seconds for one (then `redis.ConnectionError`), instead of
+    failing at once with "Too many connections" as redis-py's default pool does."""
     cfg = settings or get_settings()
+    size = redis_pool_size(cfg)
     with _lock:
         cache = _fresh()
-        key = f"redis:{cfg.redis_url}"
+        key = f"redis:{cfg.redis_url}:{size}:{cfg.redis_pool_timeout}"
         if key not in cache:
-            cache[key] = redis.Redis.from_url(
+            # from_url understands redis://, rediss:// (with ssl_* query options) and unix://
+            pool = redis.BlockingConnectionPool.from_url(
                 cfg.redis_url,
+                max_connections=size,
+                timeout=cfg.redis_pool_timeout,
                 socket_timeout=30,
                 socket_connect_timeout=10,
                 health_check_interval=25,
                 retry_on_timeout=True,
-                max_connections=max(64, pool_size(cfg) * 2),
             )
+            client = redis.Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True
+            cache[key] = client
         return cache[key]
+
+
+def redis_pool_size(settings: Settings) -> int:
+    """Redis connections per process: HUDHUD_REDIS_POOL_SIZE, else two per task run at once
+    (at least 64)."""
+    return settings.redis_pool_size or max(64, pool_size(settings) * 2)
 
 
 def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
@@ -51,6 +67,8 @@ def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
         idempotency_ttl=settings.idempotency_ttl,
         lease_seconds=lease_seconds(settings),
         park_after=park_after(settings),
+        tracking_seconds=int(settings.tracking_days * 86400),
+        data_key=settings.data_key.get_secret_value() if settings.data_key else None,
     )
 
 

@@ -11,6 +11,10 @@ Keys (all under `hudhud:`):
 - `pause:{provider}` string: JSON reason of a provider pause
 - `tracking` zset: handed-over Taifa emails waiting for a final event
 - `rate:{provider}` string: the global rate limiter's theoretical arrival time
+- `slow:{provider}` hash: until when that provider asked every caller to wait (Retry-After)
+- `doubt` zset: messages whose hand-over is in doubt and that wait for an operator's decision
+- `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
+- `gone` list: ids found in an index without their record (evicted or expired), for `check`
 
 Every transition is one Lua script, so a record is never half-written and a message is
 claimed for a provider call by one worker only.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,14 +33,22 @@ from typing import Any
 import redis
 
 from worker.ledger import scripts
+from worker.ledger.fingerprint import Fingerprints
 
 PREFIX = "hudhud:"
 SCHEDULED = PREFIX + "scheduled"
 QUEUED = PREFIX + "queued"
 LEASES = PREFIX + "leases"
 TRACKING = PREFIX + "tracking"
+DOUBT = PREFIX + "doubt"
+GONE = PREFIX + "gone"
+GONE_KEEP = 1000
+GONE_TTL = 7 * 86400
+SAFETY_DAYS = 7  # a live record outlives its retention by this much before Redis drops it
 
 FINAL_STATUSES = frozenset({"delivered", "bounced", "failed", "rejected", "cancelled"})
+# Once a message reaches one of these, nothing is sent from its payload again: it is erased.
+ERASE_AT = FINAL_STATUSES | {"sent"}
 CANCELLABLE = "scheduled,queued"
 
 
@@ -61,6 +74,19 @@ def held_key(provider: str) -> str:
 
 def rate_key(provider: str) -> str:
     return f"{PREFIX}rate:{provider}"
+
+
+def slow_key(provider: str) -> str:
+    return f"{PREFIX}slow:{provider}"
+
+
+def short_key(provider: str) -> str:
+    return f"{PREFIX}short:{provider}"
+
+
+def op_token() -> str:
+    """A token for one script call, so that the call sent again recognizes its first run."""
+    return uuid.uuid4().hex
 
 
 @functools.lru_cache(maxsize=256)
@@ -116,6 +142,18 @@ class Claim:
     in_doubt: bool = False
     status: str = ""
     wait: float = 0.0
+    resends: int = 0  # in-doubt resends already made
+    reconcile: bool = False  # ask the provider what it has before sending again
+    reconciled: dict[str, str] = field(default_factory=dict)  # recipient -> provider id found
+    probe: bool = False  # the first claim after the provider asked every caller to slow down
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a beat move found: the items it moved, and ids whose record is gone."""
+
+    items: list[tuple[str, ...]]
+    gone: list[str]
 
 
 class Ledger:
@@ -129,9 +167,13 @@ class Ledger:
         idempotency_ttl: int,
         lease_seconds: int,
         park_after: float = 60.0,
+        tracking_seconds: int = 7 * 86400,
+        data_key: str | None = None,
     ) -> None:
         self.redis = client
+        self.fingerprints = Fingerprints(client, data_key)
         self.park_after = park_after
+        self.tracking_seconds = tracking_seconds
         self.retention_seconds = retention_seconds
         self.idempotency_ttl = idempotency_ttl
         self.lease_seconds = lease_seconds
@@ -142,6 +184,8 @@ class Ledger:
         self._release = client.register_script(scripts.RELEASE)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._expired = client.register_script(scripts.EXPIRED_LEASES)
+        self._slow_down = client.register_script(scripts.SLOW_DOWN)
+        self._flag = client.register_script(scripts.FLAG)
         self.finish_recipient = client.register_script(scripts.FINISH_RECIPIENT)
 
     # --- recording ----------------------------------------------------------------
@@ -175,8 +219,27 @@ class Ledger:
         flat = [item for pair in fields.items() for item in pair]
         keys = [msg_key(msg.id), events_key(msg.id), idem_key(msg.key) if msg.key else "", target]
         score = msg.due if msg.due is not None else now
-        args = [msg.id, now, self.idempotency_ttl, msg.request_hash, status, score, event(status, now), *flat]
+        args = [
+            msg.id,
+            now,
+            self.idempotency_ttl,
+            msg.request_hash,
+            status,
+            score,
+            event(status, now),
+            op_token(),
+            self._record_life(status, msg.due, now),
+            *flat,
+        ]
         return keys, args
+
+    def _record_life(self, status: str, due: float | None, now: float) -> int:
+        """Seconds a new record is kept: its retention when it is born final, else long
+        enough for any wait it may have, so that no key is kept forever."""
+        if status in FINAL_STATUSES:
+            return self.retention_seconds
+        ahead = max(0.0, (due or now) - now)
+        return int(ahead + self.retention_seconds + self.tracking_seconds + SAFETY_DAYS * 86400)
 
     def create(self, msg: NewMessage, *, now: float) -> Created:
         keys, args = self._create_args(msg, now)
@@ -207,15 +270,16 @@ class Ledger:
                     repr(args[5]),
                     keys[3],
                     args[6],
-                    [str(a) for a in args[7:]],
+                    [str(a) for a in args[9:]],
                     task[0] if task else "",
-                    len(bodies) + 2 if task else 0,
+                    len(bodies) + 3 if task else 0,
+                    args[8],
                 ]
             )
             if task:
                 bodies.append(task[1])
         batch = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
-        flat = self._create_many(args=[batch, *bodies])
+        flat = self._create_many(args=[batch, op_token(), *bodies])
         return [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def record_failure(self, message_id: str, channel: str, error: str, *, now: float) -> None:
@@ -226,8 +290,6 @@ class Ledger:
         keys, args = self._create_args(msg, now)
         args += ["error", error]
         self._create(keys=keys, args=args)
-        self.redis.expire(msg_key(message_id), self.retention_seconds)
-        self.redis.expire(events_key(message_id), self.retention_seconds)
 
     # --- delivery -----------------------------------------------------------------
     def claim(
@@ -241,10 +303,10 @@ class Ledger:
             pause_key(provider),
             held_key(provider),
             rate_key(provider),
+            slow_key(provider),
         ]
-        reply = self._claim(
-            keys=keys, args=[message_id, now, iso(now), now + self.lease_seconds, rate, burst]
-        )
+        args: list[Any] = [message_id, now, iso(now), now + self.lease_seconds, rate, burst, op_token()]
+        reply = self._claim(keys=keys, args=args)
         outcome = _s(reply[0])
         if outcome == "claimed":
             return Claim(
@@ -254,12 +316,50 @@ class Ledger:
                 channel=_s(reply[3]),
                 provider=_s(reply[4]),
                 in_doubt=_s(reply[5]) == "1",
+                resends=int(_s(reply[6]) or 0),
+                reconcile=_s(reply[7]) == "1",
+                reconciled=json.loads(_s(reply[8]) or "{}"),
+                probe=_s(reply[9]) == "1",
             )
         if outcome == "skip":
             return Claim(outcome, status=_s(reply[1]))
         if outcome == "wait":
             return Claim(outcome, wait=float(_s(reply[1])))
         return Claim(outcome)
+
+    def slow_down(self, provider: str, wait: float, *, now: float) -> None:
+        """Every worker waits `wait` seconds for `provider` (its Retry-After), then lets one
+        claim through every `wait` seconds until one gets an answer (`speed_up`)."""
+        step = max(0.5, wait)
+        ttl = int(step * 20 + 60)
+        self._slow_down(keys=[slow_key(provider)], args=[repr(now + wait), repr(step), ttl])
+
+    def speed_up(self, provider: str) -> None:
+        """A provider that answered again: no more waiting for it."""
+        self.redis.delete(slow_key(provider))
+
+    def _indexes(self, provider: str) -> list[str]:
+        name = provider or "none"
+        return [LEASES, QUEUED, SCHEDULED, held_key(name), TRACKING, DOUBT, short_key(name)]
+
+    def _index(self, zset: str, provider: str) -> str:
+        """The key of a named index: queued, scheduled, held, tracking, doubt or short."""
+        name = provider or "none"
+        return {
+            "queued": QUEUED,
+            "scheduled": SCHEDULED,
+            "held": held_key(name),
+            "tracking": TRACKING,
+            "doubt": DOUBT,
+            "short": short_key(name),
+        }[zset]
+
+    def _expire_for(self, to: str, zset: str) -> int:
+        if to in FINAL_STATUSES or (to == "sent" and zset != "tracking"):
+            return self.retention_seconds
+        if to == "sent":
+            return self.retention_seconds + self.tracking_seconds
+        return 0
 
     def transition(
         self,
@@ -276,21 +376,14 @@ class Ledger:
         attempts_delta: int = 0,
         pause: Mapping[str, Any] | None = None,
         fields: Mapping[str, Any] | None = None,
+        guard: str = "",
     ) -> tuple[str, str]:
-        """Move a message to `to` if it is in one of `expect` (comma list) and `token` holds."""
-        keys = [
-            msg_key(message_id),
-            events_key(message_id),
-            LEASES,
-            QUEUED,
-            SCHEDULED,
-            held_key(provider or "none"),
-            TRACKING,
-            pause_key(provider or "none"),
-        ]
-        expire = (
-            self.retention_seconds if to in FINAL_STATUSES or (to == "sent" and zset != "tracking") else 0
-        )
+        """Move a message to `to` if it is in one of `expect` (comma list), `token` holds
+        and the field `guard` (when named) is not set. Entering a final state (or `sent`)
+        erases the payload: nothing will be sent from it again."""
+        target = self._index(zset, provider) if zset else PREFIX + "none"
+        keys = [msg_key(message_id), events_key(message_id), pause_key(provider or "none"), target]
+        keys += self._indexes(provider)
         flat = [item for pair in (fields or {}).items() for item in pair]
         args = [
             message_id,
@@ -299,20 +392,34 @@ class Ledger:
             to,
             iso(now),
             event_json or event(to, now),
-            zset,
+            "1" if zset else "",
             score,
-            expire,
+            self._expire_for(to, zset),
             attempts_delta,
             json.dumps(pause) if pause else "",
+            guard,
+            op_token(),
+            "1" if to in ERASE_AT else "",
             *flat,
         ]
         reply = self._transition(keys=keys, args=args)
         return _s(reply[0]), _s(reply[1]) if len(reply) > 1 else ""
 
     def cancel(self, message_id: str, *, now: float) -> tuple[str, str]:
+        """Cancel a message not yet handed over; refused (`guarded`) while it is in doubt."""
         return self.transition(
-            message_id, to="cancelled", expect=CANCELLABLE, now=now, provider=self.provider_of(message_id)
+            message_id,
+            to="cancelled",
+            expect=CANCELLABLE,
+            now=now,
+            provider=self.provider_of(message_id),
+            guard="in_doubt",
         )
+
+    def field(self, message_id: str, name: str) -> str:
+        """One field of a record ("" when the record or the field is absent)."""
+        value = self.redis.hget(msg_key(message_id), name)
+        return _s(value) if value is not None else ""
 
     def provider_of(self, message_id: str) -> str:
         value = self.redis.hget(msg_key(message_id), "provider")
@@ -320,6 +427,11 @@ class Ledger:
 
     def add_event(self, message_id: str, kind: str, *, now: float, **extra: Any) -> None:
         self.redis.rpush(events_key(message_id), event(kind, now, **extra))
+
+    def flag(self, message_id: str, **fields: str) -> None:
+        """Set fields of an existing record (never creates one)."""
+        flat = [item for pair in fields.items() for item in pair]
+        self._flag(keys=[msg_key(message_id)], args=flat)
 
     # --- reading ------------------------------------------------------------------
     def get(self, message_id: str) -> dict[str, Any] | None:
@@ -340,39 +452,50 @@ class Ledger:
         return [None if s is None else _s(s) for s in pipe.execute()]
 
     # --- beat ---------------------------------------------------------------------
-    def release_due(self, *, until: float, now: float, count: int = 500) -> list[tuple[str, str, str, float]]:
-        """Scheduled (or backed-off) messages due before `until`, moved to `queued`."""
-        flat = self._release(
+    def release_due(self, *, until: float, now: float, count: int = 500) -> Sweep:
+        """Scheduled (or backed-off) messages due before `until`, moved to `queued`:
+        items (id, channel, provider, due)."""
+        reply = self._release(
             keys=[SCHEDULED, QUEUED], args=[until, count, now, iso(now), "due", "scheduled,queued"]
         )
-        return [
-            (_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2]), float(_s(flat[i + 3])))
-            for i in range(0, len(flat), 4)
-        ]
+        return self._sweep(reply, 4)
 
-    def release_held(
-        self, provider: str, *, now: float, count: int = 1000
-    ) -> list[tuple[str, str, str, float]]:
-        flat = self._release(
-            keys=[held_key(provider), QUEUED], args=["+inf", count, now, iso(now), "now", "queued"]
-        )
-        return [
-            (_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2]), float(_s(flat[i + 3])))
-            for i in range(0, len(flat), 4)
-        ]
+    def release_held(self, zset_key: str, *, now: float, count: int = 1000) -> Sweep:
+        """Messages waiting in `zset_key` (a held or short index), moved to `queued`."""
+        reply = self._release(keys=[zset_key, QUEUED], args=["+inf", count, now, iso(now), "now", "queued"])
+        return self._sweep(reply, 4)
 
     def requeue_stale(
         self, *, older_than: float, now: float, count: int = 1000, hard_limit: float | None = None
-    ) -> list[tuple[str, str, str]]:
-        """Queued messages overdue since `older_than` -> (id, channel, provider). Those whose
-        channel queue is not empty wait, unless overdue since `hard_limit` too."""
+    ) -> Sweep:
+        """Queued messages overdue since `older_than` -> items (id, channel, provider). Those
+        whose channel queue is not empty wait, unless overdue since `hard_limit` too."""
         limit = older_than if hard_limit is None else hard_limit
-        flat = self._requeue(keys=[QUEUED], args=[older_than, count, now, limit])
-        return [(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
+        return self._sweep(self._requeue(keys=[QUEUED], args=[older_than, count, now, limit]), 3)
 
-    def expired_leases(self, *, now: float, count: int = 200) -> list[tuple[str, str, int]]:
-        flat = self._expired(keys=[LEASES], args=[now, count, now + self.lease_seconds])
-        return [(_s(flat[i]), _s(flat[i + 1]), int(_s(flat[i + 2]) or 0)) for i in range(0, len(flat), 3)]
+    def expired_leases(self, *, now: float, count: int = 200) -> Sweep:
+        """Claims whose lease ran out -> items (id, provider, attempts)."""
+        return self._sweep(self._expired(keys=[LEASES], args=[now, count, now + self.lease_seconds]), 3)
+
+    def _sweep(self, reply: Any, width: int) -> Sweep:
+        flat, gone = reply[0], [_s(g) for g in reply[1]]
+        items = [tuple(_s(x) for x in flat[i : i + width]) for i in range(0, len(flat), width)]
+        if gone:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lpush(GONE, *gone)
+            pipe.ltrim(GONE, 0, GONE_KEEP - 1)
+            pipe.expire(GONE, GONE_TTL)
+            pipe.execute()
+        return Sweep(items, gone)
+
+    def gone(self) -> list[str]:
+        """Ids recently found in an index without their record."""
+        return [_s(g) for g in self.redis.lrange(GONE, 0, -1)]
+
+    def in_index(self, zset: str, provider: str = "", *, limit: int = 1000) -> list[tuple[str, float]]:
+        """(id, score) of the messages in a named index, oldest first."""
+        rows: Any = self.redis.zrange(self._index(zset, provider), 0, limit - 1, withscores=True)
+        return [(_s(row[0]), float(row[1])) for row in rows]
 
     def tracked(self, *, limit: int = 200) -> list[str]:
         return [_s(m) for m in self.redis.zrange(TRACKING, 0, limit - 1)]
@@ -396,7 +519,18 @@ class Ledger:
 
     def counts(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
-        for key in (SCHEDULED, QUEUED, LEASES, TRACKING, held_key("taqnyat"), held_key("taifa")):
+        keys = (SCHEDULED, QUEUED, LEASES, TRACKING, DOUBT, held_key("taqnyat"), held_key("taifa"))
+        for key in (*keys, short_key("taqnyat"), short_key("taifa")):
             pipe.zcard(key)
-        names = ("scheduled", "queued", "sending", "tracking", "held_taqnyat", "held_taifa")
+        names = (
+            "scheduled",
+            "queued",
+            "sending",
+            "tracking",
+            "in_doubt_awaiting_decision",
+            "held_taqnyat",
+            "held_taifa",
+            "short_of_balance_taqnyat",
+            "short_of_balance_taifa",
+        )
         return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))

@@ -51,15 +51,26 @@ class ProviderError(Exception):
 
 
 class RetryableError(ProviderError):
-    """A transient fault: try again later, after `retry_after` seconds when the provider says."""
+    """A transient fault: try again later, after `retry_after` seconds when the provider says.
+
+    `sent_nothing` is true when the fault proves the provider did not act on the request
+    (a 429, a 503 or 502 from its front, a connection that never opened): such a try does
+    not spend the message's retry budget."""
 
     kind = "retryable"
     in_doubt = False
 
     def __init__(
-        self, provider: str, message: str, *, retry_after: float | None = None, **kwargs: Any
+        self,
+        provider: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        sent_nothing: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.retry_after = retry_after
+        self.sent_nothing = sent_nothing
         super().__init__(provider, message, **kwargs)
 
 

@@ -525,7 +525,7 @@ class HttpClient:
         if isinstance(exc, _BAD_URL):
             return ConfigurationError(f"{self.provider.upper()}_BASE_URL", fault)
         if failed_before_sending(exc):
-            return RetryableError(self.provider, f"could not connect ({fault})")
+            return RetryableError(self.provider, f"could not connect ({fault})", sent_nothing=True)
         if safe:
             return RetryableError(self.provider, f"no usable reply ({fault})")
         return InDoubtError(
@@ -536,9 +536,20 @@ class HttpClient:
 def status_retry_error(
     provider: str, reply: Reply, words: str, *, safe: bool, **details: Any
 ) -> RetryableError:
-    """The retryable error of a 5xx/429 answer: in doubt for a send answered 500/504."""
-    kind = InDoubtError if not safe and reply.status in IN_DOUBT_STATUSES else RetryableError
-    return kind(provider, words, retry_after=reply.retry_after, http_status=reply.status, **details)
+    """The retryable error of a 5xx/429 answer: in doubt for a send answered 500/504; a
+    429, 502 or 503 proves nothing was sent."""
+    if not safe and reply.status in IN_DOUBT_STATUSES:
+        return InDoubtError(
+            provider, words, retry_after=reply.retry_after, http_status=reply.status, **details
+        )
+    return RetryableError(
+        provider,
+        words,
+        retry_after=reply.retry_after,
+        http_status=reply.status,
+        sent_nothing=reply.status in SEND_RETRY_STATUSES,
+        **details,
+    )
 
 
 def unreadable_reply(provider: str, reply: Reply, *, safe: bool) -> RetryableError:

@@ -5,12 +5,16 @@ What this module knows about Taifa's quirks:
 - Errors are `{"detail": {"code", "message"}}`, `{"detail": "..."}`, or FastAPI's 422
   `{"detail": [{"loc": ["body", "to", 0, "email"], "msg": "..."}]}`.
 - 403 means a plan feature gate or the send limit: the account is at fault, not the message.
+  So do an invalid API key, a suspended account, a reached quota or plan limit and 402
+  (payment required, taken as a spent balance) under any status, and a 202 `rejected` for
+  such a reason: they hold messages, never end them.
 - A 202 may still carry `status: "rejected"` (suppression list): that is an answer, not an error.
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +22,7 @@ from urllib.parse import quote
 
 from worker import validation
 from worker.errors import InvalidInput
-from worker.providers.errors import AccountError, PermanentError, ProviderError
+from worker.providers.errors import AccountError, BalanceError, PermanentError, ProviderError
 from worker.providers.http import (
     NO_SECRETS,
     ProviderClient,
@@ -62,6 +66,7 @@ CODE_FIELDS = {
 }
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _ACCOUNT_STATUSES = frozenset({401, 403})
+_PAYMENT_STATUSES = frozenset({402})
 _LOC_ROOTS = frozenset({"body", "query", "path", "header"})
 _ECHOING_KEYS = frozenset({"input", "ctx"})  # FastAPI echoes the offending value there
 _SEND_FIELDS = frozenset(
@@ -131,16 +136,67 @@ def scrubbed(value: Any) -> Any:
     return value
 
 
+_QUALIFIED_LIMIT = (
+    r"(?:send|sending|daily|monthly|hourly|weekly|plan|account|usage|email|emails|message|messages)"
+    r" (?:limit|quota)"
+)
+_BALANCE_WORDS = re.compile(
+    r"\bpayment required\b|\bbilling\b|\bpayment (?:failed|overdue|past due|declined|missing)\b"
+    r"|\b(?:insufficient|not enough|no|out of) (?:\w+ )?(?:credits?|balance|funds)\b"
+    r"|\b(?:credits?|balance|funds)\b(?: \w+){0,2}? (?:exhausted|depleted|insufficient|too low|used up)\b"
+    r"|\b(?:unpaid|overdue) (?:invoice|bill|balance)\b"
+)
+# A batch over the plan's size is this request's fault: split it, nothing to hold.
+_BATCH_SIZE_WORDS = re.compile(r"\bbatch\b.*\b(?:larger|too large|too big|too many|size|over|exceeds?)\b")
+_ACCOUNT_WORDS = re.compile(
+    r"\b(?:invalid|incorrect|wrong|unknown|expired|revoked|missing|bad|no) (?:\w+ )?api ?keys?\b"
+    r"|\bapi ?keys?\b(?: \w+){0,2}? (?:invalid|incorrect|wrong|expired|revoked|missing|disabled|not found)\b"
+    r"|\b(?:unauthori[sz]ed|unauthenticated|not authenticated|forbidden|access denied|permission denied)\b"
+    r"|\b(?:account|user|subscription|organi[sz]ation|workspace|domain|sender)\b(?: \w+){0,3}?"
+    r" (?:is |has been |was )?(?:suspended|disabled|inactive|deactivated|blocked|banned|locked|closed"
+    r"|terminated|frozen|expired|on hold)\b"
+    r"|\b(?:suspended|disabled|inactive|deactivated|blocked|banned|locked|closed) (?:\w+ )?account\b"
+    r"|\bquotas?\b(?: \w+){0,3}? (?:is |has been )?(?:reached|exceeded|exhausted|used up|hit)\b"
+    r"|\b(?:over|exceeded|exceeds|reached|hit) (?:the |your |its )?(?:\w+ )?quotas?\b"
+    rf"|\b{_QUALIFIED_LIMIT}\b(?: \w+){{0,4}}? (?:is |has been )?(?:reached|exceeded|exhausted|hit)\b"
+    rf"|\b(?:over|exceeded|exceeds|reached|hit) (?:the |your |its )?(?:\w+ )?{_QUALIFIED_LIMIT}\b"
+    r"|\blimit of (?:this|your|the) account\b"
+    r"|\bplan feature\b|\bpaid plan\b|\bupgrade (?:your |the )?(?:\w+ )?plan\b"
+    r"|\bnot (?:available|included|allowed|supported) (?:on|in|with) (?:the |your )?(?:\w+ )?plan\b"
+    r"|\bplan (?:does not|doesn t) (?:allow|include|support)\b"
+)
+
+
+def plain_words(text: str) -> str:
+    """Taifa's words or code for matching: `send_limit_reached` -> `send limit reached`."""
+    return " ".join(re.sub(r"[\W_]+", " ", text[:500].casefold()).split())
+
+
+def account_fault(code: str | None, words: str | None, status: int) -> type[ProviderError] | None:
+    """BalanceError or AccountError when the status, the code or the words name a fault of
+    the account (key, suspension, quota, plan, payment), whatever the status; else None."""
+    said = plain_words(" ".join(part for part in (code, words) if part))
+    if status in _PAYMENT_STATUSES or _BALANCE_WORDS.search(said):
+        return BalanceError
+    if status in _ACCOUNT_STATUSES:
+        return AccountError
+    if _BATCH_SIZE_WORDS.search(said):
+        return None
+    return AccountError if _ACCOUNT_WORDS.search(said) else None
+
+
 def taifa_failure(reply: Reply, *, safe: bool = False, redact: Redactor = NO_SECRETS) -> ProviderError | None:
     """The error of a Taifa reply, or None for a 2xx."""
     if reply.ok:
         return None
     data = mapping(reply.data)
     code, words, field = read_detail(data.get("detail") if data else None)
-    text = redact(words or first_text(data.get("message")) or _no_words(reply))
+    said = words or first_text(data.get("message"), data.get("error"))
+    text = redact(said or _no_words(reply))
     raw = plain(scrubbed(reply.data))
-    if reply.status in _ACCOUNT_STATUSES:
-        return AccountError(PROVIDER, text, http_status=reply.status, code=code, raw=raw)
+    held = account_fault(code, said, reply.status)
+    if held is not None:
+        return held(PROVIDER, text, http_status=reply.status, code=code, raw=raw)
     if reply.status >= 500 or reply.status in _RETRY_STATUSES:
         return status_retry_error(PROVIDER, reply, text, safe=safe, code=code, raw=raw)
     return PermanentError(PROVIDER, text, http_status=reply.status, code=code, field=field, raw=raw)
@@ -148,6 +204,25 @@ def taifa_failure(reply: Reply, *, safe: bool = False, redact: Redactor = NO_SEC
 
 def _no_words(reply: Reply) -> str:
     return reply.summary() if reply.data is None else f"HTTP {reply.status}"
+
+
+def refused_send(result: SendResult, redact: Redactor = NO_SECRETS) -> ProviderError | None:
+    """The error of a send answered 202 `rejected` for an account reason (a reached send
+    limit, a suspended account): nothing was sent, and no other message would be either."""
+    if result.status not in ("rejected", "failed"):
+        return None
+    held = account_fault(None, result.rejection_reason, 202)
+    if held is None:
+        return None
+    return held(PROVIDER, redact(result.rejection_reason or result.status), raw=plain(scrubbed(result.raw)))
+
+
+def refused_batch(result: BatchResult, redact: Redactor = NO_SECRETS) -> ProviderError | None:
+    """The error of a batch of which Taifa accepted nothing, an item refused for an account
+    reason among them: the whole batch can be held and sent again."""
+    if not result.results or any(item.status not in ("rejected", "failed") for item in result.results):
+        return None
+    return next(filter(None, (refused_send(item, redact) for item in result.results)), None)
 
 
 # --- reading successes ---------------------------------------------------------------
@@ -454,7 +529,7 @@ class TaifaClient(ProviderClient):
             send_at=send_at,
             attachments=attachments,
         )
-        return parse_send(self._call("POST", "/emails/", safe=False, json_body=payload))
+        return self._accepted(parse_send(self._call("POST", "/emails/", safe=False, json_body=payload)))
 
     def validate(
         self,
@@ -492,11 +567,15 @@ class TaifaClient(ProviderClient):
     def batch_send(self, messages: Iterable[Mapping[str, Any]]) -> BatchResult:
         """POST /emails/batch. An item Taifa refuses comes back with status "failed"."""
         payload = batch_payload(messages)
-        return parse_batch(self._call("POST", "/emails/batch", safe=False, json_body=payload))
+        result = parse_batch(self._call("POST", "/emails/batch", safe=False, json_body=payload))
+        refusal = refused_batch(result, self.http.redact)
+        if refusal is not None:
+            raise refusal
+        return result
 
     def retry(self, id: str) -> SendResult:
         """POST /emails/{id}/retry: a new email for a bounced, rejected or failed one."""
-        return parse_send(self._call("POST", f"/emails/{email_id(id)}/retry", safe=False))
+        return self._accepted(parse_send(self._call("POST", f"/emails/{email_id(id)}/retry", safe=False)))
 
     # -- scheduled -------------------------------------------------------------------
 
@@ -542,6 +621,22 @@ class TaifaClient(ProviderClient):
         data = self._call("GET", "/emails/search", safe=True, params=params)
         return parse_page(data, parse_email, page=page, limit=limit)
 
+    def reconcile(self, tag: str, *, pages: int = 20) -> dict[str, str]:
+        """What Taifa holds of a send whose reply was lost: recipient address (lower case)
+        -> email id, for every email carrying `tag`. Raises a ProviderError when Taifa
+        cannot be asked now; an empty answer means Taifa has none of them."""
+        found: dict[str, str] = {}
+        for page in range(pages):
+            result = self.search(tag=tag, page=page, limit=MAX_PAGE_LIMIT)
+            for item in result.items:
+                if item.status in ("rejected", "failed", "error", "cancelled"):
+                    continue
+                for address in item.to_addresses or ("",):
+                    found.setdefault(address.strip().lower(), item.id)
+            if not result.has_more:
+                break
+        return found
+
     def updates(self, since: datetime | str) -> Updates:
         """GET /emails/updates?since=...: status changes since then (50 at most, oldest
         first); call again with `next_since` to read on."""
@@ -562,6 +657,13 @@ class TaifaClient(ProviderClient):
         return parse_page(data, parse_email, page=page, limit=limit)
 
     # -- plumbing --------------------------------------------------------------------
+
+    def _accepted(self, result: SendResult) -> SendResult:
+        """The result of a single send, raised instead when refused for an account reason."""
+        refusal = refused_send(result, self.http.redact)
+        if refusal is not None:
+            raise refusal
+        return result
 
     def _call(
         self,

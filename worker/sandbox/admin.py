@@ -25,6 +25,11 @@ async def json_object(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Answers given to provider calls so far, by provider and HTTP status."""
+    return reply({"answers": dict(request.app[STATE].answers)})
+
+
 async def get_knobs(request: web.Request) -> web.Response:
     return reply(request.app[STATE].knobs_view())
 
@@ -101,3 +106,4 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/_sandbox/balance", change_balance)
     router.add_get("/_sandbox/sends", sends)
     router.add_post("/_sandbox/reset", reset)
+    router.add_get("/_sandbox/stats", stats)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from worker.sandbox import admin, taifa, taqnyat, taqnyat_forms
-from worker.sandbox.faults import provider_faults
+from worker.sandbox.faults import counted_answers, provider_faults
 from worker.sandbox.state import DEFAULT_TAIFA_KEY, DEFAULT_TAQNYAT_TOKEN, STATE, State
 
 MAX_BODY_BYTES = 128 * 1024 * 1024
@@ -27,7 +27,7 @@ def build_app(
         taifa_api_key or os.environ.get("TAIFA_API_KEY") or DEFAULT_TAIFA_KEY,
         extra_sender=os.environ.get("TAQNYAT_SENDER") or None,
     )
-    app = web.Application(middlewares=[provider_faults], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[counted_answers, provider_faults], client_max_size=MAX_BODY_BYTES)
     app[STATE] = state
     admin.add_routes(app)
     taifa.add_routes(app)

@@ -98,6 +98,16 @@ async def call(handler: Handler, request: web.Request, who: str) -> web.StreamRe
 
 
 @web.middleware
+async def counted_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts every answer to a provider call by provider and status (`/_sandbox/stats`)."""
+    response = await handler(request)
+    who = family(request.path)
+    if who not in (ADMIN, STATUS):
+        request.app[STATE].answers[f"{who} {response.status}"] += 1
+    return response
+
+
+@web.middleware
 async def provider_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     who = family(request.path)
     state = request.app[STATE]

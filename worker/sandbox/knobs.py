@@ -10,6 +10,9 @@ from typing import Any
 
 PLANS: dict[str, int] = {"free": 0, "starter": 25, "pro": 50, "business": 100}
 DEFAULT_BALANCE = Decimal("2044.000")
+# How a numbered Taqnyat SMS error is answered: `{"statusCode":400,"message":"2","reason":...}`,
+# the words alone `{"statusCode":400,"message":"Your balance is 0"}`, or `{"message":"2","reason":...}`.
+SMS_ERROR_SHAPES = ("code", "words", "reason")
 
 
 class KnobError(ValueError):
@@ -44,6 +47,7 @@ class Knobs:
     progress_seconds: float = 1.0
     send_limit: int | None = None
     api_disabled: bool = False
+    sms_error_shape: str = "code"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,6 +112,12 @@ def _plan(name: str, value: Any) -> str:
     return str(value)
 
 
+def _sms_error_shape(name: str, value: Any) -> str:
+    if value not in SMS_ERROR_SHAPES:
+        raise KnobError(f"knob {name} must be one of {', '.join(SMS_ERROR_SHAPES)}")
+    return str(value)
+
+
 def _limit(name: str, value: Any) -> int | None:
     if value is None:
         return None
@@ -136,6 +146,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "progress_seconds": _non_negative,
     "send_limit": _limit,
     "api_disabled": _flag,
+    "sms_error_shape": _sms_error_shape,
 }
 KNOB_NAMES: tuple[str, ...] = (*_CHECKS, "balance")
 

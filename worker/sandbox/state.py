@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -119,6 +120,9 @@ class State:
     message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_MESSAGE_ID))
     mail_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_MAIL_ID))
     voice_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(8))
+    # answers given to provider calls, by "<provider> <HTTP status>" (the sends that were
+    # refused, too: a test can tell how hard hudhud knocked)
+    answers: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.knobs = self.start_knobs.copy()
@@ -156,6 +160,7 @@ class State:
         self.knobs = self.start_knobs.copy()
         self.balance = self.start_balance
         self.sends = []
+        self.answers = Counter()
         self.scheduled_sms = {}
         self.emails = EmailStore()
 

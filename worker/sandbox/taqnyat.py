@@ -49,6 +49,16 @@ def blocked_code(state: State, tokens: list[str]) -> int | None:
     return None
 
 
+def sms_refused(state: State, code: int, words: str) -> web.Response:
+    """A numbered SMS error in the shape the knob `sms_error_shape` asks for."""
+    shape = state.knobs.sms_error_shape
+    if shape == "words":
+        return taqnyat_error(400, words)
+    if shape == "reason":
+        return reply({"message": str(code), "reason": words}, 400)
+    return taqnyat_error(400, str(code), words)
+
+
 def unauthorised() -> web.Response:
     return taqnyat_error(401, "invalid credentials information")
 
@@ -117,14 +127,14 @@ def _schedule(body: dict[str, Any]) -> tuple[bool, float | None]:
 def _sms_refusal(state: State, token: str | None, body: dict[str, Any]) -> web.Response | None:
     code = blocked_code(state, [token] if token else [])
     if code is not None:
-        return taqnyat_error(400, str(code), _BLOCKED_REASONS[str(code)])
+        return sms_refused(state, code, _BLOCKED_REASONS[str(code)])
     if _required_text(body, "body") is None:
         return taqnyat_error(400, "body is required")
     sender = _required_text(body, "sender")
     if sender is None:
         return taqnyat_error(400, "sender is required")
     if sender not in state.senders:
-        return taqnyat_error(400, "14", "Invalid sender")
+        return sms_refused(state, 14, "Invalid sender")
     return None
 
 
@@ -141,16 +151,16 @@ async def send_sms(request: web.Request) -> web.Response:
         return refusal
     accepted, rejected = split_numbers(body.get("recipients"))
     if not accepted:
-        return taqnyat_error(400, "15", "Mobile(s) number(s) is not specified or incorrect")
+        return sms_refused(state, 15, "Mobile(s) number(s) is not specified or incorrect")
     valid, send_at = _schedule(body)
     if not valid:
         return taqnyat_error(400, "scheduledDatetime is not valid, use YYYY-MM-DDTHH:mm")
     cost = state.price(state.knobs.price_sms, len(accepted))
     code = state.charge(cost)
     if code == 2:
-        return taqnyat_error(400, "2", "Your balance is 0")
+        return sms_refused(state, 2, "Your balance is 0")
     if code == 3:
-        return taqnyat_error(400, "3", "Your balance is not enough")
+        return sms_refused(state, 3, "Your balance is not enough")
     return _accept_sms(state, body, accepted, rejected, cost, send_at)
 
 

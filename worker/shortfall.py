@@ -1,0 +1,106 @@
+"""A balance too small for one send: hold that send alone, and let smaller ones go on.
+
+Taqnyat answers code 3 ("Your balance is not enough") when the account has money, but not
+enough for this call: a campaign batch of 1,000 SMS costs 26 SAR, an OTP 0.026. Pausing the
+whole provider for it would stop every OTP behind one batch, and resuming it as soon as the
+balance reads positive would pause it again at once. So:
+
+- code 3 for a send to several recipients holds that message alone (status `queued`, in the
+  index `short:<provider>`, its retry budget untouched) with the balance seen at the time;
+  beat sends it again once the balance has grown (a top-up), and after `HUDHUD_BALANCE_WAIT`
+  seconds without one it ends `failed`, saying why;
+- code 3 for a single recipient means nothing fits: the provider is paused like for code 2,
+  and its probe resumes it only once the balance has grown past what it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from worker.delivery import Delivery, Outcome, recipients_of
+from worker.ledger import Claim, event, iso
+from worker.providers.errors import BalanceError, ProviderError
+
+log = logging.getLogger("hudhud.shortfall")
+
+NOT_ENOUGH = "3"
+
+
+def balance_now(delivery: Delivery, provider: str) -> str:
+    """The provider's balance as text ("" when it cannot be read)."""
+    balance = getattr(delivery.clients(provider), "balance", None)
+    if balance is None:
+        return ""
+    try:
+        return str(balance().balance)
+    except ProviderError:
+        return ""
+
+
+def on_balance_error(delivery: Delivery, message_id: str, claim: Claim, exc: BalanceError) -> Outcome:
+    if exc.code != NOT_ENOUGH:
+        return delivery.hold(message_id, claim, exc)
+    balance = balance_now(delivery, claim.provider)
+    if len(recipients_of(claim.payload)) > 1:
+        return wait_for_top_up(delivery, message_id, claim, exc, balance)
+    return delivery.hold(message_id, claim, exc, balance=balance)
+
+
+def wait_for_top_up(
+    delivery: Delivery, message_id: str, claim: Claim, exc: BalanceError, balance: str
+) -> Outcome:
+    now = time.time()
+    since = float(delivery.ledger.field(message_id, "short_since") or now)
+    deadline = since + delivery.settings.balance_wait
+    count = len(recipients_of(claim.payload))
+    seen = f"{balance} {claim.provider}" if balance else "unknown"
+    if now >= deadline:
+        return delivery.end(
+            message_id,
+            claim,
+            "failed",
+            error=(
+                f"{exc.describe()}: the balance ({seen}) could not pay for this send to {count} "
+                f"recipients, and no top-up came within {delivery.settings.balance_wait:g} s"
+            ),
+        )
+    words = (
+        f"{exc.describe()}: the balance ({seen}) cannot pay for this send to {count} recipients; "
+        f"it waits for a top-up until {iso(deadline)} while smaller sends go on"
+    )
+    log.warning("message %s waits for a top-up of %s", message_id, claim.provider)
+    delivery.record(
+        message_id,
+        claim,
+        "queued",
+        now,
+        event("held", now, error=words),
+        {"error": words, "short_since": repr(since), "short_balance": balance},
+        zset="short",
+        score=since,
+        attempts_delta=-1,
+    )
+    return Outcome("held")
+
+
+def grown(balance: Decimal, before: Any) -> bool:
+    """True when `balance` is above the balance text `before` (or `before` is unknown)."""
+    try:
+        return balance > Decimal(str(before))
+    except (InvalidOperation, ValueError):
+        return balance > 0
+
+
+def due_again(delivery: Delivery, provider: str, balance: Decimal | None, *, now: float) -> list[str]:
+    """The messages waiting for a top-up that may go now: the balance grew since they were
+    held, or their wait is over (their next attempt ends them)."""
+    ready = []
+    for message_id, since in delivery.ledger.in_index("short", provider):
+        before = delivery.ledger.field(message_id, "short_balance")
+        topped_up = balance is not None and grown(balance, before)
+        if topped_up or now - since >= delivery.settings.balance_wait:
+            ready.append(message_id)
+    return ready
