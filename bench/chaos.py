@@ -1,10 +1,14 @@
-"""Chaos run: a whole hudhud deployment under worker kills, a Redis crash, provider faults and a
-balance outage, then a check that no message was lost or sent twice unannounced.
+"""Chaos run: a whole hudhud deployment under worker kills, a Redis crash, provider faults, lost
+replies and balance trouble, then a check that no message was lost or sent twice unannounced.
 
     python bench/chaos.py [--messages N] [--kills K] [--quick] [--seed S] [--keep DIR]
 
-Prints one line `sent=… lost=… duplicated=… in_doubt=… kills=… redis_kills=… wall=…s` and exits
-non-zero when a message was lost or duplicated. Everything listens on 127.0.0.1 only.
+Sends single messages over every channel and provider (15% of them through a plain Celery app
+that names no queue, some with idempotency keys and a few of those sent twice) and SMS
+campaigns in batches. Prints one line `sent=… foreign=… batches=… lost=… duplicated=…
+in_doubt=… in_doubt_twice=… held_for_decision=… failed_sent=… kills=… redis_kills=… wall=…s`
+and exits non-zero when a message was lost, sent twice unannounced, or recorded `failed` while
+the provider had it. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -30,20 +34,33 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
+from celery import Celery  # noqa: E402
 
 from tests.helpers import RedisServer, Sandbox  # noqa: E402
 from tests.stack import Stack  # noqa: E402
+from worker.campaign import batch_id  # noqa: E402
+from worker.celery_app import create_app  # noqa: E402
+from worker.delivery import Delivery  # noqa: E402
+from worker.doubt import awaiting_decision, decide  # noqa: E402
+from worker.processes import DEFAULT_QUEUES  # noqa: E402
+from worker.producer import Hudhud  # noqa: E402
 
 FINAL = {"sent", "delivered", "bounced", "failed", "rejected", "cancelled"}
 DELIVERED = {"sent", "delivered"}
+ENDED_UNSENT = {"failed", "rejected"}
 KINDS = ("sms", "voice", "email-taifa", "email-taqnyat")
+FOREIGN_TASKS = {"sms": "hudhud.send_sms", "voice": "hudhud.send_voice", "email": "hudhud.send_email"}
 
+SMS_BATCH_SIZE = 100
+KEYED_EVERY = 3  # every third foreign send carries an idempotency key
+TWICE_EVERY = 3  # and every third of those is sent twice, under another task id
 CHAOS_ENV = {
     "HUDHUD_LEASE_SECONDS": "10",
     "HUDHUD_REQUEUE_AFTER": "15",
     "HUDHUD_HTTP_READ_TIMEOUT": "2",
     "HUDHUD_HTTP_CONNECT_TIMEOUT": "1",
     "HUDHUD_MAX_ATTEMPTS": "40",
+    "HUDHUD_SMS_BATCH_SIZE": str(SMS_BATCH_SIZE),
 }
 FAULTS_ON: dict[str, object] = {
     "error_rate_5xx": 0.05,
@@ -52,8 +69,17 @@ FAULTS_ON: dict[str, object] = {
     "rate_429": 0.02,
     "retry_after": 1,
 }
-FAULTS_OFF: dict[str, object] = {"error_rate_5xx": 0.0, "timeout_rate": 0.0, "rate_429": 0.0}
+FAULTS_OFF: dict[str, object] = {
+    "error_rate_5xx": 0.0,
+    "timeout_rate": 0.0,
+    "rate_429": 0.0,
+    "fault_after_accept": 0.0,
+}
 TOP_UP = 100000
+# While the balance is short, it is set back to this every SHORT_EVERY seconds: a single SMS
+# (0.026 SAR) or call (0.216) fits, a batch of SMS_BATCH_SIZE SMS (2.60 SAR) does not.
+SHORT_BALANCE = 2.0
+SHORT_EVERY = 0.1
 
 
 @dataclass
@@ -64,15 +90,28 @@ class Plan:
     chaos_seconds: float
     outage_seconds: float
     drain_timeout: float
+    lost_replies: float  # the sandbox's `fault_after_accept` while faults are on
+    campaigns: int  # SMS campaigns sent among the single messages
+    short_campaigns: int  # SMS campaigns sent while the balance cannot pay for one batch
+    short_seconds: float
+    campaign_size: int = 2 * SMS_BATCH_SIZE
     scheduled_share: float = 0.1
+    foreign_share: float = 0.15
 
 
 @dataclass
 class Sent:
-    id: str
+    """One planned message. `ids` holds one message id, or for a keyed foreign send sent
+    twice the two task ids: the one whose intake ran first became the message."""
+
+    ids: tuple[str, ...]
     kind: str
-    recipient: str
+    recipients: tuple[str, ...]
     scheduled: bool
+    foreign: bool = False
+
+    def message_id(self, records: dict[str, dict[str, Any]]) -> str:
+        return next((i for i in self.ids if records.get(i)), self.ids[0])
 
 
 @dataclass
@@ -94,7 +133,11 @@ def plan_for(quick: bool, messages: int | None, kills: int | None) -> Plan:
             send_seconds=15,
             chaos_seconds=30,
             outage_seconds=8,
-            drain_timeout=100,
+            drain_timeout=120,
+            lost_replies=0.1,
+            campaigns=3,
+            short_campaigns=1,
+            short_seconds=6,
         )
     return Plan(
         messages or 5000,
@@ -103,6 +146,10 @@ def plan_for(quick: bool, messages: int | None, kills: int | None) -> Plan:
         chaos_seconds=90,
         outage_seconds=30,
         drain_timeout=300,
+        lost_replies=0.1,
+        campaigns=10,
+        short_campaigns=2,
+        short_seconds=12,
     )
 
 
@@ -123,6 +170,32 @@ def fields_for(kind: str, index: int, at: datetime | None) -> tuple[str, dict[st
     )
 
 
+def foreign_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
+    """A send's fields as a producer with only `celery` installed gives them: plain JSON."""
+    kwargs = {k: v for k, v in fields.items() if v is not None}
+    kwargs["to"] = [kwargs["to"]]
+    if "at" in kwargs:
+        kwargs["at"] = kwargs["at"].isoformat()
+    return kwargs
+
+
+def campaign_recipients(number: int, size: int) -> list[str]:
+    return [f"96657{number:02d}{i:05d}" for i in range(size)]
+
+
+def patiently(what: str, call: Any, errors: list[int]) -> Any:
+    """`call()`, again while Redis is down (connection refused, loading, broken pipe)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            errors[0] += 1
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot {what}: {exc}") from exc
+            time.sleep(0.2)
+
+
 class Chaos:
     def __init__(self, plan: Plan, workdir: Path, seed: int) -> None:
         self.plan = plan
@@ -134,14 +207,20 @@ class Chaos:
             log=workdir / "sandbox.log", extra_args=["--knobs", json.dumps({"progress_seconds": 0.3})]
         )
         self.stack: Stack | None = None
+        self.foreign: Celery | None = None
+        self.campaigner: Hudhud | None = None
         self.workers = ["w1", "w2"]
         self.restarts = 0
         self.kills = 0
         self.redis_kills = 0
         self.sent: list[Sent] = []
-        self.send_errors = 0
+        self.errors = [0]  # producer calls retried while Redis was down
+        self.foreign_sends = 0
         self.lock = threading.Lock()
         self.redis_down = threading.Event()
+        self.short_stop: threading.Event | None = None
+        self.short_thread: threading.Thread | None = None
+        self.decisions: Counter[str] = Counter()
 
     # --- processes ------------------------------------------------------------------
     def start(self) -> Stack:
@@ -151,12 +230,23 @@ class Chaos:
             self.workdir, redis_server=self.redis_server, sandbox=self.sandbox, extra_env=CHAOS_ENV
         )
         for name in self.workers:
-            self.stack.start_worker(name, concurrency=20)
+            self.start_worker(name)
         self.stack.start_beat()
+        # A producer with only `celery` installed: no hudhud settings, no queue named.
+        self.foreign = Celery(broker=self.redis_server.url)
+        # Campaigns sent from the chaos thread get their own producer.
+        self.campaigner = Hudhud(self.stack.settings, app=create_app(self.stack.settings))
         self.log("stack up: redis, sandbox, 2 workers, beat")
         return self.stack
 
+    def start_worker(self, name: str) -> None:
+        assert self.stack is not None
+        self.stack.start_worker(name, concurrency=20, queues=DEFAULT_QUEUES)
+
     def stop(self) -> None:
+        self.end_short_balance()
+        if self.foreign is not None:
+            self.foreign.close()
         if self.stack is not None:
             self.stack.stop()
         self.sandbox.stop()
@@ -174,7 +264,7 @@ class Chaos:
         self.log(f"SIGKILL worker {name}; starting {new}")
         for _ in range(5):
             try:
-                self.stack.start_worker(new, concurrency=20)
+                self.start_worker(new)
                 return
             except (RuntimeError, TimeoutError) as exc:
                 self.log(f"restart of {new} failed: {exc!s:.200}; again")
@@ -199,34 +289,78 @@ class Chaos:
         assert self.stack is not None
         plan = self.plan
         interval = plan.send_seconds / max(plan.messages, 1)
+        campaign_every = max(1, plan.messages // (plan.campaigns + 1))
+        campaigns = 0
         start = time.monotonic()
         for index in range(plan.messages):
             pause = start + index * interval - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+            if index and index % campaign_every == 0 and campaigns < plan.campaigns:
+                self.send_campaign(self.stack.hudhud, campaigns)
+                campaigns += 1
             kind = KINDS[index % len(KINDS)]
             scheduled = self.rng.random() < plan.scheduled_share
             at = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(5, 40)) if scheduled else None
             channel, fields, recipient = fields_for(kind, index, at)
-            message_id = str(uuid.uuid4())
-            self.submit(channel, fields, message_id)
+            foreign = self.rng.random() < plan.foreign_share
+            if foreign:
+                ids = self.send_foreign(channel, fields, index)
+            else:
+                ids = (str(uuid.uuid4()),)
+                self.submit(channel, fields, ids[0])
             with self.lock:
-                self.sent.append(Sent(message_id, kind, recipient, scheduled))
-        self.log(f"produced {plan.messages} messages ({self.send_errors} producer errors retried)")
+                self.sent.append(Sent(ids, kind, (recipient,), scheduled, foreign))
+        self.log(
+            f"produced {plan.messages} messages and {campaigns} campaigns ({self.errors[0]} calls retried)"
+        )
 
     def submit(self, channel: str, fields: dict[str, Any], message_id: str) -> None:
         """One send; on a Redis error, again with the same id (the ledger keeps the first)."""
         assert self.stack is not None
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.stack.hudhud.send(channel, fields, message_id=message_id)
-                return
-            except Exception as exc:  # Redis down: connection refused, loading, broken pipe
-                self.send_errors += 1
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cannot submit {message_id}: {exc}") from exc
-                time.sleep(0.2)
+        hudhud = self.stack.hudhud
+        patiently(
+            f"submit {message_id}", lambda: hudhud.send(channel, fields, message_id=message_id), self.errors
+        )
+
+    def send_foreign(self, channel: str, fields: dict[str, Any], index: int) -> tuple[str, ...]:
+        """A send by task name alone, its task id the message id; some with a key, and a few
+        of those twice (the second must change nothing)."""
+        kwargs = foreign_kwargs(fields)
+        number = self.foreign_sends
+        self.foreign_sends += 1
+        times = 1
+        if number % KEYED_EVERY == 0:
+            kwargs["key"] = f"chaos-{index}-{uuid.uuid4().hex[:8]}"
+            times = 2 if number % (KEYED_EVERY * TWICE_EVERY) == 0 else 1
+        ids = tuple(str(uuid.uuid4()) for _ in range(times))
+        for task_id in ids:
+            self.publish_foreign(FOREIGN_TASKS[channel], kwargs, task_id)
+        return ids
+
+    def publish_foreign(self, task: str, kwargs: dict[str, Any], task_id: str) -> None:
+        """On a Redis error, again with the same task id: a second copy is recorded once."""
+        assert self.foreign is not None
+        app = self.foreign
+        patiently(
+            f"publish {task_id}", lambda: app.send_task(task, kwargs=kwargs, task_id=task_id), self.errors
+        )
+
+    def send_campaign(self, hudhud: Hudhud, number: int) -> None:
+        """One SMS campaign of `campaign_size` recipients, in batches of SMS_BATCH_SIZE."""
+        recipients = campaign_recipients(number, self.plan.campaign_size)
+        cid = str(uuid.uuid4())
+        fields = {"to": recipients, "body": f"chaos campaign {number}", "key": f"chaos-campaign-{cid}"}
+        receipt = patiently(
+            f"send campaign {cid}",
+            lambda: hudhud.send_campaign("sms", fields, campaign_id=cid),
+            self.errors,
+        )
+        with self.lock:
+            for n in range(receipt.batches):
+                chunk = tuple(recipients[n * SMS_BATCH_SIZE : (n + 1) * SMS_BATCH_SIZE])
+                self.sent.append(Sent((batch_id(receipt.id, n),), "campaign-sms", chunk, False))
+        self.log(f"campaign {number}: {receipt.recipients} recipients in {receipt.batches} batches")
 
     # --- chaos ----------------------------------------------------------------------
     def chaos(self) -> None:
@@ -235,11 +369,13 @@ class Chaos:
             (self.rng.uniform(2, plan.chaos_seconds), "kill") for _ in range(plan.kills)
         ]
         events.append((self.rng.uniform(0.3, 0.6) * plan.send_seconds, "redis"))
-        outage_at = self.rng.uniform(0.2, 0.5) * plan.chaos_seconds
+        outage_at = self.rng.uniform(0.35, 0.5) * plan.chaos_seconds
         events += [
+            (1.0, "faults-on"),
+            (2.0, "balance-short"),
+            (2.0 + plan.short_seconds, "balance-up"),
             (outage_at, "balance-0"),
             (outage_at + plan.outage_seconds, "balance-up"),
-            (1.0, "faults-on"),
             (plan.chaos_seconds, "faults-off"),
         ]
         events.sort()
@@ -258,24 +394,55 @@ class Chaos:
             self.kill_worker()
         elif what == "redis":
             self.kill_redis()
+        elif what == "balance-short":
+            self.short_balance()
         elif what == "balance-0":
             self.balance(0)
             self.log("balance outage: 0")
         elif what == "balance-up":
+            self.end_short_balance()
             self.balance(TOP_UP)
             self.log(f"balance topped up: {TOP_UP}")
         elif what == "faults-on":
-            self.sandbox.knobs(**FAULTS_ON)
-            self.log(f"faults on: {FAULTS_ON}")
+            faults = {**FAULTS_ON, "fault_after_accept": self.plan.lost_replies}
+            self.sandbox.knobs(**faults)
+            self.log(f"faults on: {faults}")
         elif what == "faults-off":
             self.sandbox.knobs(**FAULTS_OFF)
             self.log("faults off")
+
+    def short_balance(self) -> None:
+        """A balance that pays for single sends but not for one batch, kept so while single
+        sends spend it; campaigns sent meanwhile wait for the top-up."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(requests.RequestException):
+                    self.balance(SHORT_BALANCE)
+                stop.wait(SHORT_EVERY)
+
+        self.balance(SHORT_BALANCE)
+        self.short_stop = stop
+        self.short_thread = threading.Thread(target=keep, name="short-balance", daemon=True)
+        self.short_thread.start()
+        self.log(f"balance short: {SHORT_BALANCE} (a batch of {SMS_BATCH_SIZE} SMS costs more)")
+        assert self.campaigner is not None
+        for number in range(self.plan.short_campaigns):
+            self.send_campaign(self.campaigner, self.plan.campaigns + number)
+
+    def end_short_balance(self) -> None:
+        if self.short_stop is not None and self.short_thread is not None:
+            self.short_stop.set()
+            self.short_thread.join(10)
+            self.short_stop = self.short_thread = None
 
     # --- the check ------------------------------------------------------------------
     def statuses(self) -> dict[str, dict[str, Any]]:
         assert self.stack is not None
         records: dict[str, dict[str, Any]] = {}
-        pipe_ids = [s.id for s in self.sent]
+        with self.lock:
+            pipe_ids = [i for s in self.sent for i in s.ids]
         for begin in range(0, len(pipe_ids), 500):
             chunk = pipe_ids[begin : begin + 500]
             pipe = self.stack.redis.pipeline(transaction=False)
@@ -285,29 +452,68 @@ class Chaos:
                 records[message_id] = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
         return records
 
+    def current(self, records: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+        """(status, message id) of every planned message."""
+        with self.lock:
+            planned = list(self.sent)
+        pairs = []
+        for s in planned:
+            message_id = s.message_id(records)
+            pairs.append(((records.get(message_id) or {}).get("status", "missing"), message_id))
+        return pairs
+
+    def delivery(self) -> Delivery:
+        assert self.stack is not None
+        return Delivery(self.stack.ledger, self.stack.settings, lambda name: None)
+
     def drain(self) -> dict[str, dict[str, Any]]:
+        """Wait until every message is final, deciding the batches held in doubt once
+        nothing else is open."""
         deadline = time.monotonic() + self.plan.drain_timeout
         last_report = 0.0
         while True:
             try:
                 records = self.statuses()
+                held = dict(awaiting_decision(self.delivery(), limit=100_000))
             except Exception as exc:
                 self.log(f"ledger read failed: {exc!r}")
                 time.sleep(1)
                 continue
             open_ = Counter(
-                r.get("status", "missing") for r in records.values() if r.get("status") not in FINAL
+                status
+                for status, message_id in self.current(records)
+                if status not in FINAL and message_id not in held
             )
+            if not open_ and held:
+                self.decide(held)
+                continue
             if not open_:
                 self.log("every message is final")
                 return records
             if time.monotonic() > deadline:
-                self.log(f"drain timed out; still open: {dict(open_)}")
+                self.log(f"drain timed out; still open: {dict(open_)}, held for a decision: {len(held)}")
                 return records
             if time.monotonic() - last_report > 10:
-                self.log(f"waiting: {dict(open_)}")
+                self.log(f"waiting: {dict(open_)}, held for a decision: {len(held)}")
                 last_report = time.monotonic()
             time.sleep(1)
+
+    def decide(self, held: dict[str, float]) -> None:
+        """As a careful operator would: a batch the provider has is recorded sent, one it
+        has not is sent again."""
+        accepted = self.accepted_per_recipient(self.sandbox_sends())[0]
+        recipients = {s.ids[0]: s.recipients for s in self.sent}
+        delivery = self.delivery()
+        for message_id in held:
+            known = recipients.get(message_id, ())
+            have = any(accepted[r] for r in known)
+            try:
+                decide(delivery, message_id, resend=not have)
+            except LookupError as exc:
+                self.log(f"decision on {message_id} refused: {exc}")
+                continue
+            self.decisions["sent" if have else "resend"] += 1
+            self.log(f"held batch {message_id}: {'recorded sent' if have else 'sent again'}")
 
     def sandbox_sends(self) -> list[dict[str, Any]]:
         sends: list[dict[str, Any]] = []
@@ -324,62 +530,97 @@ class Chaos:
             since = page["sends"][-1]["seq"]
         return sends
 
-    def check(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        by_recipient = {s.recipient: s.id for s in self.sent}
-        ids = {s.id for s in self.sent}
+    def accepted_per_recipient(self, sends: list[dict[str, Any]]) -> tuple[Counter[str], int]:
+        """How many times the sandbox accepted each planned recipient; and the number of
+        accepted sends that were to none of them."""
+        planned = {r for s in self.sent for r in s.recipients}
         counts: Counter[str] = Counter()
         unmatched = 0
-        for send in self.sandbox_sends():
-            message_id: str | None = None
-            if send.get("channel") == "sms" and send.get("sms_id") in ids:
-                message_id = send["sms_id"]
-            for tag in send.get("tags") or []:
-                if str(tag).startswith("hudhud-") and tag[len("hudhud-") :] in ids:
-                    message_id = tag[len("hudhud-") :]
-            if message_id is None:
-                for recipient in send.get("recipients") or []:
-                    message_id = by_recipient.get(str(recipient), message_id)
-            if message_id is None:
-                unmatched += 1
-            else:
-                counts[message_id] += 1
+        for send in sends:
+            ours = [str(r) for r in send.get("recipients") or [] if str(r) in planned]
+            counts.update(ours)
+            unmatched += not ours
+        return counts, unmatched
+
+    def check(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        sends = self.sandbox_sends()
+        counts, unmatched = self.accepted_per_recipient(sends)
         lost: list[str] = []
         duplicated: list[str] = []
+        failed_sent: list[str] = []
         in_doubt: list[str] = []
+        twice: list[str] = []
         status_count: Counter[str] = Counter()
         for s in self.sent:
-            record = records.get(s.id) or {}
+            message_id = s.message_id(records)
+            record = records.get(message_id) or {}
             status = record.get("status", "missing")
             status_count[status] += 1
-            if status not in FINAL or (status in DELIVERED and counts[s.id] == 0):
-                lost.append(s.id)
+            taken = [counts[r] for r in s.recipients]
+            if status not in FINAL or (status in DELIVERED and min(taken) == 0):
+                lost.append(message_id)
             doubtful = record.get("in_doubt") == "1"
             if doubtful:
-                in_doubt.append(s.id)
-            if counts[s.id] > 1 and not doubtful:
-                duplicated.append(s.id)
+                in_doubt.append(message_id)
+                if max(taken) == 2:
+                    twice.append(message_id)
+            recorded = sum(1 for i in s.ids if records.get(i))
+            if max(taken) > (2 if doubtful else 1) or recorded > 1:
+                duplicated.append(message_id)
+            if status in ENDED_UNSENT and max(taken) > 0 and not doubtful:
+                failed_sent.append(message_id)
         summary = {
-            "sent": len(self.sent),
+            "sent": self.plan.messages,
+            "foreign": sum(1 for s in self.sent if s.foreign),
+            "keyed_twice": sum(1 for s in self.sent if len(s.ids) > 1),
+            "batches": sum(1 for s in self.sent if s.kind == "campaign-sms"),
+            "batch_recipients": sum(len(s.recipients) for s in self.sent if s.kind == "campaign-sms"),
             "lost": len(lost),
             "duplicated": len(duplicated),
             "in_doubt": len(in_doubt),
-            "in_doubt_duplicated": sum(1 for i in in_doubt if counts[i] > 1),
+            "in_doubt_twice": len(twice),
+            "held_for_decision": sum(self.decisions.values()),
+            "decisions": dict(self.decisions),
+            "failed_sent": len(failed_sent),
             "kills": self.kills,
             "redis_kills": self.redis_kills,
             "statuses": dict(status_count),
             "unmatched_sends": unmatched,
+            "producer_retries": self.errors[0],
             "lost_ids": lost[:20],
             "duplicated_ids": duplicated[:20],
+            "failed_sent_ids": failed_sent[:20],
         }
-        for message_id in (lost + duplicated)[:10]:
-            record = records.get(message_id) or {}
-            kind = next(s.kind for s in self.sent if s.id == message_id)
-            self.log(
-                f"{message_id} {kind} status={record.get('status', 'missing')} "
-                f"sends={counts[message_id]} in_doubt={record.get('in_doubt')} "
-                f"attempts={record.get('attempts')} events={record.get('events', '')[:1500]}"
-            )
+        for message_id in (lost + duplicated + failed_sent)[:10]:
+            self.explain(message_id, records, counts, sends)
         return summary
+
+    def explain(
+        self,
+        message_id: str,
+        records: dict[str, dict[str, Any]],
+        counts: Counter[str],
+        sends: list[dict[str, Any]],
+    ) -> None:
+        """The story of one message that failed the check, for the log."""
+        assert self.stack is not None
+        s = next(s for s in self.sent if message_id in s.ids)
+        record = records.get(message_id) or {}
+        events: Any = ""
+        with contextlib.suppress(Exception):
+            events = (self.stack.ledger.get(message_id) or {}).get("events", "")
+        mine = set(s.recipients)
+        accepted = [
+            f"#{x['seq']} {x.get('accepted_at')} sms_id={x.get('sms_id')}"
+            for x in sends
+            if mine & {str(r) for r in x.get("recipients") or []}
+        ]
+        self.log(
+            f"{message_id} {s.kind} ids={list(s.ids)} status={record.get('status', 'missing')} "
+            f"accepted={max(counts[r] for r in s.recipients)}x ({'; '.join(accepted[:4])}) "
+            f"in_doubt={record.get('in_doubt')} attempts={record.get('attempts')} "
+            f"events={json.dumps(events, default=str)[:2000]}"
+        )
 
 
 def run(
@@ -390,7 +631,8 @@ def run(
     seed: int | None = None,
     keep: Path | None = None,
 ) -> dict[str, Any]:
-    """One chaos run; the summary dict (sent, lost, duplicated, in_doubt, kills, redis_kills, wall)."""
+    """One chaos run; the summary dict (sent, foreign, batches, lost, duplicated, in_doubt,
+    in_doubt_twice, held_for_decision, failed_sent, kills, redis_kills, wall, ...)."""
     began = time.monotonic()
     plan = plan_for(quick, messages, kills)
     seed = seed if seed is not None else random.randrange(1 << 30)
@@ -411,16 +653,22 @@ def run(
     summary["wall"] = round(time.monotonic() - began, 1)
     summary["seed"] = seed
     summary["workdir"] = str(workdir)
-    if keep is None and summary["lost"] == 0 and summary["duplicated"] == 0:
+    if keep is None and not failures(summary):
         shutil.rmtree(workdir, ignore_errors=True)
     return summary
 
 
+def failures(summary: dict[str, Any]) -> int:
+    return int(summary["lost"] + summary["duplicated"] + summary["failed_sent"])
+
+
 def summary_line(summary: dict[str, Any]) -> str:
     return (
-        f"sent={summary['sent']} lost={summary['lost']} duplicated={summary['duplicated']} "
-        f"in_doubt={summary['in_doubt']} kills={summary['kills']} "
-        f"redis_kills={summary['redis_kills']} wall={summary['wall']}s"
+        f"sent={summary['sent']} foreign={summary['foreign']} batches={summary['batches']} "
+        f"lost={summary['lost']} duplicated={summary['duplicated']} "
+        f"in_doubt={summary['in_doubt']} in_doubt_twice={summary['in_doubt_twice']} "
+        f"held_for_decision={summary['held_for_decision']} failed_sent={summary['failed_sent']} "
+        f"kills={summary['kills']} redis_kills={summary['redis_kills']} wall={summary['wall']}s"
     )
 
 
@@ -436,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(Exception):
         print(json.dumps(summary, default=str), file=sys.stderr)
     print(summary_line(summary), flush=True)
-    return 1 if summary["lost"] or summary["duplicated"] else 0
+    return 1 if failures(summary) else 0
 
 
 if __name__ == "__main__":

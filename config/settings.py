@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     email_provider: Literal["taifa", "taqnyat"] = Field(
         "taifa", validation_alias=_env("HUDHUD_EMAIL_PROVIDER")
     )
-    visibility_timeout: int = Field(3600, ge=10, validation_alias=_env("HUDHUD_VISIBILITY_TIMEOUT"))
+    visibility_timeout: int = Field(60, ge=10, validation_alias=_env("HUDHUD_VISIBILITY_TIMEOUT"))
 
     # --- delivery -------------------------------------------------------------------
     taqnyat_email_from: str | None = Field(None, validation_alias=_env("TAQNYAT_EMAIL_FROM"))

@@ -1,5 +1,7 @@
-"""The quick chaos run: worker kills, a Redis crash, provider faults and a balance outage lose
-and duplicate nothing."""
+"""The quick chaos run: worker kills, a Redis crash, provider faults, lost replies, a balance
+outage and a balance too small for one batch lose nothing and duplicate nothing unannounced,
+for sends through the Python API, through a plain Celery app naming no queue, and for campaign
+batches."""
 
 from __future__ import annotations
 
@@ -31,3 +33,10 @@ def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert summary["kills"] == 3 and summary["redis_kills"] == 1, line
     assert summary["lost"] == 0, f"{line} lost: {summary['lost_ids']} (logs in {summary['workdir']})"
     assert summary["duplicated"] == 0, f"{line} duplicated: {summary['duplicated_ids']}"
+    assert summary["failed_sent"] == 0, f"{line} failed yet sent: {summary['failed_sent_ids']}"
+    assert summary["foreign"] > 0 and summary["keyed_twice"] > 0, line
+    assert summary["batches"] == 8 and summary["batch_recipients"] == 800, line
+    assert summary["in_doubt"] > 0, f"{line}: the lost replies were met"
+    assert summary["in_doubt_twice"] <= summary["in_doubt"], line
+    assert summary["held_for_decision"] == sum(summary["decisions"].values()), line
+    assert summary["unmatched_sends"] == 0, line

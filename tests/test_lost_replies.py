@@ -9,6 +9,7 @@ a Taqnyat campaign batch waits for an operator's decision instead of going out t
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from tests.stack import Stack, running_stack, wait_until
 from worker.delivery import Delivery
-from worker.doubt import awaiting_decision, decide
+from worker.doubt import awaiting_decision
 from worker.ledger import DOUBT
 from worker.producer import Refused
 
@@ -87,11 +88,21 @@ def test_a_taqnyat_campaign_batch_in_doubt_waits_for_a_decision(tmp_path: Path) 
         assert [counts[n] for n in numbers] == [1] * 30, "no batch was sent again whole"
         summary = stack.hudhud.status(receipt.id)
         assert summary["status"] != "sent" and summary["recipient_counts"]["pending"] == 30
-        first = f"{receipt.id}.0"
+        first, second = f"{receipt.id}.0", f"{receipt.id}.1"
         with pytest.raises(Refused):
             stack.hudhud.cancel(first)
-        delivery = Delivery(stack.ledger, stack.settings, lambda name: None)
-        assert decide(delivery, first, resend=False) == "sent"
-        assert first not in dict(awaiting_decision(delivery))
+        check = json.loads(stack.cli("check", "--json").stdout)
+        assert any("wait for a decision" in p for p in check["problems"]), check["problems"]
+        done = stack.cli("resolve", first, "--sent", "--json")
+        assert done.returncode == 0 and json.loads(done.stdout)["status"] == "sent", done.stderr
+        stack.sandbox.knobs(fault_after_accept=0.0)
+        again = stack.cli("resolve", second, "--resend", "--json")
+        assert again.returncode == 0 and json.loads(again.stdout)["status"] == "queued", again.stderr
+        stack.wait_status([second], {"sent"}, timeout=30)
+        counts = accepted_per_recipient(stack)
+        assert [counts[n] for n in numbers[10:20]] == [2] * 10, "resent whole, as the operator chose"
         assert stack.hudhud.status(first)["status"] == "sent"
         assert stack.hudhud.status(first)["in_doubt"] is True
+        delivery = Delivery(stack.ledger, stack.settings, lambda name: None)
+        assert [m for m, _ in awaiting_decision(delivery)] == [f"{receipt.id}.2"]
+        assert stack.cli("resolve", first, "--sent").returncode == 1, "nothing left to decide"

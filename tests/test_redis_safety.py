@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +93,14 @@ def test_worker_and_beat_refuse_a_redis_that_evicts(make_stack: MakeStack) -> No
         assert "HUDHUD_ALLOW_EVICTION=1" in text and "noeviction" in text
     assert " ready." not in log_of(stack, "w1")
     assert "Sending due task" not in log_of(stack, "beat")
+    plain = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-n", "w2@%h"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert plain.returncode != 0 and "maxmemory-policy is allkeys-lru" in plain.stderr, "Celery's own CLI too"
 
     code, report = check(stack)
     assert code == 1

@@ -94,6 +94,14 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("hudhud", include=["tasks.delivery", "tasks.beat"], set_as_current=False)
     transport = {
         "visibility_timeout": settings.visibility_timeout,
+        # A killed worker's tasks come back within the visibility timeout plus one sweep:
+        # every worker sweeps the unacked index every 5 s (kombu: 10 s x a throttle of 10),
+        # all that is due at once, and a sweep's lock left by a killed worker runs out in
+        # 20 s (kombu: 300 s).
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_restore_limit": None,
+        "unacked_mutex_expire": 20,
         "health_check_interval": 25,
         "socket_keepalive": True,
         "retry_on_timeout": True,

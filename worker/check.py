@@ -20,6 +20,7 @@ from kombu.transport import redis as kombu_redis
 from config import Settings, get_settings
 from worker import redis_safety, runtime
 from worker.errors import ConfigurationError
+from worker.ledger import Ledger
 from worker.providers.errors import AccountError, ProviderError
 
 Facts = dict[str, Any]
@@ -119,19 +120,16 @@ def _redis_server(settings: Settings, client: redis.Redis, problems: list[str], 
     return facts.as_dict()
 
 
-def _worker_queues(settings: Settings) -> dict[str, list[str]] | None:
-    """The queues each running worker consumes, as the workers answer (None: none answered)."""
+def _worker_queues(settings: Settings) -> dict[str, list[str]]:
+    """The queues each running worker consumes, as the workers answer within the timeout.
+    Raises KombuError (or OSError) when the broker cannot carry the question."""
     from worker.celery_app import create_app  # the app module reads the settings when imported
 
     app = create_app(settings)
     try:
-        replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues()
-    except (KombuError, OSError, redis.RedisError):
-        replies = None  # the broker could not be asked: no worker can answer either
+        replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
     finally:
         app.close()
-    if not replies:
-        return None
     return {worker: sorted(str(q.get("name")) for q in queues or []) for worker, queues in replies.items()}
 
 
@@ -144,15 +142,23 @@ def _queues(settings: Settings, client: redis.Redis, problems: list[str]) -> Fac
     if not waiting:
         facts["workers"] = "not asked (no task waits)"
         return facts
-    consumed = _worker_queues(settings)
-    facts["workers"] = consumed or {}
-    consumers = {q for queues in (consumed or {}).values() for q in queues}
-    if consumed is None:
-        total = sum(waiting.values())
+    total = sum(waiting.values())
+    try:
+        consumed = _worker_queues(settings)
+        facts["workers"] = consumed
+        if not consumed:
+            problems.append(
+                f"queues: no running worker answered within {INSPECT_TIMEOUT:g} s while "
+                f"{_tasks(total)} wait{'s' if total == 1 else ''}"
+            )
+    except (KombuError, OSError) as exc:
+        consumed = {}
+        facts["workers"] = f"could not be asked ({type(exc).__name__})"
         problems.append(
-            f"queues: no running worker answered within {INSPECT_TIMEOUT:g} s while "
+            f"queues: the workers could not be asked ({type(exc).__name__}) while "
             f"{_tasks(total)} wait{'s' if total == 1 else ''}"
         )
+    consumers = {q for queues in consumed.values() for q in queues}
     for name, depth in waiting.items():
         if name not in consumers:
             problems.append(
@@ -202,6 +208,29 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _ledger_findings(
+    ledger: Ledger, counts: dict[str, int], problems: list[str], warnings: list[str]
+) -> None:
+    """Messages waiting on a person (in doubt), on a top-up, or lost by Redis."""
+    doubt = counts.get("in_doubt_awaiting_decision", 0)
+    if doubt:
+        first = ledger.in_index("doubt", limit=1)[0][0]
+        problems.append(
+            f"ledger: {doubt} campaign batch(es) in doubt wait for a decision "
+            f"(e.g. hudhud resolve {first} --sent | --resend)"
+        )
+    for provider in ("taqnyat", "taifa"):
+        short = counts.get(f"short_of_balance_{provider}", 0)
+        if short:
+            warnings.append(f"{provider}: {short} send(s) wait for a top-up the balance cannot pay for")
+    gone = ledger.gone()
+    if gone:
+        problems.append(
+            f"ledger: {len(gone)} queued or scheduled message(s) lost their record in Redis "
+            f"(evicted or not persisted), e.g. {gone[0]}"
+        )
+
+
 def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     """The report of `hudhud check`. Raises ConfigurationError when the settings cannot be read."""
     cfg = settings or get_settings()
@@ -221,13 +250,17 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     if redis_state == "reachable":
         ledger = runtime.ledger(cfg)
         ledger_state = ledger.counts()
+        _ledger_findings(ledger, ledger_state, problems, warnings)
         for name in providers:
             reason = ledger.pause_reason(name)
             providers[name]["paused"] = f"{reason.get('kind')}: {reason.get('error')}" if reason else "no"
             if reason:
                 problems.append(f"{name}: delivery is paused ({providers[name]['paused']})")
-        server = _redis_server(cfg, client, problems, warnings)
-        queues = _queues(cfg, client, problems)
+        try:
+            server = _redis_server(cfg, client, problems, warnings)
+            queues = _queues(cfg, client, problems)
+        except redis.RedisError as exc:
+            problems.append(f"redis: the server could not be inspected ({type(exc).__name__})")
     return {
         "ok": not problems,
         "providers": providers,

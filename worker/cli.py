@@ -304,6 +304,34 @@ def retry(message_id: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("message_id")
+@click.option("--sent", "as_sent", is_flag=True, help="record it as sent (the provider most likely has it)")
+@click.option("--resend", is_flag=True, help="send the whole batch again")
+@_json_option
+def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None:
+    """Decide on a campaign batch held in doubt (its provider's reply was lost)."""
+    from config import get_settings
+    from worker import doubt, runtime
+    from worker.delivery import Delivery
+    from worker.producer import dispatch
+
+    if as_sent == resend:
+        _fail(as_json, "resolve: give exactly one of --sent or --resend", EXIT_INPUT, field="decision")
+    settings = get_settings()
+    delivery = Delivery(runtime.ledger(settings), settings, runtime.provider_client)
+    try:
+        status = doubt.decide(delivery, message_id, resend=resend)
+    except LookupError as exc:
+        _fail(as_json, str(exc.args[0]), 1)
+    except redis.RedisError as exc:
+        _fail(as_json, _redis_failure(exc), 1)
+    if status == "queued":
+        record = delivery.ledger.get(message_id) or {}
+        dispatch(_producer().app, message_id, record.get("channel", "sms"), record.get("provider", ""))
+    _emit(as_json, {"id": message_id, "status": status}, f"{message_id} {status}")
+
+
+@main.command()
 @_json_option
 def check(as_json: bool) -> None:
     """Per provider: reachable, credentials valid, status, balance, senders (exit 1 on a problem)."""

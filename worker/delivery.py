@@ -18,7 +18,7 @@ from typing import Any
 from config import Settings
 from worker import campaign
 from worker.errors import ConfigurationError, InvalidInput
-from worker.ledger import Claim, Ledger, event
+from worker.ledger import Claim, Ledger, event, iso
 from worker.ledger.patience import patiently
 from worker.providers.errors import (
     AccountError,
@@ -72,7 +72,7 @@ class Delivery:
     def deliver(self, message_id: str, provider: str) -> Outcome:
         claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider))
         if claim.outcome == "wait":
-            return Outcome("retry", retry_in=claim.wait + random.uniform(0, min(1.0, claim.wait)))
+            return self.wait(message_id, provider, claim.wait + random.uniform(0, min(1.0, claim.wait)))
         if claim.outcome != "claimed":
             if claim.outcome == "held":
                 log.info("message %s held: provider %s is paused", message_id, provider)
@@ -115,6 +115,28 @@ class Delivery:
             log.exception("delivery of %s failed with %s", message_id, type(exc).__name__)
             return self.retry(message_id, claim, f"internal error: {type(exc).__name__}", None)
         return self.sent(message_id, claim, doubt.merged(claim, result))
+
+    def wait(self, message_id: str, provider: str, seconds: float) -> Outcome:
+        """Not claimed yet (not due, rate limit, a provider's Retry-After): a short wait is a
+        task retry; a long one parks the message, so no ETA outlives the visibility timeout."""
+        if seconds <= self.ledger.park_after:
+            return Outcome("retry", retry_in=seconds)
+        now = time.time()
+        due = float(self.ledger.field(message_id, "due") or 0)
+        self.patiently(
+            f"the wait of {message_id}",
+            lambda: self.ledger.transition(
+                message_id,
+                to="scheduled" if due > now else "queued",
+                expect="queued,scheduled",
+                now=now,
+                provider=provider,
+                zset="scheduled",
+                score=now + seconds,
+                event_json=event("waiting", now, until=iso(now + seconds)),
+            ),
+        )
+        return Outcome("parked")
 
     def _claim(self, message_id: str, provider: str) -> Claim:
         rate = self.rate_for(provider)
@@ -193,6 +215,8 @@ class Delivery:
             fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
             return self.end(message_id, claim, "rejected", fields=fields)
         fields["error"] = ""
+        if claim.reconcile:
+            fields["reconcile"] = ""
         each = bool(claim.payload.get("each"))
         tracking = claim.provider == "taifa" and claim.channel == "email" and not each
         ev = event(
