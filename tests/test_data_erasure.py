@@ -83,7 +83,9 @@ def test_final_records_keep_no_personal_data_and_every_message_key_expires(tmp_p
         hudhud.cancel(cancelled)
         campaign = hudhud.send_campaign("sms", {"to": NUMBERS[3:], "body": BODY})
         ids += [f"{campaign.id}.{n}" for n in range(campaign.batches)]
-        email_campaign = hudhud.send_campaign("email", {"to": ADDRESSES[2:], "subject": SUBJECT, "text": BODY})
+        email_campaign = hudhud.send_campaign(
+            "email", {"to": ADDRESSES[2:], "subject": SUBJECT, "text": BODY}
+        )
         ids += [f"{email_campaign.id}.{n}" for n in range(email_campaign.batches)]
         stack.wait_status(ids, {"sent", "delivered", "failed", "rejected"}, timeout=60)
         wait_until(lambda: stack.ledger.get(ids[1])["status"] == "delivered", timeout=30)  # type: ignore[index]

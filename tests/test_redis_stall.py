@@ -88,7 +88,7 @@ def test_an_outcome_sent_twice_is_recorded_once(stalling: tuple[RedisServer, Led
     ledger.create(new("t1"), now=time.time())
     claim = ledger.claim("t1", "taqnyat", now=time.time())
     thread = stall(server)
-    outcome, previous = ledger.transition(
+    outcome, _previous = ledger.transition(
         "t1", to="sent", expect="sending", now=time.time(), token=claim.attempts, provider="taqnyat"
     )
     thread.join()
