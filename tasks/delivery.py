@@ -115,10 +115,11 @@ def send_voice(self: Task, /, *args: Any, **fields: Any) -> str:
     return intake(self, "voice", args, fields)
 
 
-@app.task(name="hudhud.retry_email", ignore_result=True)
-def retry_email(id: str) -> str:
+@app.task(name="hudhud.retry_email", bind=True, ignore_result=True)
+def retry_email(self: Task, id: str) -> str:
+    # The new message's id is the task's: a redelivered task finds it and makes no second one.
     try:
-        return Hudhud(app=app).retry_email(str(id)).id
+        return Hudhud(app=app).retry_email(str(id), new_id=str(self.request.id)).id
     except (NotFound, Refused) as exc:
         log.warning("retry of %s refused: %s", id, exc)
         return "refused"

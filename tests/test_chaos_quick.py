@@ -29,6 +29,7 @@ def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     chaos = _chaos()
     summary = chaos.run(quick=True, keep=tmp_path / "chaos")
     line = chaos.summary_line(summary)
+    print(line)
     assert summary["sent"] == 300, line
     assert summary["kills"] == 3 and summary["redis_kills"] == 1, line
     assert summary["lost"] == 0, f"{line} lost: {summary['lost_ids']} (logs in {summary['workdir']})"
@@ -37,6 +38,5 @@ def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert summary["foreign"] > 0 and summary["keyed_twice"] > 0, line
     assert summary["batches"] == 8 and summary["batch_recipients"] == 800, line
     assert summary["in_doubt"] > 0, f"{line}: the lost replies were met"
-    assert summary["in_doubt_twice"] <= summary["in_doubt"], line
-    assert summary["held_for_decision"] == sum(summary["decisions"].values()), line
+    assert summary["waited_for_top_up"] > 0, f"{line}: a batch met the short balance"
     assert summary["unmatched_sends"] == 0, line

@@ -22,7 +22,7 @@ import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack
+from tests.stack import Stack, wait_until
 from worker.transport import TRANSPORT
 
 FULL = ["--maxmemory", "24mb", "--maxmemory-policy", "noeviction"]
@@ -195,7 +195,7 @@ def test_a_message_kept_while_redis_was_full_goes_back_to_its_queue_when_the_cha
 
 
 # --- end to end ---------------------------------------------------------------------------
-LATENCY_MS = 800
+LATENCY_MS = 1500  # provider calls long enough to be in flight as Redis fills up
 ENV = {"HUDHUD_HTTP_READ_TIMEOUT": "5"}
 PYTHON_SENDS = 24
 INTAKE_SENDS = 8
@@ -238,8 +238,13 @@ def test_workers_survive_a_full_redis_and_every_message_goes_out_once(stack: Sta
     stack.start_beat()
     ids = produce(stack)
 
+    def calling() -> list[str]:
+        return [m for m, s in zip(ids, stack.ledger.status_of(ids), strict=True) if s == "sending"]
+
+    wait_until(lambda: len(calling()) >= 2, timeout=20)
     ballast = Ballast(stack.redis_server.url)
-    ballast.keep_full()
+    ballast.keep_full()  # while provider calls are in flight, their outcomes still to be written
+    in_flight = calling()
     assert ballast.refuses_writes(), "Redis is full"
     time.sleep(HOLD / 2)
     assert w1.poll() is None, f"w1 died while Redis was full: {stack.log('w1').read_text()[-2000:]}"
@@ -273,8 +278,9 @@ def test_workers_survive_a_full_redis_and_every_message_goes_out_once(stack: Sta
         assert "Unrecoverable error" not in stack.log(name).read_text()
     twice = {m: counts[m] for m in ids if counts[m] != 1}
     assert not twice, (
-        f"sent more than once: {twice}. Depends on the delivery side (worker/delivery.py with "
-        "worker/ledger/patience.py): the outcome of a provider call that Redis refused to record "
-        "must be kept and written once Redis takes writes, never sent again"
+        f"sent more than once: {twice} (in flight as Redis filled up: {in_flight}). Depends on "
+        "the delivery side (worker/delivery.py with worker/ledger/patience.py): the outcome of a "
+        "provider call that Redis refused to record must be kept and written once Redis takes "
+        "writes, never sent again"
     )
     assert stack.redis.hlen("unacked") <= 1, "the broker acknowledged what ran (beat's job may be in flight)"

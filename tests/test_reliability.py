@@ -37,7 +37,7 @@ RECOVER_INTERVAL = 1.0
 # only one claim and one provider call follow. An ETA task held by a worker that is killed
 # comes back through `requeue_stale` once it is HUDHUD_REQUEUE_AFTER overdue (at the next
 # recover interval); the broker's own redelivery waits for the visibility timeout and kombu's
-# sweep (about every 100 s), so HUDHUD_REQUEUE_AFTER is what governs that lateness.
+# sweep (every few seconds), so HUDHUD_REQUEUE_AFTER is what governs that lateness.
 ON_TIME = 2.0
 RECOVERED = REQUEUE_AFTER + RECOVER_INTERVAL + 3.0
 SOFT_SHUTDOWN_WINDOW = 30.0  # worker_soft_shutdown_timeout
@@ -238,7 +238,7 @@ def kill_the_fuller_worker(stack: Stack, workers: list[str], at: float, park: fl
 
 
 def sweep_unacked(stack: Stack) -> int:
-    """What a worker's periodic sweep does (every ~100 s with kombu's defaults): hand the tasks
+    """What a worker's periodic sweep does (every 5 s in hudhud): hand the tasks
     left unacknowledged longer than the visibility timeout back to their queues. Returns how
     many deliver tasks it handed back."""
     cutoff = time.time() - VISIBILITY_TIMEOUT

@@ -70,17 +70,21 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         redis_server.stop()
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def held_tasks(stack: Stack) -> list[Held]:
     held: list[Held] = []
     for tag, raw in stack.redis.hgetall("unacked").items():
         payload = json.loads(raw)[0]
         headers = payload["headers"]
         if headers.get("task") == "hudhud.send_sms":
-            held.append(Held(tag.decode(), "intake", headers["id"]))
+            held.append(Held(text(tag), "intake", headers["id"]))
         elif headers.get("task") == "hudhud.deliver":
             args = json.loads(base64.b64decode(payload["body"]))[0]
             kind = "eta" if headers.get("eta") else "delivery"
-            held.append(Held(tag.decode(), kind, str(args[0])))
+            held.append(Held(text(tag), kind, str(args[0])))
     return held
 
 
@@ -163,5 +167,6 @@ def test_tasks_a_killed_worker_held_come_back_and_go_out_once_within_two_minutes
             assert counts[message_id] == 1, f"{message_id} sent {counts[message_id]} times"
 
     tags = {h.tag for h in held}
-    wait_until(lambda: not tags & {t.decode() for t in stack.redis.hkeys("unacked")}, timeout=10)
-    print(f"every stranded message sent {recovered_in:.1f}s after the kill; held: {Counter(h.kind for h in held)}")
+    wait_until(lambda: not tags & {text(t) for t in stack.redis.hkeys("unacked")}, timeout=10)
+    kinds = Counter(h.kind for h in held)
+    print(f"every stranded message sent {recovered_in:.1f}s after the kill; held: {kinds}")

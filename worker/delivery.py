@@ -200,6 +200,7 @@ class Delivery:
         if result.currency:
             fields["currency"] = result.currency
         prints = self.ledger.fingerprints
+        self.patiently("the data key", prints.key)
         if result.accepted:
             fields["accepted"] = json.dumps(prints.of_all(result.accepted))
         if result.rejected:

@@ -330,8 +330,9 @@ class Hudhud:
         return Receipt(message_id, "cancelled")
 
     @_redis_errors
-    def retry_email(self, message_id: str) -> Receipt:
-        """Ask Taifa to retry a bounced, failed or rejected email: a new, linked message."""
+    def retry_email(self, message_id: str, *, new_id: str | None = None) -> Receipt:
+        """Ask Taifa to retry a bounced, failed or rejected email: a new, linked message
+        (`new_id`, when given, is its id: asking twice with the same one makes one retry)."""
         record = self.ledger.get(message_id)
         if record is None:
             raise NotFound(message_id)
@@ -347,7 +348,7 @@ class Hudhud:
         request = messages.SendRequest(
             "email", "taifa", {"retry_of_provider_id": record["provider_message_id"]}
         )
-        return self.submit(request, retry_of=message_id)
+        return self.submit(request, message_id=new_id, retry_of=message_id)
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:

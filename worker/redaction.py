@@ -8,11 +8,16 @@ This filter rewrites those records to name the task and the fault only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
+from datetime import UTC, datetime
 
 from celery.worker.consumer import consumer
 
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+_NAME = re.compile(r"[\w.:-]{1,200}")
 _WITHHELD = "(body and headers withheld: they may carry personal data)"
 
 
@@ -46,3 +51,27 @@ def install() -> None:
     logger = logging.getLogger(CONSUMER_LOGGER)
     if not any(isinstance(f, MessageContentFilter) for f in logger.filters):
         logger.addFilter(MessageContentFilter())
+
+
+def set_aside_summary(item: bytes | str, reason: str, now: float) -> str:
+    """What is kept of a queue item that could not be read: never its contents (a foreign
+    producer's task carries recipients and text), only enough to find where it came from —
+    its size, a digest, and the task name and id when its envelope is readable JSON."""
+    raw = item.encode("utf-8", "replace") if isinstance(item, str) else item
+    summary: dict[str, object] = {
+        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reason": reason,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest()[:16],
+    }
+    try:
+        envelope = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        envelope = None
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    if isinstance(headers, dict):
+        for name in ("task", "id"):
+            value = headers.get(name)
+            if isinstance(value, str) and _NAME.fullmatch(value):
+                summary[name] = value
+    return json.dumps(summary, separators=(",", ":"))

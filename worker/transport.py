@@ -54,6 +54,8 @@ from kombu.transport.virtual import Message as VirtualMessage
 from kombu.utils.json import dumps
 from redis.exceptions import OutOfMemoryError
 
+from worker import redaction
+
 log = logging.getLogger("hudhud.transport")
 
 UNREADABLE = "application/x-hudhud-unreadable"
@@ -68,12 +70,14 @@ LOG_EVERY = 30.0  # a refusal is logged at once if none was in this many seconds
 LOG_AFTER = 5.0  # else once it has lasted this long
 
 
-def set_aside(channel: Any, item: bytes | str) -> None:
-    """Keep an unreadable queue item for a look; never let this step stop the worker."""
+def set_aside(channel: Any, item: bytes | str, reason: str) -> None:
+    """Keep a note of an unreadable queue item (its size, digest and task id, never its
+    contents: they may carry recipients and text); never let this step stop the worker."""
     try:
+        note = redaction.set_aside_summary(item, reason, time.time())
         with channel.conn_or_acquire() as client:
             pipe = client.pipeline()
-            pipe.lpush(UNREADABLE_KEY, item)
+            pipe.lpush(UNREADABLE_KEY, note)
             pipe.ltrim(UNREADABLE_KEY, 0, UNREADABLE_KEEP - 1)
             pipe.expire(UNREADABLE_KEY, UNREADABLE_TTL)
             pipe.execute()
@@ -109,7 +113,7 @@ class Message(VirtualMessage):
                 UNREADABLE_KEY,
             )
             if channel is not None:
-                set_aside(channel, json.dumps(payload, default=str))
+                set_aside(channel, json.dumps(payload, default=str), type(exc).__name__)
             super().__init__(_placeholder(payload), channel=channel, **kwargs)
             self._raw = payload
 
@@ -223,7 +227,7 @@ class Channel(kombu_redis.Channel):
                 type(exc).__name__,
                 UNREADABLE_KEY,
             )
-            set_aside(self, raw)
+            set_aside(self, raw, type(exc).__name__)
             return True
 
     # --- a Redis that refuses writes ---------------------------------------------
@@ -285,9 +289,10 @@ class Channel(kombu_redis.Channel):
     def keep(self, payload: dict[str, Any], queue: str) -> None:
         self._kept.append((payload, queue))
 
-    def deliver_kept(self) -> None:
-        """Hand on the messages taken while Redis refused writes, once it takes them."""
-        while self._kept and self.takes_writes():
+    def catch_up(self) -> None:
+        """While Redis refuses writes, probe it (see `takes_writes`); once it takes them, hand
+        on the messages taken meanwhile."""
+        while self.takes_writes() and self._kept:
             payload, queue = self._kept.pop(0)
             self.connection._deliver(payload, queue)
 
@@ -298,10 +303,11 @@ class Channel(kombu_redis.Channel):
             try:
                 with self.conn_or_acquire() as client:
                     client.rpush(key, dumps(payload))  # the right end: the next one taken
-            except OutOfMemoryError:
+            except Exception as exc:  # closing goes on; Redis still full, or gone
                 log.error(
-                    "a message taken off queue %s while Redis refused writes could not be put back: lost",
+                    "a message taken off queue %s while Redis refused writes was not put back (%s): lost",
                     queue,
+                    type(exc).__name__,
                 )
 
     def _queue_bind(self, exchange: Any, routing_key: Any, pattern: Any, queue: Any) -> None:
@@ -312,6 +318,15 @@ class Channel(kombu_redis.Channel):
             # it is written before the channel takes anything.
             self._bindings_due[(exchange, routing_key, pattern, queue)] = None
             self.refuse_writes(f"binding queue {queue}")
+
+    def maybe_refresh_binding_expiry(self) -> None:
+        # kombu logs a refused refresh with its traceback, every second.
+        if self.writes_refused:
+            return
+        try:
+            super().maybe_refresh_binding_expiry()
+        except OutOfMemoryError:
+            self.refuse_writes("refreshing the bindings of expiring queues")
 
     # A full Redis refuses every command inside MULTI, reads and deletes too, which kombu
     # wraps in MULTI for the priority lists of a queue: these go without it.
@@ -375,10 +390,12 @@ class Poller(kombu_redis.MultiChannelPoller):
 
     def on_poll_start(self) -> None:
         for channel in self._channels:
-            channel.deliver_kept()
+            channel.catch_up()
         super().on_poll_start()
 
     def get(self, callback: Any, timeout: float | None = None) -> None:
+        if any(channel.writes_refused for channel in self._channels):
+            timeout = WRITE_PROBE_EVERY if timeout is None else min(timeout, WRITE_PROBE_EVERY)
         # kombu sweeps only after a poll that saw nothing; see the module's docstring.
         try:
             super().get(callback, timeout=timeout)
