@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,29 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
 
 
 @contextlib.contextmanager
+def idle_stack(
+    workdir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    knobs: Mapping[str, object] | None = None,
+    redis_args: list[str] | None = None,
+) -> Iterator[Stack]:
+    """redis-server (with `redis_args`) and the sandbox (with `knobs`), no worker yet; all
+    stopped on the way out."""
+    redis_server = RedisServer(workdir / "redis", extra_args=redis_args).start()
+    sandbox = Sandbox(log=workdir / "sandbox.log").start()
+    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox, extra_env=extra_env)
+    try:
+        if knobs:
+            sandbox.knobs(**knobs)
+        yield stack
+    finally:
+        stack.stop()
+        sandbox.stop()
+        redis_server.stop()
+
+
+@contextlib.contextmanager
 def running_stack(
     workdir: Path,
     *,
@@ -189,17 +212,8 @@ def running_stack(
 ) -> Iterator[Stack]:
     """redis-server, the sandbox (with `knobs`), worker `w1` and (unless not wanted) beat,
     all stopped on the way out."""
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox, extra_env=extra_env)
-    try:
-        if knobs:
-            sandbox.knobs(**knobs)
+    with idle_stack(workdir, extra_env=extra_env, knobs=knobs) as stack:
         stack.start_worker("w1", concurrency=concurrency)
         if beat:
             stack.start_beat()
         yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()

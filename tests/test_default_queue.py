@@ -17,23 +17,14 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, idle_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def stack_in(workdir: Path) -> Iterator[Stack]:
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    sandbox.knobs(progress_seconds=0.2)
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox)
-    try:
+    with idle_stack(workdir, knobs={"progress_seconds": 0.2}) as stack:
         yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
 
 
 @pytest.fixture(scope="module")

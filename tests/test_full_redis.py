@@ -21,8 +21,8 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.helpers import RedisServer
+from tests.stack import Stack, idle_stack, wait_until
 from worker.transport import TRANSPORT
 
 FULL = ["--maxmemory", "24mb", "--maxmemory-policy", "noeviction"]
@@ -205,16 +205,8 @@ DRAIN = 90.0  # seconds after memory is freed by which every message is sent
 
 @pytest.fixture()
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    redis_server = RedisServer(tmp_path / "redis", extra_args=FULL).start()
-    sandbox = Sandbox(log=tmp_path / "sandbox.log").start()
-    sandbox.knobs(latency_ms=LATENCY_MS)
-    made = Stack(tmp_path, redis_server=redis_server, sandbox=sandbox, extra_env=ENV)
-    try:
+    with idle_stack(tmp_path, extra_env=ENV, knobs={"latency_ms": LATENCY_MS}, redis_args=FULL) as made:
         yield made
-    finally:
-        made.stop()
-        sandbox.stop()
-        redis_server.stop()
 
 
 def produce(stack: Stack) -> list[str]:

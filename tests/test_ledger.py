@@ -240,3 +240,35 @@ def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
     assert [e["type"] for e in bounced["events"] if e.get("source") == "taifa"][-1] == "bounced"
     assert ledger.redis.get(campaign.UPDATES_CURSOR) is not None
     assert not ledger.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "nothing left to follow"
+
+
+def test_beat_reports_queue_entries_whose_record_is_gone(
+    ledger: Ledger, fresh_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An evicting or unpersisted Redis can drop a record and keep its index entry: beat says
+    so (log and `hudhud check`) instead of skipping it in silence."""
+    settings = Settings(**fresh_sandbox.env(), HUDHUD_REDIS_URL=redis_url(ledger))
+    jobs = Jobs(ledger, settings, create_app(settings), lambda name: None)
+    now = time.time()
+    ledger.create(new("due-soon", due=now + 1), now=now - 100)
+    ledger.create(new("waiting"), now=now - 1000)
+    ledger.redis.zadd(SCHEDULED, {"due-soon": now - 1})
+    ledger.redis.delete(msg_key("due-soon"), msg_key("waiting"))
+    with caplog.at_level("ERROR", logger="hudhud.jobs"):
+        assert jobs.release_due() == 0
+        assert jobs.requeue_stale() == 0
+    assert "have no record any more" in caplog.text and "due-soon" in caplog.text
+    assert set(ledger.gone()) == {"due-soon", "waiting"}
+    assert ledger.redis.ttl("hudhud:gone") > 0
+
+    from worker import runtime
+    from worker.check import run_checks
+
+    runtime.reset()
+    report = run_checks(settings)
+    assert any("lost their record" in p for p in report["problems"]), report["problems"]
+
+
+def redis_url(ledger: Ledger) -> str:
+    kwargs = ledger.redis.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/0"

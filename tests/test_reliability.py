@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, idle_stack, wait_until
 from worker.ledger import Ledger, NewMessage
 from worker.runtime import park_after
 
@@ -51,16 +50,8 @@ class Planned:
 
 
 def make_stack(workdir: Path, env: dict[str, str], knobs: Mapping[str, object]) -> Iterator[Stack]:
-    redis_server = RedisServer(workdir / "redis").start()
-    sandbox = Sandbox(log=workdir / "sandbox.log").start()
-    sandbox.knobs(**knobs)
-    stack = Stack(workdir, redis_server=redis_server, sandbox=sandbox, extra_env=env)
-    try:
+    with idle_stack(workdir, extra_env=env, knobs=knobs) as stack:
         yield stack
-    finally:
-        stack.stop()
-        sandbox.stop()
-        redis_server.stop()
 
 
 @pytest.fixture()

@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from tests.helpers import RedisServer, Sandbox
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, idle_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -58,16 +57,8 @@ class Held:
 
 @pytest.fixture()
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    redis_server = RedisServer(tmp_path / "redis").start()
-    sandbox = Sandbox(log=tmp_path / "sandbox.log").start()
-    sandbox.knobs(latency_ms=LATENCY_MS)
-    made = Stack(tmp_path, redis_server=redis_server, sandbox=sandbox, extra_env=ENV)
-    try:
+    with idle_stack(tmp_path, extra_env=ENV, knobs={"latency_ms": LATENCY_MS}) as made:
         yield made
-    finally:
-        made.stop()
-        sandbox.stop()
-        redis_server.stop()
 
 
 def text(value: bytes | str) -> str:
