@@ -97,6 +97,8 @@ class Delivery:
         except InvalidInput as exc:
             return self.end(message_id, claim, "failed", error=str(exc))
         except PermanentError as exc:
+            if claim.reconciled:  # the provider refused the rest; what it had stays sent
+                return self.sent(message_id, claim, doubt.rest_refused(claim, exc.describe()))
             return self.end(message_id, claim, "rejected", error=exc.describe())
         except BalanceError as exc:
             return shortfall.on_balance_error(self, message_id, claim, exc)

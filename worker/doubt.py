@@ -151,6 +151,19 @@ def merged(claim: Claim, result: Any) -> Any:
     )
 
 
+def rest_refused(claim: Claim, reason: str) -> SendResult:
+    """What reconciling found is sent; the provider refused the rest of the batch."""
+    return SendResult(
+        claim.provider,
+        None,
+        "queued",
+        accepted=tuple(claim.reconciled),
+        rejected=tuple(recipients_of(claim.payload)),
+        rejection_reason=reason,
+        item_ids=dict(claim.reconciled),
+    )
+
+
 def lease_ran_out(delivery: Delivery, message_id: str, provider: str, attempts: int) -> Outcome:
     """A claim whose lease expired: its worker died during the provider call, so the
     send is in doubt. Called by beat, with the recovery of the lease already owned."""
