@@ -479,7 +479,7 @@ class Chaos:
 
     def drain(self) -> dict[str, dict[str, Any]]:
         """Wait until every message is final, deciding the batches held in doubt once
-        nothing else is open."""
+        nothing else can move."""
         deadline = time.monotonic() + self.plan.drain_timeout
         last_report = 0.0
         while True:
@@ -501,7 +501,8 @@ class Chaos:
             if time.monotonic() > deadline:
                 self.log(f"drain timed out; still open: {dict(open_)}, held for a decision: {len(held)}")
                 return records
-            if not open_:
+            if held and set(open_) <= {"missing"}:
+                # Nothing else is pending but sends not recorded yet (or never: lost tasks).
                 self.decide(held)
             if time.monotonic() - last_report > 10:
                 self.log(f"waiting: {dict(open_)}, held for a decision: {len(held)}")
@@ -646,7 +647,8 @@ class Chaos:
             if mine & {str(r) for r in x.get("recipients") or []}
         ]
         self.log(
-            f"{message_id} {s.kind} ids={list(s.ids)} status={record.get('status', 'missing')} "
+            f"{message_id} {s.kind}{' foreign' if s.foreign else ''} ids={list(s.ids)} "
+            f"status={record.get('status', 'missing')} "
             f"accepted={max(counts[r] for r in s.recipients)}x ({'; '.join(accepted[:4])}) "
             f"in_doubt={record.get('in_doubt')} attempts={record.get('attempts')} "
             f"events={json.dumps(events, default=str)[:2000]}"

@@ -14,6 +14,7 @@ from worker import messages, runtime
 from worker.celery_app import RedactedRequest, app
 from worker.delivery import Delivery
 from worker.errors import InvalidInput
+from worker.ledger import op_token
 from worker.ledger.patience import patiently
 from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused, dispatch
 
@@ -61,8 +62,9 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
             )
             raise InvalidInput("fields", f"could not be checked ({type(exc).__name__})") from None
         new = hudhud._new(request, message_id, None)
+        op = op_token()  # one token for every try: a create Redis ran but did not answer is ours
         created = patiently(
-            lambda: hudhud.ledger.create(new, now=time.time()),
+            lambda: hudhud.ledger.create(new, now=time.time(), op=op),
             what=f"the record of send {message_id}",
             patience=settings.redis_patience,
         )
@@ -77,7 +79,10 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
         )
         log.warning("send %s refused: %s", message_id, exc)
         return "failed"
-    if created.outcome != "created" or created.status != "queued":
+    # `exists` and still queued: this task's first run recorded it and died before
+    # delivering it (a worker killed, a Redis that answered too late); the claim keeps it once.
+    fresh = created.outcome == "created" or (created.outcome == "exists" and created.status == "queued")
+    if not fresh or created.status != "queued":
         if created.status == "scheduled" and created.outcome == "created" and request.due:
             due = request.due.timestamp()
             if due - time.time() <= hudhud.ledger.park_after:

@@ -130,6 +130,7 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
     first campaign's id) or `conflict` (same key, another request)."""
     request = campaign.request
     batches = batch_messages(campaign, campaign_id)
+    keyed_hash = ledger.keyed(campaign.request_hash)
     status = "scheduled" if request.due else "queued"
     ikey = idem_key(request.key) if request.key else None
     expire_at = int((request.due.timestamp() if request.due else now) + ledger.retention_seconds) + (
@@ -145,7 +146,7 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
         "batches": len(batches),
         "created_at": iso(now),
         "updated_at": iso(now),
-        "request_hash": campaign.request_hash,
+        "request_hash": keyed_hash,
     }
     if request.key:
         header["key"] = request.key
@@ -160,13 +161,13 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
             existing = pipe.get(ikey)
             if existing is not None:
                 first, _, hashed = _text(existing).partition("|")
-                if hashed != campaign.request_hash:
+                if hashed != keyed_hash:
                     return "conflict", first, ""
                 found = pipe.hget(msg_key(first), "status")
                 return "duplicate", first, _text(found) if found else ""
         pipe.multi()
         if ikey is not None:
-            pipe.set(ikey, f"{campaign_id}|{campaign.request_hash}", ex=ledger.idempotency_ttl)
+            pipe.set(ikey, f"{campaign_id}|{keyed_hash}", ex=ledger.idempotency_ttl)
         pipe.hset(msg_key(campaign_id), mapping=header)
         pipe.rpush(events_key(campaign_id), event(status, now, recipients=campaign.recipients))
         for key in (msg_key(campaign_id), events_key(campaign_id)):
@@ -305,8 +306,12 @@ def overall_status(batch_counts: Mapping[str, int]) -> str:
 
 def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[str, Any] | None:
     """What became of one recipient of a campaign, or None if it is not one of them."""
-    recipient = ledger.fingerprints.of(recipient)
+    plain = recipient
+    recipient = ledger.fingerprints.of(plain)
     number = ledger.redis.hget(recipients_key(campaign_id), recipient)
+    if number is None:  # a campaign recorded before recipients were kept as fingerprints
+        recipient = plain
+        number = ledger.redis.hget(recipients_key(campaign_id), plain)
     if number is None:
         return None
     bid = batch_id(campaign_id, int(number))

@@ -8,17 +8,20 @@ for one send in `worker.shortfall`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
+
+import redis
 
 from config import Settings
 from worker import campaign
 from worker.errors import ConfigurationError, InvalidInput
-from worker.ledger import Claim, Ledger, event, iso
+from worker.ledger import Claim, Ledger, event, iso, op_token
 from worker.ledger.patience import patiently
 from worker.providers.errors import (
     AccountError,
@@ -33,8 +36,11 @@ from worker.providers.results import SendResult
 log = logging.getLogger("hudhud.delivery")
 
 MAX_INLINE_WAIT = 1.0  # seconds a worker sleeps for the rate limiter before re-queuing
+MAX_INLINE_WAITING = 3.0  # seconds of such sleeps in all, for one task
 RECONCILE_TAG = "hudhud-"
-DEFAULT_SLOW_DOWN = 1.0  # seconds every worker waits after a 429 without Retry-After
+# Outcomes that carry the provider's own answer (as opposed to "try again later").
+ANSWERED = frozenset({"sent", "rejected", "failed"})
+DEFAULT_SLOW_DOWN = 2.0  # seconds every worker waits after a 429 without Retry-After
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ class Delivery:
         return patiently(call, what=what, patience=self.settings.redis_patience)
 
     def deliver(self, message_id: str, provider: str) -> Outcome:
-        claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider))
+        op = op_token()  # one token for every try: a claim Redis ran but did not answer is ours
+        claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider, op))
         if claim.outcome == "wait":
             return self.wait(message_id, provider, claim.wait + random.uniform(0, min(1.0, claim.wait)))
         if claim.outcome != "claimed":
@@ -84,6 +91,8 @@ class Delivery:
             if isinstance(settled, Outcome):
                 return settled
             claim = settled
+        elif claim.reconciled:  # what the provider was found to have is never sent again
+            claim = doubt.without_reconciled(claim)
         return self.attempt(message_id, claim)
 
     def attempt(self, message_id: str, claim: Claim) -> Outcome:
@@ -92,8 +101,6 @@ class Delivery:
 
         try:
             result = self.call(message_id, claim)
-            if claim.probe:
-                self.ledger.speed_up(claim.provider)
         except InvalidInput as exc:
             return self.end(message_id, claim, "failed", error=str(exc))
         except PermanentError as exc:
@@ -116,6 +123,9 @@ class Delivery:
         except Exception as exc:  # a fault of ours: keep the message, spend a retry
             log.exception("delivery of %s failed with %s", message_id, type(exc).__name__)
             return self.retry(message_id, claim, f"internal error: {type(exc).__name__}", None)
+        if claim.probe:
+            with contextlib.suppress(redis.RedisError):
+                self.ledger.speed_up(claim.provider)
         return self.sent(message_id, claim, doubt.merged(claim, result))
 
     def wait(self, message_id: str, provider: str, seconds: float) -> Outcome:
@@ -140,12 +150,15 @@ class Delivery:
         )
         return Outcome("parked")
 
-    def _claim(self, message_id: str, provider: str) -> Claim:
+    def _claim(self, message_id: str, provider: str, op: str) -> Claim:
+        """The claim; a short wait (the rate limiter) is slept inline, for a few seconds at
+        most, so that a long wait never keeps a worker's slot."""
         rate = self.rate_for(provider)
         burst = max(1.0, rate / 10)
+        deadline = time.monotonic() + MAX_INLINE_WAITING
         while True:
-            claim = self.ledger.claim(message_id, provider, now=time.time(), rate=rate, burst=burst)
-            if claim.outcome != "wait" or claim.wait > MAX_INLINE_WAIT:
+            claim = self.ledger.claim(message_id, provider, now=time.time(), rate=rate, burst=burst, op=op)
+            if claim.outcome != "wait" or claim.wait > MAX_INLINE_WAIT or time.monotonic() > deadline:
                 return claim
             time.sleep(claim.wait)
 
@@ -220,6 +233,8 @@ class Delivery:
         fields["error"] = ""
         if claim.reconcile:
             fields["reconcile"] = ""
+        if claim.reconciled or how == "reconciled":
+            fields["in_doubt"] = ""  # the provider said what it has: no longer in doubt
         each = bool(claim.payload.get("each"))
         tracking = claim.provider == "taifa" and claim.channel == "email" and not each
         ev = event(
@@ -288,9 +303,13 @@ class Delivery:
         counted: bool = True,
         fields: dict[str, Any] | None = None,
         kind: str = "retry",
+        spare: bool = False,
     ) -> Outcome:
-        spent = claim.attempts - (0 if counted else 1)
-        if counted and claim.attempts >= self.settings.max_attempts:
+        """Try again later. `counted`: the try spent an attempt (something may have been
+        sent); `spare`: go on even when the attempts are spent (an in-doubt send waiting for
+        the provider to be asked, which sends nothing by itself)."""
+        fields = dict(fields or {})
+        if counted and claim.attempts >= self.settings.max_attempts and not spare:
             return self.end(
                 message_id,
                 claim,
@@ -298,7 +317,11 @@ class Delivery:
                 error=f"retries spent after {claim.attempts} attempts: {error}",
                 fields=fields,
             )
-        delay = backoff(max(1, spent), self.settings.backoff_base, self.settings.backoff_cap)
+        tries = claim.attempts
+        if not counted:  # nothing was sent: its own count drives the back-off, not the budget
+            tries = claim.free_tries + 1
+            fields["free_tries"] = str(tries)
+        delay = backoff(max(1, tries), self.settings.backoff_base, self.settings.backoff_cap)
         delay = max(delay, retry_after or 0.0)
         now = time.time()
         park = delay > self.ledger.park_after
@@ -309,7 +332,7 @@ class Delivery:
             "queued",
             now,
             event(kind, now, error=error, delay=round(delay, 3), counted=None if counted else False),
-            {"error": error, "next_attempt_at": now + delay, **(fields or {})},
+            {"error": error, "next_attempt_at": now + delay, **fields},
             zset="scheduled" if park else "queued",
             score=now + delay,
             attempts_delta=0 if counted else -1,
@@ -375,25 +398,39 @@ class Delivery:
 
         The outcome of a provider call is kept until Redis takes it: a full Redis makes this
         wait instead of losing it (which would send the message again)."""
-        outcome, current = self.patiently(
-            f"the {status} outcome of {message_id}",
-            lambda: self.ledger.transition(
-                message_id,
-                to=status,
-                expect="sending",
-                now=now,
-                event_json=ev,
-                token=claim.attempts,
-                provider=claim.provider,
-                zset=zset,
-                score=score,
-                attempts_delta=attempts_delta,
-                pause=pause,
-                fields=fields,
-            ),
-        )
+
+        def write(expect: str, extra: dict[str, Any]) -> tuple[str, str]:
+            op = op_token()  # made once: a write Redis ran but did not answer is recognized
+            return cast(
+                tuple[str, str],
+                self.patiently(
+                    f"the {status} outcome of {message_id}",
+                    lambda: self.ledger.transition(
+                        message_id,
+                        to=status,
+                        expect=expect,
+                        now=now,
+                        event_json=ev,
+                        token=claim.attempts,
+                        provider=claim.provider,
+                        zset=zset,
+                        score=score,
+                        attempts_delta=attempts_delta,
+                        pause=pause,
+                        fields={**fields, **extra},
+                        op=op,
+                    ),
+                ),
+            )
+
+        outcome, current = write("sending", {})
+        if outcome == "stale" and status in ANSWERED and current in ("queued", "scheduled", "sending"):
+            # The lease ran out while this outcome waited (a long call, a full Redis) and beat
+            # took the send for lost. No claim came since (the token, the attempt number,
+            # still holds), so what the provider answered is still the truth: it wins.
+            doubt = {"in_doubt": "1" if claim.in_doubt else "", "reconcile": ""}
+            outcome, current = write("queued,scheduled,sending", doubt)
         if outcome == "stale":
-            # The lease ran out while this call was in flight and the message moved on.
             log.warning("message %s: late %s result while %s", message_id, status, current)
             if status == "sent":
                 self.ledger.flag(message_id, in_doubt="1")

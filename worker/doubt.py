@@ -2,7 +2,8 @@
 
 A read timeout, a 500 or 504, a reply cut short, or a claim whose lease ran out (the worker
 died during the call) may follow a send the provider accepted. Such a message is flagged
-`in_doubt` (for good: its record says so in every later state), and then:
+`in_doubt` (its record says so in every later state, unless the provider is asked and
+answers what it has), and then:
 
 - a provider that can be asked (`client.reconcile`: Taifa, by the tag `hudhud-<id>` every
   email carries) is asked before anything is sent again, at the next claim; what it has is
@@ -25,7 +26,7 @@ from typing import Any
 
 from worker.delivery import Delivery, Outcome, recipients_of, reconcile_tag
 from worker.ledger import Claim, event
-from worker.providers.errors import ProviderError
+from worker.providers.errors import AccountError, BalanceError, ProviderError
 from worker.providers.results import SendResult
 
 log = logging.getLogger("hudhud.doubt")
@@ -48,12 +49,14 @@ def after_lost_reply(delivery: Delivery, message_id: str, claim: Claim, error: s
             None,
             fields={"in_doubt": "1", "reconcile": "1"},
             kind="in_doubt",
+            spare=True,
         )
     if claim.payload.get("batch") and delivery.settings.in_doubt_batches != "resend":
         if delivery.settings.in_doubt_batches == "sent":
             return sent_in_doubt(delivery, message_id, claim, error)
         return await_decision(delivery, message_id, claim, error)
-    if claim.resends >= delivery.settings.in_doubt_resends:
+    spent = claim.attempts >= delivery.settings.max_attempts
+    if claim.resends >= delivery.settings.in_doubt_resends or spent:
         return sent_in_doubt(delivery, message_id, claim, error)
     return delivery.retry(
         message_id,
@@ -106,6 +109,8 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
     client = delivery.clients(claim.provider)
     try:
         found: dict[str, str] = client.reconcile(reconcile_tag(message_id))
+    except (AccountError, BalanceError) as exc:
+        return delivery.hold(message_id, claim, exc)
     except ProviderError as exc:
         return delivery.retry(
             message_id,
@@ -114,6 +119,7 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
             getattr(exc, "retry_after", None),
             counted=False,
             kind="in_doubt",
+            spare=True,
         )
     now = time.time()
     recipients = recipients_of(claim.payload)
@@ -123,8 +129,16 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
             delivery.ledger.add_event(message_id, "reconciled", now=now, provider_message_id=email_id)
             result = SendResult(claim.provider, email_id, "queued", accepted=tuple(recipients))
             return delivery.sent(message_id, claim, result, how="reconciled")
-        delivery.ledger.flag(message_id, reconcile="")
         delivery.ledger.add_event(message_id, "reconciled", now=now, found=0)
+        if claim.attempts > delivery.settings.max_attempts:
+            return delivery.end(
+                message_id,
+                replace(claim, in_doubt=False),
+                "failed",
+                error=f"retries spent after {claim.attempts - 1} attempts; {claim.provider} has none of it",
+                fields={"in_doubt": ""},
+            )
+        delivery.ledger.flag(message_id, reconcile="")
         return replace(claim, reconcile=False, in_doubt=True)
     have = dict(claim.reconciled)
     have.update({r: found[r.strip().lower()] for r in recipients if r.strip().lower() in found})
@@ -136,6 +150,12 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
         return delivery.sent(message_id, claim, result, how="reconciled")
     delivery.ledger.flag(message_id, reconcile="", reconciled=json.dumps(have))
     return replace(claim, payload={**claim.payload, "to": remaining})
+
+
+def without_reconciled(claim: Claim) -> Claim:
+    """The claim of a batch whose reconciled part is recorded: only the rest is sent."""
+    rest = [r for r in recipients_of(claim.payload) if r not in claim.reconciled]
+    return replace(claim, payload={**claim.payload, "to": rest})
 
 
 def merged(claim: Claim, result: Any) -> Any:

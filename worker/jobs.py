@@ -182,9 +182,16 @@ class Jobs:
         now = time.time()
         delivery = Delivery(self.ledger, self.settings, self.clients)
         ready = shortfall.due_again(delivery, provider, balance, now=now)
-        for message_id in ready:
+        for message_id, topped_up in ready:
             outcome, _ = self.ledger.transition(
-                message_id, to="queued", expect="queued", now=now, provider=provider, zset="queued", score=now
+                message_id,
+                to="queued",
+                expect="queued",
+                now=now,
+                provider=provider,
+                zset="queued",
+                score=now,
+                fields={"short_since": ""} if topped_up else None,
             )
             if outcome == "ok":
                 dispatch(self.app, message_id, self.ledger.field(message_id, "channel") or "sms", provider)

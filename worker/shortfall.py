@@ -94,13 +94,16 @@ def grown(balance: Decimal, before: Any) -> bool:
         return balance > 0
 
 
-def due_again(delivery: Delivery, provider: str, balance: Decimal | None, *, now: float) -> list[str]:
-    """The messages waiting for a top-up that may go now: the balance grew since they were
-    held, or their wait is over (their next attempt ends them)."""
+def due_again(
+    delivery: Delivery, provider: str, balance: Decimal | None, *, now: float
+) -> list[tuple[str, bool]]:
+    """The messages waiting for a top-up that may go now, each with whether the balance grew
+    since it was held (a fresh wait if it still does not fit) or only its wait is over (its
+    next attempt ends it)."""
     ready = []
     for message_id, since in delivery.ledger.in_index("short", provider):
         before = delivery.ledger.field(message_id, "short_balance")
         topped_up = balance is not None and grown(balance, before)
         if topped_up or now - since >= delivery.settings.balance_wait:
-            ready.append(message_id)
+            ready.append((message_id, topped_up))
     return ready

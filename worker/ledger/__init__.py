@@ -146,6 +146,7 @@ class Claim:
     reconcile: bool = False  # ask the provider what it has before sending again
     reconciled: dict[str, str] = field(default_factory=dict)  # recipient -> provider id found
     probe: bool = False  # the first claim after the provider asked every caller to slow down
+    free_tries: int = 0  # tries that spent no attempt (nothing was sent): they drive the back-off
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,12 @@ class Ledger:
         self.finish_recipient = client.register_script(scripts.FINISH_RECIPIENT)
 
     # --- recording ----------------------------------------------------------------
-    def _create_args(self, msg: NewMessage, now: float) -> tuple[list[str], list[Any]]:
+    def keyed(self, request_hash: str) -> str:
+        """A request's hash as the ledger keeps it: keyed, since the plain hash of a short
+        payload (a number and a code) can be found by trying them all."""
+        return self.fingerprints.of(request_hash) if request_hash else ""
+
+    def _create_args(self, msg: NewMessage, now: float, op: str | None = None) -> tuple[list[str], list[Any]]:
         """A due time within `park_after` seconds waits as an ETA task (zset `queued`, scored
         by its due time); a later one is parked in `scheduled` for beat to release."""
         status = "scheduled" if msg.status == "queued" and msg.due is not None else msg.status
@@ -207,7 +213,7 @@ class Ledger:
             "created_at": iso(now),
             "updated_at": iso(now),
             "payload": json.dumps(msg.payload, separators=(",", ":"), ensure_ascii=False),
-            "request_hash": msg.request_hash,
+            "request_hash": self.keyed(msg.request_hash),
         }
         if msg.key:
             fields["key"] = msg.key
@@ -223,11 +229,11 @@ class Ledger:
             msg.id,
             now,
             self.idempotency_ttl,
-            msg.request_hash,
+            fields["request_hash"],
             status,
             score,
             event(status, now),
-            op_token(),
+            op or op_token(),
             self._record_life(status, msg.due, now),
             *flat,
         ]
@@ -241,8 +247,10 @@ class Ledger:
         ahead = max(0.0, (due or now) - now)
         return int(ahead + self.retention_seconds + self.tracking_seconds + SAFETY_DAYS * 86400)
 
-    def create(self, msg: NewMessage, *, now: float) -> Created:
-        keys, args = self._create_args(msg, now)
+    def create(self, msg: NewMessage, *, now: float, op: str | None = None) -> Created:
+        """Record `msg`. `op`, made once by a caller that may call again (a Redis that
+        refuses writes for a while), lets every call recognize an earlier one that ran."""
+        keys, args = self._create_args(msg, now, op)
         outcome, mid, status = self._create(keys=keys, args=args)
         return Created(_s(outcome), _s(mid), _s(status))
 
@@ -293,7 +301,14 @@ class Ledger:
 
     # --- delivery -----------------------------------------------------------------
     def claim(
-        self, message_id: str, provider: str, *, now: float, rate: float = 0.0, burst: float = 1.0
+        self,
+        message_id: str,
+        provider: str,
+        *,
+        now: float,
+        rate: float = 0.0,
+        burst: float = 1.0,
+        op: str | None = None,
     ) -> Claim:
         keys = [
             msg_key(message_id),
@@ -305,7 +320,7 @@ class Ledger:
             rate_key(provider),
             slow_key(provider),
         ]
-        args: list[Any] = [message_id, now, iso(now), now + self.lease_seconds, rate, burst, op_token()]
+        args: list[Any] = [message_id, now, iso(now), now + self.lease_seconds, rate, burst, op or op_token()]
         reply = self._claim(keys=keys, args=args)
         outcome = _s(reply[0])
         if outcome == "claimed":
@@ -320,6 +335,7 @@ class Ledger:
                 reconcile=_s(reply[7]) == "1",
                 reconciled=json.loads(_s(reply[8]) or "{}"),
                 probe=_s(reply[9]) == "1",
+                free_tries=int(_s(reply[10]) or 0),
             )
         if outcome == "skip":
             return Claim(outcome, status=_s(reply[1]))
@@ -377,6 +393,7 @@ class Ledger:
         pause: Mapping[str, Any] | None = None,
         fields: Mapping[str, Any] | None = None,
         guard: str = "",
+        op: str | None = None,
     ) -> tuple[str, str]:
         """Move a message to `to` if it is in one of `expect` (comma list), `token` holds
         and the field `guard` (when named) is not set. Entering a final state (or `sent`)
@@ -398,7 +415,7 @@ class Ledger:
             attempts_delta,
             json.dumps(pause) if pause else "",
             guard,
-            op_token(),
+            op or op_token(),
             "1" if to in ERASE_AT else "",
             *flat,
         ]

@@ -37,8 +37,10 @@ class Fingerprints:
         if self._key is None:
             with self._lock:
                 if self._key is None:
-                    self._client.set(DATA_KEY, secrets.token_hex(32), nx=True)
                     stored = self._client.get(DATA_KEY)
+                    if stored is None:
+                        self._client.set(DATA_KEY, secrets.token_hex(32), nx=True)
+                        stored = self._client.get(DATA_KEY)
                     if stored is None:
                         raise RuntimeError("the data key could not be kept in Redis")
                     self._key = stored if isinstance(stored, bytes) else str(stored).encode()

@@ -83,7 +83,7 @@ return out
 # KEYS: msg, events, leases, queued, pause, held, rate, slow
 # ARGV: id, now, now_iso, lease_until, rate_per_second, burst, op
 # -> {'claimed', attempts, payload, channel, provider, in_doubt, resends, reconcile, reconciled,
-#     probe ('1': the first claim after a slow-down ended)}
+#     probe ('1': the first claim after a slow-down ended), free_tries}
 #  | {'skip', status} | {'missing'} | {'held'} | {'wait', seconds}
 # A message is never claimed before its due time: a task that runs early (an ETA timer that
 # fires a few milliseconds ahead, a dispatch without ETA) is told to wait. While a provider
@@ -94,9 +94,9 @@ local status = head[1]
 if not status then return {'missing'} end
 local function claimed(attempts, probe)
   local row = redis.call('HMGET', KEYS[1], 'payload', 'channel', 'provider', 'in_doubt', 'resends',
-                         'reconcile', 'reconciled')
+                         'reconcile', 'reconciled', 'free_tries')
   return {'claimed', attempts, row[1] or '', row[2] or '', row[3] or '', row[4] or '', row[5] or '0',
-          row[6] or '', row[7] or '', probe}
+          row[6] or '', row[7] or '', probe, row[8] or '0'}
 end
 if status == 'sending' and ARGV[7] ~= '' and head[3] == ARGV[7] then
   return claimed(tonumber(redis.call('HGET', KEYS[1], 'attempts')), '')
