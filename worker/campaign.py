@@ -28,6 +28,7 @@ from worker import messages
 from worker import validation as v
 from worker.errors import InvalidInput
 from worker.ledger import FINAL_STATUSES, Ledger, NewMessage, event, events_key, idem_key, iso, msg_key
+from worker.public import money_text, ordered_events
 
 MAX_CAMPAIGN_RECIPIENTS = 1_000_000
 EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much
@@ -249,7 +250,8 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
             cost += float(row["cost"])
             currency = currency or row["currency"] or None
         if row["error"] and status in FINAL_STATUSES:
-            errors.append(row["error"])
+            errors.append((status, row["error"]))
+    status_now = overall_status(batch_counts)
     # Taifa emails whose fate is known after the hand-over leave `sent` for it.
     for status in AFTER_SENT:
         known = int(record.get(f"recipients_{status}") or 0)
@@ -260,13 +262,14 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "campaign",
         "channel": record.get("channel"),
         "provider": record.get("provider") or None,
-        "status": overall_status(batch_counts),
+        "status": status_now,
+        "final": not any(s in PENDING for s in batch_counts),
         "attempts": sum(int(r["attempts"] or 0) for r in rows),
         "provider_message_id": None,
-        "cost": f"{cost:.4f}" if currency or cost else None,
+        "cost": money_text(cost) if currency or cost else None,
         "currency": currency,
-        "error": errors[0] if errors else None,
-        "events": list(record.get("events") or []),
+        "error": campaign_error(status_now, errors, len(rows)),
+        "events": ordered_events(record.get("events") or []),
         "created_at": record.get("created_at"),
         "updated_at": record.get("updated_at"),
         "at": record.get("at") or None,
@@ -276,6 +279,17 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "batches": len(rows),
         "batch_statuses": batch_counts,
     }
+
+
+def campaign_error(status: str, errors: list[tuple[str, str]], batches: int) -> str | None:
+    """The campaign's error as its batches make it: none while every batch that ended is
+    well; else how many batches ended how, with the first one's words."""
+    if not errors:
+        return None
+    ended, words = errors[0]
+    if len(errors) == batches and status == ended:
+        return words
+    return f"{len(errors)} of {batches} batches ended {ended} or worse; the first: {words}"
 
 
 def _batch_sizes(ledger: Ledger, campaign_id: str, count: int) -> list[int]:

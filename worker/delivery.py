@@ -244,6 +244,8 @@ class Delivery:
             cost=fields.get("cost"),
             rejected=len(result.rejected) or None,
         )
+        if tracking:
+            fields["tracked"] = "1"  # its delivery is followed: `sent` is not final yet
         recorded = self.record(
             message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
         )

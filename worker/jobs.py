@@ -21,7 +21,7 @@ from celery import Celery
 from config import Settings
 from worker import campaign, publish
 from worker.delivery import Delivery
-from worker.ledger import Ledger, event, held_key
+from worker.ledger import Ledger, event, held_key, iso
 from worker.producer import dispatch
 from worker.providers.errors import ProviderError
 from worker.providers.http import Redactor
@@ -36,6 +36,9 @@ TAIFA_FINAL = {
     "error": "failed",
     "cancelled": "failed",
 }
+# Taifa's events that are statuses hudhud records itself (its own `queued`, `sent`, and the
+# final ones it moves the message to); the others (opened, clicked, ...) are kept as events.
+STATUS_EVENTS = frozenset({"queued", "scheduled", "sent", *TAIFA_FINAL})
 PROVIDERS = ("taqnyat", "taifa")
 # A message waiting behind a backlog in its queue is enqueued again only once it is this many
 # times `requeue_after` overdue (its own task is most likely still in the queue).
@@ -64,6 +67,14 @@ def _reason(kind: str, metadata: Any) -> str:
                 words = _redact(metadata[key].strip())[:300]
                 break
     return f"taifa: {kind}" + (f": {words}" if words else "")
+
+
+def _when(moment: Any, now: float) -> str:
+    """A provider's time in the ledger's one format (ISO 8601, milliseconds, `Z`)."""
+    if isinstance(moment, datetime):
+        stamp = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return iso(stamp.timestamp())
+    return iso(now)
 
 
 def eta_of(due: float, now: float) -> datetime | None:
@@ -334,13 +345,15 @@ class Jobs:
         reason = None
         pipe = self.ledger.redis.pipeline(transaction=False)
         for item in events[seen:]:
+            if item.event_type in STATUS_EVENTS:
+                continue  # a status of Taifa's own: hudhud's status change records it once
             metadata = _scrubbed(item.metadata) if item.metadata else None
             pipe.rpush(
                 f"hudhud:e:{message_id}",
                 json.dumps(
                     {
                         "type": item.event_type,
-                        "at": item.created_at,
+                        "at": _when(item.created_at, now),
                         "source": "taifa",
                         **({"metadata": metadata} if metadata else {}),
                     },

@@ -14,7 +14,6 @@ raises `worker.errors.RedisFull` (a `redis.RedisError`); other Redis errors are 
 from __future__ import annotations
 
 import functools
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from config import Settings, get_settings
 from worker import campaign, messages, publish, runtime
 from worker.errors import InvalidInput, RedisFull
 from worker.ledger import Created, Ledger, NewMessage
+from worker.public import public_record
 
 DELIVER_TASK = publish.DELIVER_TASK
 BULK_CHUNK = 500
@@ -349,32 +349,6 @@ class Hudhud:
             "email", "taifa", {"retry_of_provider_id": record["provider_message_id"]}
         )
         return self.submit(request, message_id=new_id, retry_of=message_id)
-
-
-def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields `hudhud status` shows: no recipients, bodies or addresses."""
-    out: dict[str, Any] = {
-        "id": record.get("id"),
-        "channel": record.get("channel"),
-        "provider": record.get("provider") or None,
-        "status": record.get("status"),
-        "attempts": int(record.get("attempts") or 0),
-        "provider_message_id": record.get("provider_message_id") or None,
-        "cost": record.get("cost") or None,
-        "currency": record.get("currency") or None,
-        "error": record.get("error") or None,
-        "events": list(record.get("events") or []),
-        "created_at": record.get("created_at"),
-        "updated_at": record.get("updated_at"),
-        "at": record.get("at") or None,
-        "in_doubt": record.get("in_doubt") == "1",
-        "retry_of": record.get("retry_of") or None,
-        "key": record.get("key") or None,
-    }
-    for name in ("accepted", "rejected"):
-        if record.get(name):
-            out[f"{name}_count"] = len(json.loads(record[name]))
-    return out
 
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -129,7 +129,7 @@ if rate > 0 then
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'sending', 'lease_until', ARGV[4], 'updated_at', ARGV[3],
-           'claim_op', ARGV[7])
+           'claim_op', ARGV[7], 'error', '')
 redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('RPUSH', KEYS[2], cjson.encode({type = 'sending', at = ARGV[3], attempt = attempts}))
@@ -222,6 +222,7 @@ for i = 1, #items, 2 do
   if ok then
     local new_score = score
     if ARGV[5] == 'now' then new_score = ARGV[3] end
+    if ARGV[5] == 'now' then redis.call('HSET', key, 'error', '') end
     if row[1] ~= 'queued' then
       redis.call('HSET', key, 'status', 'queued', 'updated_at', ARGV[4])
       redis.call('RPUSH', 'hudhud:e:' .. id, cjson.encode({type = 'queued', at = ARGV[4]}))

@@ -57,6 +57,7 @@ from worker.providers.results import (
 )
 
 PROVIDER = "taqnyat"
+ACCOUNT_CURRENCY = "SAR"
 
 # Saudi Arabia keeps UTC+3 all year. The documented `scheduledDatetime` is `YYYY-MM-DDTHH:mm`
 # without a zone; we send Riyadh time WITH its offset, right whether the offset is read or
@@ -596,7 +597,7 @@ def parse_sms_sent(data: Any, recipients: Iterable[str] = ()) -> SendResult:
         provider_message_id=exact_id(body.get("messageId")),
         status="sent",
         cost=money(body.get("cost")),
-        currency=text_or_none(body.get("currency")),
+        currency=text_or_none(body.get("currency")) or ACCOUNT_CURRENCY,
         accepted=accepted,
         rejected=rejected,
         raw=plain(body),
@@ -613,7 +614,8 @@ def parse_form_sent(data: Any, recipients: Iterable[str] = ()) -> SendResult:
         provider_message_id=exact_id(body.get("messageId")) or exact_id(details.get("msgId")),
         status="sent",
         cost=money(details.get("price")),
-        currency=text_or_none(details.get("currency") or body.get("currency")),
+        # mailSend.php and voiceSend.php name no currency: Taqnyat's account is kept in SAR
+        currency=text_or_none(details.get("currency") or body.get("currency")) or ACCOUNT_CURRENCY,
         accepted=tuple(r for r in recipients if r not in rejected),
         rejected=rejected,
         raw=plain(body),
