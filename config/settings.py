@@ -7,10 +7,12 @@ fails with a message naming the missing variable when a command needs one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("HUDHUD_REDIS_URL must start with redis://, rediss:// or unix://")
+            raise ValueError("a URL starting with redis://, rediss:// or unix://")
         return value
 
     def require(self, field: str) -> str:
@@ -139,7 +141,52 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first.get("loc") else "configuration"
-        raise ConfigurationError(name, detail=first.get("msg")) from None
+        raise ConfigurationError(name, detail=_invalid(name, first)) from None
+
+
+def _field_of(variable: str) -> FieldInfo | None:
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices) and variable in {str(c).upper() for c in alias.choices}:
+            return field
+    return None
+
+
+def _allowed(field: FieldInfo, error: Mapping[str, Any]) -> str:
+    """What the setting takes, from its type and bounds (the validator's words otherwise)."""
+    kind = field.annotation
+    bounds = [
+        f"{words} {getattr(rule, attr):g}"
+        for rule in field.metadata
+        for attr, words in (("ge", "at least"), ("gt", "above"), ("le", "at most"), ("lt", "below"))
+        if getattr(rule, attr, None) is not None
+    ]
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(kind))
+    if kind is bool:
+        return "1 or 0 (true/false, yes/no, on/off)"
+    if kind is int:
+        return ", ".join(["a whole number", *bounds])
+    if kind is float:
+        return ", ".join(["a number", *bounds])
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
+def _invalid(variable: str, error: Mapping[str, Any]) -> str:
+    """`'<value>' given; allowed: <what>`, the value masked for a secret (and a URL's password)."""
+    field = _field_of(variable)
+    if field is None:
+        return str(error.get("msg", "invalid"))
+    secret = SecretStr in (field.annotation, *get_args(field.annotation))
+    given = "its value is secret and not shown" if secret else f"{_shown(error.get('input'))!r} given"
+    return f"{given}; allowed: {_allowed(field, error)}"
+
+
+def _shown(value: object) -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    text = str(value)
+    return str(maybe_sanitize_url(text, mask="***")) if "://" in text else text[:200]
 
 
 def reset_settings() -> None:

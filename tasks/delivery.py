@@ -10,7 +10,7 @@ from typing import Any
 from celery import Task
 
 from config import get_settings
-from worker import messages, runtime
+from worker import messages, runtime, validation
 from worker.celery_app import RedactedRequest, app
 from worker.delivery import Delivery
 from worker.errors import InvalidInput
@@ -29,6 +29,9 @@ def delivery() -> Delivery:
 @app.task(name="hudhud.deliver", bind=True, max_retries=None, ignore_result=True)
 def deliver(self: Task, message_id: str, provider: str = "") -> str:
     """Claim the message, call its provider once, record what happened."""
+    # Celery's own lines ("received", "succeeded") name the task id only: this one ties it to
+    # the message, so a message's story can be found in the log by its id.
+    log.info("hudhud.deliver[%s]: message %r", self.request.id, str(message_id)[:200])
     outcome = delivery().deliver(str(message_id), str(provider))
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
@@ -40,9 +43,16 @@ def intake(task: Task, channel: str, args: tuple[Any, ...], fields: dict[str, An
 
     Bad input ends as a complete `failed` record naming the field (no payload kept),
     never as an endless retry; so does input that trips a check in an unforeseen way.
+    A task id that cannot be a message id (`validation.message_id`) is logged and the
+    task discarded: nothing may be recorded under it.
     """
     settings = get_settings()
     message_id = str(task.request.id)
+    try:
+        validation.message_id(message_id, "task id")
+    except InvalidInput as exc:
+        log.warning("a %s send was discarded and nothing recorded (%s)", channel, exc)
+        return "discarded"
     hudhud = Hudhud(settings, app=app)
     try:
         if args:

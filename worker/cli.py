@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,6 +15,8 @@ import click
 import redis
 
 from worker.errors import ConfigurationError, InvalidInput, RedisFull, printable
+from worker.messages import MAX_AHEAD
+from worker.processes import DEFAULT_CONCURRENCY
 
 EXIT_INPUT = 2
 MAX_ATTACH_BYTES = 24 * 1024 * 1024
@@ -33,14 +36,47 @@ def _fail(as_json: bool, message: str, code: int = 1, **extra: Any) -> NoReturn:
 
 
 def _redis_failure(exc: redis.RedisError) -> str:
-    """What went wrong with Redis, in words that say what to do (never its URL or password)."""
+    """What went wrong with Redis, in words that say what to do. An unreachable Redis is named
+    by its URL (the password masked) and where that URL was read from."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return str(exc) if isinstance(exc, RedisFull) else str(RedisFull())
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return f"cannot reach Redis ({type(exc).__name__})"
+        return f"cannot reach Redis{_redis_url_told()} ({type(exc).__name__}): {_origin('HUDHUD_REDIS_URL')}"
     if isinstance(exc, redis.exceptions.ReadOnlyError):
         return "Redis refuses writes: it is a read-only replica (ReadOnlyError)"
     return f"Redis refused the command ({type(exc).__name__})"
+
+
+def _redis_url_told() -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    from config import get_settings
+
+    try:
+        return f" at {maybe_sanitize_url(get_settings().redis_url, mask='***')}"
+    except ConfigurationError:
+        return ""
+
+
+def _origin(variable: str) -> str:
+    """Where a setting was read from: the environment, or a settings file of the current
+    folder (`.env`, `.hudhud/dev.env`), or nowhere (its default)."""
+    from dotenv import dotenv_values
+
+    from config import Settings
+
+    files = [str(f) for f in Settings.model_config.get("env_file") or ()]
+    folder = Path.cwd()
+    if any(name.upper() == variable for name in os.environ):
+        return f"{variable} is set in the environment"
+    for file in reversed(files):  # the later file wins, as in Settings
+        if (folder / file).is_file() and variable in {k.upper() for k in dotenv_values(folder / file)}:
+            return f"{variable} is read from {file} in the current folder ({folder})"
+    return (
+        f"{variable} is set neither in the environment nor in {' or '.join(files)} of the current "
+        f"folder ({folder}), so this is its default (`hudhud dev` writes .hudhud/dev.env in the "
+        "folder it runs in: run commands from there)"
+    )
 
 
 def _producer() -> Any:
@@ -104,7 +140,17 @@ class _SendCommand(click.Command):
             _fail(as_json, f"{field}: {problem}", EXIT_INPUT, field=field)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A setting that cannot be read is told in one line naming it (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            _fail("--json" in sys.argv[1:], str(exc), 1, field=exc.variable)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hudhud: delivers SMS, email and voice through Taqnyat and Taifa Mail."""
 
@@ -115,7 +161,9 @@ def send() -> None:
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-_at_option = click.option("--at", help="ISO 8601 time with an offset or Z")
+_at_option = click.option(
+    "--at", help=f"ISO 8601 time with an offset or Z, at most {MAX_AHEAD.days} days ahead"
+)
 _key_option = click.option("--key", help="idempotency key")
 
 
@@ -160,7 +208,7 @@ def _attachment(index: int, path: str) -> dict[str, str]:
 @click.option("--bcc", multiple=True)
 @click.option("--reply-to")
 @click.option("--tag", multiple=True)
-@click.option("--header", multiple=True, help="NAME=VALUE (repeatable)")
+@click.option("--header", multiple=True, help="NAME=VALUE, X-* or List-* (repeatable; see README)")
 @click.option("--attach", multiple=True, help="a file to attach (repeatable)")
 @click.option("--campaign")
 @_at_option
@@ -444,7 +492,9 @@ def sandbox(
 @click.option("--redis-port", type=int, default=6390, show_default=True)
 @click.option("--sandbox-port", type=int, default=8025, show_default=True)
 @click.option("--flower-port", type=int, default=5555, show_default=True)
-@click.option("--concurrency", type=int, default=20, show_default=True)
+@click.option(
+    "--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True, help="worker greenlets"
+)
 def dev(data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> None:
     """Everything on one machine: Redis, sandbox, worker, beat and Flower (Ctrl-C stops all)."""
     from worker.devstack import run_dev

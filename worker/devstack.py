@@ -5,12 +5,16 @@ The sandbox and the worker share one environment, so their tokens match. While i
 `<data-dir>/dev.env` holds the settings other commands need (the default data dir `.hudhud`
 makes commands run from the same folder read it by themselves). Ctrl-C (or SIGTERM, SIGHUP)
 stops all and exits 0; a second one while stopping kills what is left.
+
+Its own output may go to a pipe that is gone by the time it stops (`hudhud dev | tee log`
+and Ctrl-C, which ends `tee` too): nothing it prints may keep it from stopping the stack.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -29,12 +33,37 @@ DEV_DEFAULTS = {
     "TAIFA_FROM": "noreply@example.com",
     "TAQNYAT_EMAIL_FROM": "noreply@example.com",
 }
+ENV_FILE_DIR = Path(".hudhud")  # the folder Settings reads `dev.env` from, relative to the cwd
 
 
-def _port_free(port: int) -> bool:
+def say(text: str, *, err: bool = False) -> None:
+    """Print, unless the terminal or pipe is gone: then send the rest of the output to
+    /dev/null, so neither this nor the interpreter's last flush fails."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        click.echo(text, file=stream)
+        stream.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        _silence()
+
+
+def _silence() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def port_free(port: int) -> bool:
+    """Whether a server can listen on 127.0.0.1:`port`. Probed as redis-server, the sandbox and
+    Flower bind, with SO_REUSEADDR: a port only held by connections in TIME_WAIT (the last run's)
+    is free for them."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen(1)
         except OSError:
             return False
         return True
@@ -44,6 +73,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pick_port(port: int, what: str) -> int:
+    """`port`, or another free one when something else listens there, said out loud."""
+    if port_free(port):
+        return port
+    other = _free_port()
+    say(f"hudhud dev: port {port} is in use by another program: {what} listens on {other} instead", err=True)
+    return other
 
 
 class _Stopped(Exception):
@@ -116,8 +154,7 @@ def _start_redis(stack: Stack, data_dir: Path, port: int, env: dict[str, str]) -
             "redis-server is not on the PATH: install it (Debian: apt-get install redis-server) "
             "or set HUDHUD_REDIS_URL"
         )
-    if not _port_free(port):
-        port = _free_port()
+    port = pick_port(port, "Redis")
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = stack.start(
         "redis",
@@ -153,11 +190,11 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
     stack = Stack()
     env_file: Path | None = None
     previous = {signum: signal.signal(signum, stack.on_signal) for signum in Stack.STOP_SIGNALS}
+    code = 0
     try:
         if "HUDHUD_REDIS_URL" not in env:
             env["HUDHUD_REDIS_URL"] = _start_redis(stack, data_dir, redis_port, env)
-        if not _port_free(sandbox_port):
-            sandbox_port = _free_port()
+        sandbox_port = pick_port(sandbox_port, "the sandbox")
         env["TAQNYAT_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}"
         env["TAIFA_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/v1"
         sandbox = stack.start("sandbox", _hudhud("sandbox", "--port", str(sandbox_port)), env)
@@ -166,28 +203,35 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
         stack.start("worker", _hudhud("worker", "-c", str(concurrency), "-n", "dev@%h"), env)
         env["HUDHUD_BEAT_SCHEDULE"] = str((data_dir / "beat-schedule").resolve())
         stack.start("beat", _hudhud("beat"), env)
-        if not _port_free(flower_port):
-            flower_port = _free_port()
+        flower_port = pick_port(flower_port, "Flower")
         flower = stack.start("flower", _hudhud("flower", f"--port={flower_port}", "--address=127.0.0.1"), env)
         stack.wait_port(flower_port, flower, "Flower")
-        env_file = _announce(env, sandbox_port, flower_port, data_dir)
-        while not stack.stopping:
-            for name, proc in stack.procs:
-                if proc.poll() is not None:
-                    click.echo(f"hudhud dev: {name} exited with status {proc.returncode}", err=True)
-                    return 1
-            time.sleep(0.2)
-        return 0
+        env_file = _write_env_file(env, data_dir)
+        say(banner(env, sandbox_port, flower_port, env_file, concurrency))
+        code = _watch(stack)
     except _Stopped:
-        return 0
+        pass
     finally:
         stack.stopping = True
-        click.echo("hudhud dev: stopping…", err=True)
         stack.stop()
         if env_file is not None:
             env_file.unlink(missing_ok=True)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    say("hudhud dev: stopped", err=True)
+    return code
+
+
+def _watch(stack: Stack) -> int:
+    """Until a stop signal (0), or until a part exits by itself (1)."""
+    while not stack.stopping:
+        for name, proc in stack.procs:
+            if proc.poll() is not None:
+                say(f"hudhud dev: {name} exited with status {proc.returncode}; stopping the rest", err=True)
+                return 1
+        time.sleep(0.2)
+    say("hudhud dev: stopping…", err=True)
+    return 0
 
 
 def _env_file_values(env: dict[str, str]) -> dict[str, str]:
@@ -206,22 +250,52 @@ def _env_file_values(env: dict[str, str]) -> dict[str, str]:
     return {k: env[k] for k in names}
 
 
-def _announce(env: dict[str, str], sandbox_port: int, flower_port: int, data_dir: Path) -> Path:
-    """Print where everything listens and write `dev.env` (removed again when the stack stops)."""
+def _write_env_file(env: dict[str, str], data_dir: Path) -> Path:
+    """`dev.env`, removed again when the stack stops."""
     env_file = data_dir / "dev.env"
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file.write_text("".join(f"{k}={v}\n" for k, v in _env_file_values(env).items()))
+    return env_file
+
+
+def cli_command() -> str:
+    """How to call `hudhud` from a shell in the current folder: the console script beside this
+    Python (relative when it lies below the folder, e.g. `.venv/bin/hudhud`), which need not
+    be on the PATH."""
+    script = Path(os.path.abspath(sys.executable)).parent / "hudhud"
+    if script.is_file():
+        try:
+            return shlex.quote(str(script.relative_to(Path.cwd())))
+        except ValueError:
+            return shlex.quote(str(script))
+    if shutil.which("hudhud"):
+        return "hudhud"
+    return f"{shlex.quote(sys.executable)} -m worker.cli"
+
+
+def banner(env: dict[str, str], sandbox_port: int, flower_port: int, env_file: Path, concurrency: int) -> str:
+    """Where everything listens, and commands for a second terminal that work as printed."""
+    hudhud = cli_command()
     auth = "  (basic auth from FLOWER_BASIC_AUTH)" if env.get("FLOWER_BASIC_AUTH") else ""
-    click.echo(
+    here = Path.cwd()
+    source = f"set -a; . {shlex.quote(str(env_file.resolve()))}; set +a"
+    if env_file.resolve() == (here / ENV_FILE_DIR / "dev.env").resolve():
+        where = (
+            f"Commands run from this folder ({here}) read {ENV_FILE_DIR / 'dev.env'} by themselves\n"
+            f"(it is read from the current folder only). From another folder, first: {source}\n"
+        )
+    else:
+        where = f"Commands read {env_file} only when told to; first: {source}\n"
+    return (
         "\nhudhud dev is running (Ctrl-C stops everything)\n"
         f"  redis    {env['HUDHUD_REDIS_URL']}\n"
         f"  sandbox  http://127.0.0.1:{sandbox_port}  (Taqnyat at /, Taifa at /v1/emails)\n"
         f"  flower   http://127.0.0.1:{flower_port}{auth}\n"
-        "  worker   queues sms, email, voice, hudhud;  beat: the periodic jobs\n"
-        f"\nIn another terminal (settings in {env_file}):\n"
-        f"  set -a; . {env_file}; set +a\n"
-        "  hudhud send sms --to 966500000000 --body 'hello from hudhud'\n"
-        "  hudhud status <the id it prints>\n"
-        "  hudhud check\n"
+        f"  worker   {concurrency} greenlets on the queues sms, email, voice, hudhud, celery\n"
+        "  beat     the periodic jobs\n"
+        f"\n{where}"
+        "In another terminal:\n"
+        f"  id=$({hudhud} send sms --to 966500000000 --body 'hello from hudhud')\n"
+        f'  {hudhud} status "$id"\n'
+        f"  {hudhud} check\n"
     )
-    return env_file

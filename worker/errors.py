@@ -6,12 +6,14 @@ from redis.exceptions import OutOfMemoryError
 
 
 class ConfigurationError(Exception):
-    """A setting is missing or wrong. Never swallowed by retry logic."""
+    """A setting is missing (no `detail`) or wrong (`detail` says how, what is allowed and,
+    unless the setting is a secret, the value given). Never swallowed by retry logic."""
 
     def __init__(self, variable: str, detail: str | None = None) -> None:
         self.variable = variable
         self.detail = detail
-        super().__init__(f"configuration: {variable} is not set or invalid")
+        problem = f"is invalid: {detail}" if detail else "is not set"
+        super().__init__(f"configuration: {variable} {problem}")
 
 
 def printable(text: str) -> str:

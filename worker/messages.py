@@ -122,6 +122,7 @@ def sms(fields: Mapping[str, Any], settings: Settings, now: datetime | None = No
     current = now or datetime.now(UTC)
     _known(fields, SMS_FIELDS)
     recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
+    _within_one_send({"to": recipients}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
     body = v.text(_present(fields, "body"), "body", max_len=v.MAX_SMS_BODY)
     sender = v.sender_name(
         _default(fields.get("sender"), settings.taqnyat_sender, "sender", "TAQNYAT_SENDER"), "sender"
@@ -139,6 +140,7 @@ def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
     current = now or datetime.now(UTC)
     _known(fields, VOICE_FIELDS)
     recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
+    _within_one_send({"to": recipients}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
     audio = v.url(_present(fields, "audio_url"), "audio_url")
     caller = v.msisdn(
         _default(fields.get("caller_id"), settings.taqnyat_caller_id, "caller_id", "TAQNYAT_CALLER_ID"),
@@ -154,7 +156,9 @@ def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
 
 
 def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
-    merged: dict[str, Any] = {}
+    """`header` (a list of NAME=VALUE, as the CLI gives them) and `headers` (an object)
+    together: a name given twice, in either, is refused."""
+    given: list[tuple[Any, Any]] = []
     pairs = _listify(fields.get("header")) if _given(fields.get("header")) else []
     if isinstance(pairs, bytes | Mapping) or not isinstance(pairs, Iterable):
         raise InvalidInput("header", "must be a list of NAME=VALUE")
@@ -162,12 +166,26 @@ def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(item, str) or "=" not in item:
             raise InvalidInput(f"header[{index}]", "must be NAME=VALUE")
         name, _, value = item.partition("=")
-        merged[name.strip()] = value
+        given.append((name.strip(), value))
     if fields.get("headers") is not None:
         if not isinstance(fields["headers"], Mapping):
             raise InvalidInput("headers", "must be an object of name: value")
-        merged.update(fields["headers"])
-    return v.headers(merged, "headers")
+        given += list(fields["headers"].items())
+    return v.header_pairs(given, "headers")
+
+
+def _within_one_send(lists: Mapping[str, list[str]], limit: int, variable: str) -> None:
+    """One send is one provider call: more recipients than its batch size take a campaign."""
+    count = 0
+    for name, recipients in lists.items():
+        count += len(recipients)
+        if count > limit:
+            together = "" if count == len(recipients) else f" ({' + '.join(lists)} together)"
+            raise InvalidInput(
+                name,
+                f"has {count} recipients{together}, more than one send takes ({variable}={limit}): "
+                "send to many recipients as a campaign (send_campaign)",
+            )
 
 
 def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
@@ -193,12 +211,14 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
     if _given(fields.get("campaign")):
         payload["campaign"] = v.text(fields["campaign"], "campaign", max_len=100, single_line=True)
     tags = fields.get("tags") if _given(fields.get("tags")) else fields.get("tag")
+    cc = v.recipients(_listify(fields["cc"]), "cc", v.email) if _given(fields.get("cc")) else []
+    bcc = v.recipients(_listify(fields["bcc"]), "bcc", v.email) if _given(fields.get("bcc")) else []
     extras = {
-        "cc": v.recipients(_listify(fields["cc"]), "cc", v.email) if _given(fields.get("cc")) else [],
-        "bcc": v.recipients(_listify(fields["bcc"]), "bcc", v.email) if _given(fields.get("bcc")) else [],
+        "cc": cc,
+        "bcc": bcc,
         "reply_to": v.email(fields["reply_to"], "reply_to") if _given(fields.get("reply_to")) else None,
         "headers": _header_pairs(fields),
-        "tags": v.tags(_listify(tags), "tags"),
+        "tags": v.own_tags(_listify(tags), "tags"),
         "attachments": v.attachments(fields.get("attachments"), "attachments"),
     }
     for name, value in extras.items():
@@ -207,6 +227,12 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
         if provider == "taqnyat" and name in _TAQNYAT_EMAIL_UNSUPPORTED:
             raise InvalidInput(name, "is not supported by the taqnyat email provider")
         payload[name] = value
+    if provider == "taifa":
+        _within_one_send(
+            {"to": to, "cc": cc, "bcc": bcc}, settings.taifa_batch_size, "HUDHUD_TAIFA_BATCH_SIZE"
+        )
+    else:
+        _within_one_send({"to": to}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
     return SendRequest("email", provider, payload, _due(fields, current), _key(fields))
 
 

@@ -1,7 +1,9 @@
 """Start Celery's worker, beat and Flower on hudhud's app, each in its own program.
 
 The worker runs `python -m celery` (so the gevent pool is patched before anything else is
-imported); hudhud's defaults come first and the user's arguments override them.
+imported); hudhud's defaults come first and the user's arguments override them. Beat logs at
+WARNING unless told otherwise: at INFO it writes a line for every job it sends, about 90 a
+minute. Flower refuses to listen beyond this machine without a password.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ APP = "worker.celery_app"
 DEFAULT_QUEUES = "sms,email,voice,hudhud,celery"  # celery: a producer that names no queue
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50
+BEAT_LOG_LEVEL = "WARNING"
+EX_CONFIG = 78  # sysexits.h: a configuration error, as for a Redis that evicts keys
+LOOPBACK = ("127.", "localhost", "::1", "[::1]")
 
 
 def _has(args: list[str], *names: str) -> bool:
@@ -44,7 +49,7 @@ def worker_argv(args: list[str]) -> list[str]:
     if not _has(args, "-P", "--pool"):
         argv += ["-P", DEFAULT_POOL]
     if not _has(args, "-c", "--concurrency"):
-        argv += ["-c", str(DEFAULT_CONCURRENCY)]
+        argv += ["-c", str(default_concurrency())]
     if not _has(args, "-l", "--loglevel"):
         argv += ["-l", "INFO"]
     argv += ["--without-gossip", "--without-mingle"]
@@ -62,8 +67,14 @@ def _task_events() -> bool:
         return False
 
 
+def default_concurrency() -> int:
+    """The greenlets of a worker started without `-c`: HUDHUD_CONCURRENCY when set, else 50."""
+    raw = os.environ.get("HUDHUD_CONCURRENCY", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_CONCURRENCY
+
+
 def concurrency_of(argv: list[str]) -> str:
-    return _value(argv, "-c", "--concurrency") or str(DEFAULT_CONCURRENCY)
+    return _value(argv, "-c", "--concurrency") or str(default_concurrency())
 
 
 def run_worker(args: list[str]) -> None:
@@ -75,7 +86,7 @@ def run_worker(args: list[str]) -> None:
 def beat_argv(args: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "celery", "-A", APP, "beat"]
     if not _has(args, "-l", "--loglevel"):
-        argv += ["-l", "INFO"]
+        argv += ["-l", BEAT_LOG_LEVEL]
     if not _has(args, "-s", "--schedule"):
         default = str(Path(tempfile.gettempdir()) / "hudhud-beat-schedule")
         argv += ["-s", os.environ.get("HUDHUD_BEAT_SCHEDULE", default)]
@@ -92,5 +103,24 @@ def flower_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", APP, "flower", *args]
 
 
+def flower_refusal(args: list[str], env: dict[str, str]) -> str | None:
+    """Why Flower must not start: it would listen beyond this machine (Flower's default address
+    is every interface) with no password, and Flower can revoke tasks and stop workers."""
+    if env.get("FLOWER_BASIC_AUTH") or env.get("FLOWER_AUTH") or _has(args, "--basic-auth", "--auth"):
+        return None
+    address = _value(args, "--address") or env.get("FLOWER_ADDRESS") or ""
+    if address.startswith(LOOPBACK):
+        return None
+    return (
+        f"hudhud flower: FLOWER_BASIC_AUTH (user:password) is not set, and Flower would listen on "
+        f"{address or 'every address'} without a password: set it, or listen on this machine only "
+        "(--address=127.0.0.1)"
+    )
+
+
 def run_flower(args: list[str]) -> None:
+    refusal = flower_refusal(args, dict(os.environ))
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        sys.exit(EX_CONFIG)
     os.execv(sys.executable, flower_argv(args))

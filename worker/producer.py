@@ -49,6 +49,20 @@ class NotFound(LookupError):
         super().__init__(f"no message with id {message_id}")
 
 
+class NotARecipient(NotFound):
+    """The message exists, and the recipient asked about is not one of its campaign's
+    recipients (or it is a single message, not a campaign). The recipient is not named."""
+
+    def __init__(self, message_id: str, *, is_campaign: bool) -> None:
+        self.message_id = message_id
+        LookupError.__init__(
+            self,
+            f"campaign {message_id} has no such recipient"
+            if is_campaign
+            else f"{message_id} is a single message, not a campaign",
+        )
+
+
 class Refused(RuntimeError):
     """The message is in a state that does not allow the operation."""
 
@@ -270,11 +284,15 @@ class Hudhud:
 
     @_redis_errors
     def recipient_status(self, campaign_id: str, recipient: str) -> dict[str, Any]:
-        """What became of one recipient of a campaign."""
+        """What became of one recipient of a campaign. NotFound when there is no such campaign;
+        NotARecipient (a NotFound) when the campaign has no such recipient."""
         found = campaign.recipient_status(self.ledger, campaign_id, recipient)
-        if found is None:
-            raise NotFound(f"{campaign_id} (recipient)")
-        return found
+        if found is not None:
+            return found
+        record = self.ledger.get(campaign_id)
+        if record is None:
+            raise NotFound(campaign_id)
+        raise NotARecipient(campaign_id, is_campaign=campaign.is_campaign(record))
 
     def _new(self, request: messages.SendRequest, message_id: str | None, retry_of: str | None) -> NewMessage:
         return NewMessage(

@@ -1,8 +1,21 @@
-"""kombu's Redis transport, with these changes: a broker message that cannot be read is set
-aside with a log line instead of stopping the worker; one client object serves the channel's
-short commands (acks, the unacked index) instead of a new one for each; the unacked index is
-swept on a clock; and a Redis that refuses writes (maxmemory reached) pauses consumption
-instead of stopping the worker.
+"""kombu's Redis transport, with these changes: a message is taken off its queue and recorded
+as unacknowledged in one step; a broker message that cannot be read is set aside with a log
+line instead of stopping the worker; one client object serves the channel's short commands
+(acks, the unacked index) instead of a new one for each; the unacked index is swept on a
+clock; and a Redis that refuses writes (maxmemory reached) pauses consumption instead of
+stopping the worker.
+
+**The take.** kombu pops a message with BRPOP and only then writes it to the `unacked` hash
+and the `unacked_index` zset, the record from which a dead worker's tasks are handed back: a
+worker killed between the two lost the message for good. The BRPOP is replaced by the Lua
+script TAKE, which pops the first message of the channel's queue keys (kombu's BRPOP keys, in
+its order: every queue at priority 0, then at 3, ...) and writes both entries in kombu's own
+format, in one step; kombu's later write of them is skipped. A script cannot block: when the
+queues are empty, the channel waits with a BRPOP of IDLE_WAIT seconds on a list nobody
+writes, on the same connection and through the same socket-readable event, then takes
+again. An idle channel costs Redis about twenty short calls a second (Redis ends a blocking
+wait at its next tick, ten a second when idle: the wait lasts 50 to 100 ms), and a message
+that finds the channel idle waits that long; a busy channel makes one call per message.
 
 kombu decodes a queue item while taking it off the queue: an item that is not JSON, or an
 envelope without its properties, or a body that is not valid base64, raises there, outside
@@ -21,11 +34,14 @@ also runs after every poll, at most once per `unacked_restore_interval`.
 grow memory, and every command inside MULTI, but still serves BRPOP, pops and deletes. kombu
 would lose the message it had just popped (its entry in the unacked index refused) and stop
 the worker on the OutOfMemoryError of an ack, a sweep, a queue binding or a publish. Now:
+- TAKE declares itself a writing script (`#!lua`, no `allow-oom`), which a full Redis refuses
+  whole: nothing is popped;
 - a refused write closes the channel's gate: it takes nothing more off its queues, and tries
   a small write (SET with a short expiry) at most every second; the first that succeeds
-  reopens it;
-- the message popped while the gate closed is kept in memory, not handed to Celery, and
-  delivered once its unacked entry is written (at shutdown it is pushed back on its queue);
+  reopens it; a take already answered is still read and handed on (it is recorded);
+- a message taken without its record (one TAKE could not read) whose unacked entry Redis
+  refuses is kept in memory, not handed to Celery, and delivered once its unacked entry is
+  written (at shutdown it is pushed back on its queue);
 - acks remove the unacked entry without MULTI, which Redis serves when full;
 - a sweep or a hand-back that Redis refuses leaves the entries where they are, for a later
   sweep; a queue binding refused at start is written when the gate reopens, so a worker
@@ -41,6 +57,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -51,8 +68,9 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.transport.virtual import Message as VirtualMessage
-from kombu.utils.json import dumps
-from redis.exceptions import OutOfMemoryError
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from worker import redaction
 
@@ -68,6 +86,40 @@ WRITE_PROBE_EVERY = 1.0  # seconds between two probes while Redis refuses writes
 OOM_PUBLISH_WAIT = 10.0  # seconds a publish waits for Redis to take writes again
 LOG_EVERY = 30.0  # a refusal is logged at once if none was in this many seconds,
 LOG_AFTER = 5.0  # else once it has lasted this long
+IDLE_KEY = "hudhud:broker:idle"  # a list nobody writes: a BRPOP on it is a short wait
+IDLE_WAIT = 0.05  # seconds a channel whose queues were empty waits before it takes again
+LATE_READ = 5.0  # a take answered this long before it was read gets its index time renewed
+
+# TAKE(unacked, unacked_index, queue keys...; now) -> {position of the key, item, tag or false}
+# or nil. The unacked entry is `[item, exchange, routing_key]` as kombu's QoS.append writes
+# it, built around the item as it was on the list: cjson would write an empty array as {}.
+# `#!lua` makes it a script Redis knows to write: a full Redis refuses it before it pops.
+TAKE = """#!lua
+local unacked, index, now = KEYS[1], KEYS[2], ARGV[1]
+local function name(value)
+  return type(value) == 'string' or value == cjson.null
+end
+local function record(item)
+  local ok, message = pcall(cjson.decode, item)
+  if not ok or type(message) ~= 'table' or type(message['properties']) ~= 'table' then
+    return false
+  end
+  local tag, info = message['properties']['delivery_tag'], message['properties']['delivery_info']
+  if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table' then return false end
+  local exchange, routing_key = info['exchange'], info['routing_key']
+  if not (name(exchange) and name(routing_key)) then return false end
+  redis.call('HSET', unacked, tag,
+    '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
+  redis.call('ZADD', index, now, tag)
+  return tag
+end
+for i = 3, #KEYS do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then return {i - 2, item, record(item)} end
+end
+return nil
+"""
+TAKE_SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()  # how Redis names it
 
 
 def set_aside(channel: Any, item: bytes | str, reason: str) -> None:
@@ -133,10 +185,15 @@ class QoS(kombu_redis.QoS):
     def can_consume(self) -> bool:
         if not super().can_consume():
             return False
-        # A channel that only listens (fanout: remote control) pops nothing: it goes on.
-        return self.channel.takes_writes() or not self.channel.active_queues
+        channel = self.channel
+        # A channel that only listens (fanout: remote control) pops nothing: it goes on; and
+        # a take already sent is read even while Redis refuses writes: what it took is recorded.
+        return bool(channel._in_poll) or channel.takes_writes() or not channel.active_queues
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.recorded_by_take(delivery_tag):
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         try:
             super().append(message, delivery_tag)
         except OutOfMemoryError:
@@ -199,7 +256,15 @@ class Channel(kombu_redis.Channel):
     _refusal_said = False
     _refused_while = ""
 
+    _in_poll: Any = None  # kombu: the BRPOP connection while a command on it awaits its answer
+    _brpop_sent_at: Any = None  # kombu: when it was sent (monotonic)
+    _awaiting: str | None = None  # that command: TAKE or the wait's BRPOP
+    _found_nothing = False  # the last take found the queues empty: wait before the next
+    _take_cached = False  # Redis has TAKE in its script cache (EVALSHA), as far as we know
+    _taken_tag: str | None = None  # the message being delivered, recorded by its take
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._take_keys: list[str] = []
         self._kept: list[tuple[dict[str, Any], str]] = []  # taken off a queue, not yet recorded
         self._bindings_due: dict[tuple[Any, ...], None] = {}  # refused queue bindings, in order
         super().__init__(*args, **kwargs)
@@ -215,11 +280,78 @@ class Channel(kombu_redis.Channel):
             shared = self._shared_client = super()._create_client()
         return shared
 
+    # --- the take --------------------------------------------------------------------
+    def _brpop_start(self, timeout: Any = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        if self._found_nothing:
+            self._awaiting = "BRPOP"
+            command: list[Any] = ["BRPOP", self._key(IDLE_KEY), IDLE_WAIT]
+        else:
+            self._awaiting = "TAKE"
+            self._take_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+            command = self._take_command(self._take_keys)
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command(*command)
+
+    def _key(self, name: str) -> str:
+        return f"{self.global_keyprefix}{name}"
+
+    def _take_command(self, queue_keys: list[str]) -> list[Any]:
+        keys = [self._key(k) for k in (self.unacked_key, self.unacked_index_key, *queue_keys)]
+        args = [len(keys), *keys, time.time()]
+        return ["EVALSHA", TAKE_SHA, *args] if self._take_cached else ["EVAL", TAKE, *args]
+
     def _brpop_read(self, **options: Any) -> bool:
-        # kombu takes the item off the list and decodes it in one step; an item that is not
-        # JSON raises after it left the list. Take it from the exception's document instead.
+        awaiting, self._awaiting = self._awaiting, None
         try:
-            return bool(super()._brpop_read(**options))
+            if awaiting == "TAKE":
+                return self._read_take(**options)
+            self._read_reply("BRPOP", **options)  # the wait: nothing comes of it
+            self._found_nothing = False
+            raise Empty()
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _poll_error(self, type: str, **options: Any) -> Any:
+        if type == "BRPOP":  # kombu would read a take's answer as a BRPOP's and drop it
+            return self._brpop_read(**options)
+        return super()._poll_error(type, **options)
+
+    def _read_reply(self, command: str, **options: Any) -> Any:
+        try:
+            return self.client.parse_response(self.client.connection, command, **options)
+        except self.connection_errors:
+            self.client.connection.disconnect()  # the next poll reconnects
+            raise
+
+    def _read_take(self, **options: Any) -> bool:
+        sent_at = self._brpop_sent_at or time.monotonic()
+        try:
+            reply = self._read_reply("EVALSHA", **options)
+        except NoScriptError:  # Redis restarted, or its script cache was flushed
+            self._take_cached = False
+            raise Empty() from None
+        except OutOfMemoryError:  # refused whole: nothing was taken
+            self.refuse_writes("taking a message off its queue")
+            raise Empty() from None
+        self._take_cached = True
+        if not reply:
+            self._found_nothing = True
+            raise Empty()
+        position, item, tag = reply
+        queue = self._take_keys[position - 1].rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(queue)
+        tag = bytes_to_str(tag) if tag is not None else None
+        if tag is not None and time.monotonic() - sent_at > LATE_READ:
+            self._renew_index_time(tag)  # its answer waited (no prefetch credit): not yet due back
+        try:
+            # kombu takes the item off the list and decodes it in one step; an item that is
+            # not JSON raises after it left the list. Take it from the exception's document.
+            payload = loads(bytes_to_str(item))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raw = exc.object if isinstance(exc, UnicodeDecodeError) else exc.doc
             log.error(
@@ -228,7 +360,30 @@ class Channel(kombu_redis.Channel):
                 UNREADABLE_KEY,
             )
             set_aside(self, raw, type(exc).__name__)
+            if tag is not None:  # JSON to Redis's Lua, not to Python: no record to hand back
+                self._forget(tag)
             return True
+        self._taken_tag = tag
+        try:
+            self.connection._deliver(payload, queue)
+        finally:
+            self._taken_tag = None
+        return True
+
+    def recorded_by_take(self, delivery_tag: Any) -> bool:
+        """True once for the message being delivered if its take wrote its unacked entries."""
+        if delivery_tag is None or delivery_tag != self._taken_tag:
+            return False
+        self._taken_tag = None
+        return True
+
+    def _renew_index_time(self, tag: str) -> None:
+        with contextlib.suppress(RedisError), self.conn_or_acquire() as client:
+            client.zadd(self.unacked_index_key, {tag: time.time()}, xx=True)
+
+    def _forget(self, tag: str) -> None:
+        with contextlib.suppress(RedisError):
+            self.qos._remove_from_indices(tag).execute()
 
     # --- a Redis that refuses writes ---------------------------------------------
     @property
