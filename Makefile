@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install redis dev test lint bench chaos clean
+.PHONY: install redis compose dev test lint bench chaos clean
 
 $(BIN)/hudhud: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ redis:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
+# Debian's docker-compose parses docker-compose.yml for tests/test_compose.py (no Docker engine needed).
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing docker-compose from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+
 dev: install redis
 	$(BIN)/hudhud dev
 
@@ -28,7 +35,7 @@ lint: install
 	$(BIN)/ruff format --check config tasks worker
 	$(BIN)/mypy
 
-test: install redis lint
+test: install redis compose lint
 	$(BIN)/python -m pytest -q
 
 bench: install redis

@@ -294,35 +294,38 @@ def role(proc: psutil.Process) -> str:
 class DevRun:
     """`hudhud dev` as a program in a folder of its own, as a developer runs it."""
 
-    def __init__(self, tmp_path: Path, *, ignore_sigint: bool = False, **env: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        ignore_sigint: bool = False,
+        concurrency: int | None = 4,
+        sandbox_port: int | None = None,
+        python: str = sys.executable,
+        output: int | None = None,
+        **env: str,
+    ) -> None:
+        """`concurrency` None: dev's default; `output`: a file descriptor for its stdout and
+        stderr (default: the file `self.log`)."""
         self.folder = tmp_path / "project"
-        self.folder.mkdir()
+        self.folder.mkdir(exist_ok=True)
         self.log = tmp_path / "dev.log"
         ports = set()
         while len(ports) < 3:
             ports.add(free_port())
         self.redis_port, self.sandbox_port, self.flower_port = sorted(ports)
+        self.sandbox_port = sandbox_port or self.sandbox_port
         self.env = clean_env(**env)
         self.seen: dict[int, psutil.Process] = {}
+        argv = [python, "-m", "worker.cli", "dev", "--redis-port", str(self.redis_port)]
+        argv += ["--sandbox-port", str(self.sandbox_port), "--flower-port", str(self.flower_port)]
+        argv += ["--concurrency", str(concurrency)] if concurrency is not None else []
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "worker.cli",
-                    "dev",
-                    "--redis-port",
-                    str(self.redis_port),
-                    "--sandbox-port",
-                    str(self.sandbox_port),
-                    "--flower-port",
-                    str(self.flower_port),
-                    "--concurrency",
-                    "4",
-                ],
+                argv,
                 cwd=self.folder,
                 env=self.env,
-                stdout=out,
+                stdout=out if output is None else output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,

@@ -312,11 +312,11 @@ def test_too_many_attachments_are_refused(producer: Hudhud, redis_client: redis.
     extra=st.integers(1, 40),
 )
 def test_one_send_past_the_sms_batch_size_is_refused_pointing_to_campaigns(
-    redis_server: RedisServer, redis_client: redis.Redis, channel: str, batch: int, extra: int
+    producer: Hudhud, redis_client: redis.Redis, channel: str, batch: int, extra: int
 ) -> None:
-    cfg = Settings(HUDHUD_REDIS_URL=redis_server.url, HUDHUD_SMS_BATCH_SIZE=batch, **SETTINGS)
+    cfg = producer.settings.model_copy(update={"sms_batch_size": batch})
     fields = {**good_fields(channel), "to": [f"9665{i:08d}" for i in range(batch + extra)]}
-    exc = refused(Hudhud(cfg), redis_client, channel, fields)
+    exc = refused(Hudhud(cfg, app=producer.app), redis_client, channel, fields)
     assert exc.field == "to"
     assert "send_campaign" in exc.message and f"HUDHUD_SMS_BATCH_SIZE={batch}" in exc.message
     within = {**fields, "to": fields["to"][:batch]}

@@ -65,7 +65,9 @@ def _origin(variable: str) -> str:
 
     from config import Settings
 
-    files = [str(f) for f in Settings.model_config.get("env_file") or ()]
+    configured = Settings.model_config.get("env_file")
+    listed = [configured] if isinstance(configured, str | Path) else list(configured or ())
+    files = [str(f) for f in listed]
     folder = Path.cwd()
     if any(name.upper() == variable for name in os.environ):
         return f"{variable} is set in the environment"
