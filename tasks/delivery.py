@@ -135,7 +135,7 @@ def retry_email(self: Task, id: str) -> str:
     # The new message's id is the task's: a redelivered task finds it and makes no second one.
     try:
         return Hudhud(app=app).retry_email(str(id), new_id=str(self.request.id)).id
-    except (NotFound, Refused) as exc:
+    except (NotFound, Refused, InvalidInput) as exc:
         log.warning("retry of %s refused: %s", id, exc)
         return "refused"
 

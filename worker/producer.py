@@ -26,7 +26,7 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from config import Settings, get_settings
-from worker import campaign, messages, publish, runtime
+from worker import campaign, messages, publish, runtime, validation
 from worker.errors import InvalidInput, RedisFull
 from worker.ledger import Created, Ledger, NewMessage
 from worker.public import public_record
@@ -212,6 +212,8 @@ class Hudhud:
     def send(self, channel: str, fields: Mapping[str, Any], *, message_id: str | None = None) -> Receipt:
         """Check `fields` for `channel`, record the message, enqueue it. One send."""
         request = messages.build(channel, _without_none(fields), self.settings)
+        if message_id is not None:
+            validation.message_id(message_id, "id")
         return self.submit(request, message_id=message_id)
 
     @_redis_errors
@@ -263,6 +265,7 @@ class Hudhud:
         naming `to[i]` and nothing is recorded. Recipients are deduplicated."""
         plan = campaign.plan(channel, _without_none(fields), self.settings)
         cid = campaign_id or str(uuid.uuid4())
+        validation.message_id(campaign.batch_id(cid, len(plan.batches)), "campaign_id")
         now = time.time()
         outcome, found, status = campaign.record(self.ledger, plan, cid, now=now)
         if outcome == "conflict":
@@ -366,6 +369,8 @@ class Hudhud:
         request = messages.SendRequest(
             "email", "taifa", {"retry_of_provider_id": record["provider_message_id"]}
         )
+        if new_id is not None:
+            validation.message_id(new_id, "id")
         return self.submit(request, message_id=new_id, retry_of=message_id)
 
 
