@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from config import Settings
 from worker import messages
-from worker.validation import field_name
+from worker.validation import example_time, field_name
 
 CHANNELS = ("sms", "email", "voice")
 SETTINGS = {
@@ -28,7 +28,7 @@ SETTINGS = {
 }
 # Fixed texts that error messages contain, e.g. the example number: a drawn value that is
 # part of them is not a leak.
-TEMPLATE_TEXT = "966500000000 2030-01-31T09:00:00+03:00 8 to 15 digits at most 10000 24 MiB"
+TEMPLATE_TEXT = f"966500000000 {example_time()} 8 to 15 digits at most 10000 24 MiB"
 
 
 def settings(redis_url: str) -> Settings:

@@ -157,6 +157,30 @@ def test_priorities_and_queues_are_taken_in_kombus_order(
         assert {text(t) for t in redis_client.hkeys("unacked")} == tags
 
 
+def test_a_consumer_without_acks_leaves_no_entry(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """Like the replies to `celery inspect` (kombu's pidbox): nobody would remove the entry,
+    and the sweep would deliver the message again."""
+    publish(redis_server.url, "reply")
+    with Connection(redis_server.url, transport=TRANSPORT) as connection:
+        got: list[Any] = []
+        channel = connection.channel()
+        consumer = Consumer(channel, [QUEUE], no_ack=True, callbacks=[lambda body, m: got.append(body)])
+        consumer.consume()
+        drain(connection, 1, got)
+        assert got == ["reply"] and redis_client.llen("work") == 0
+        assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+        consumer.cancel()
+        assert not channel._no_ack_queues
+
+        acking = Consumer(channel, [QUEUE], callbacks=[lambda body, m: got.append(body)])
+        acking.consume()
+        publish(redis_server.url, "task")
+        drain(connection, 2, got)
+        assert got == ["reply", "task"] and redis_client.hlen("unacked") == 1
+
+
 @pytest.mark.parametrize("loop", ["sync", "hub"])
 def test_a_consumer_killed_right_after_a_take_loses_nothing(
     redis_server: RedisServer, redis_client: redis.Redis, loop: str

@@ -103,6 +103,16 @@ def test_a_bad_setting_says_what_is_allowed_and_what_was_given(
     assert "Traceback" not in run.stderr and "pw-77" not in run.stderr
 
 
+@pytest.mark.parametrize("command", ["worker", "beat", "flower"])
+def test_worker_beat_and_flower_tell_a_bad_setting_in_one_line(tmp_path: Path, command: str) -> None:
+    run = hudhud_cli(command, cwd=tmp_path, HUDHUD_EMAIL_PROVIDER="sendgrid")
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        "error: configuration: HUDHUD_EMAIL_PROVIDER is invalid: "
+        "'sendgrid' given; allowed: one of taifa, taqnyat"
+    )
+
+
 def test_a_secret_setting_is_never_echoed() -> None:
     told = _invalid("TAQNYAT_TOKEN", {"input": "tok-123", "msg": "bad"})
     assert "tok-123" not in told and "secret" in told

@@ -77,7 +77,16 @@ def concurrency_of(argv: list[str]) -> str:
     return _value(argv, "-c", "--concurrency") or str(default_concurrency())
 
 
+def _settings_readable() -> None:
+    """Read the settings before Celery does: a bad one is then told in one line (by the CLI),
+    not as a traceback from inside Celery's start."""
+    from config import get_settings
+
+    get_settings()
+
+
 def run_worker(args: list[str]) -> None:
+    _settings_readable()
     argv = worker_argv(args)
     os.environ.setdefault("HUDHUD_CONCURRENCY", concurrency_of(argv))
     os.execv(sys.executable, argv)
@@ -94,6 +103,7 @@ def beat_argv(args: list[str]) -> list[str]:
 
 
 def run_beat(args: list[str]) -> None:
+    _settings_readable()
     os.execv(sys.executable, beat_argv(args))
 
 
@@ -119,6 +129,7 @@ def flower_refusal(args: list[str], env: dict[str, str]) -> str | None:
 
 
 def run_flower(args: list[str]) -> None:
+    _settings_readable()
     refusal = flower_refusal(args, dict(os.environ))
     if refusal is not None:
         print(refusal, file=sys.stderr)

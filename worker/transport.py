@@ -90,12 +90,14 @@ IDLE_KEY = "hudhud:broker:idle"  # a list nobody writes: a BRPOP on it is a shor
 IDLE_WAIT = 0.05  # seconds a channel whose queues were empty waits before it takes again
 LATE_READ = 5.0  # a take answered this long before it was read gets its index time renewed
 
-# TAKE(unacked, unacked_index, queue keys...; now) -> {position of the key, item, tag or false}
-# or nil. The unacked entry is `[item, exchange, routing_key]` as kombu's QoS.append writes
-# it, built around the item as it was on the list: cjson would write an empty array as {}.
-# `#!lua` makes it a script Redis knows to write: a full Redis refuses it before it pops.
+# TAKE(unacked, unacked_index, queue keys...; now, acks) -> {position of the key, item, tag or
+# false} or nil. `acks` has a 1 for each queue key whose consumer acknowledges, a 0 for one
+# consuming without acks (kombu writes no entry for those: nobody would remove it). The unacked
+# entry is `[item, exchange, routing_key]` as kombu's QoS.append writes it, built around the
+# item as it was on the list: cjson would write an empty array as {}. `#!lua` makes it a
+# script Redis knows to write: a full Redis refuses it before it pops.
 TAKE = """#!lua
-local unacked, index, now = KEYS[1], KEYS[2], ARGV[1]
+local unacked, index, now, acks = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local function name(value)
   return type(value) == 'string' or value == cjson.null
 end
@@ -115,7 +117,9 @@ local function record(item)
 end
 for i = 3, #KEYS do
   local item = redis.call('RPOP', KEYS[i])
-  if item then return {i - 2, item, record(item)} end
+  if item then
+    return {i - 2, item, string.sub(acks, i - 2, i - 2) == '1' and record(item)}
+  end
 end
 return nil
 """
@@ -264,7 +268,8 @@ class Channel(kombu_redis.Channel):
     _taken_tag: str | None = None  # the message being delivered, recorded by its take
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._take_keys: list[str] = []
+        self._take_keys: list[tuple[str, str]] = []  # (queue, key) of the take in flight
+        self._no_ack_queues: set[str] = set()
         self._kept: list[tuple[dict[str, Any], str]] = []  # taken off a queue, not yet recorded
         self._bindings_due: dict[tuple[Any, ...], None] = {}  # refused queue bindings, in order
         super().__init__(*args, **kwargs)
@@ -290,7 +295,7 @@ class Channel(kombu_redis.Channel):
             command: list[Any] = ["BRPOP", self._key(IDLE_KEY), IDLE_WAIT]
         else:
             self._awaiting = "TAKE"
-            self._take_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+            self._take_keys = [(q, self._q_for_pri(q, pri)) for pri in self.priority_steps for q in queues]
             command = self._take_command(self._take_keys)
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
@@ -299,10 +304,26 @@ class Channel(kombu_redis.Channel):
     def _key(self, name: str) -> str:
         return f"{self.global_keyprefix}{name}"
 
-    def _take_command(self, queue_keys: list[str]) -> list[Any]:
-        keys = [self._key(k) for k in (self.unacked_key, self.unacked_index_key, *queue_keys)]
-        args = [len(keys), *keys, time.time()]
+    def _take_command(self, queue_keys: list[tuple[str, str]]) -> list[Any]:
+        keys = [self._key(k) for k in (self.unacked_key, self.unacked_index_key, *(k for _, k in queue_keys))]
+        acks = "".join("0" if queue in self._no_ack_queues else "1" for queue, _ in queue_keys)
+        args = [len(keys), *keys, time.time(), acks]
         return ["EVALSHA", TAKE_SHA, *args] if self._take_cached else ["EVAL", TAKE, *args]
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        try:
+            return super()._basic_cancel(consumer_tag)
+        finally:
+            if queue not in self._active_queues:
+                self._no_ack_queues.discard(queue)
 
     def _brpop_read(self, **options: Any) -> bool:
         awaiting, self._awaiting = self._awaiting, None
@@ -343,7 +364,7 @@ class Channel(kombu_redis.Channel):
             self._found_nothing = True
             raise Empty()
         position, item, tag = reply
-        queue = self._take_keys[position - 1].rsplit(self.sep, 1)[0]
+        queue = self._take_keys[position - 1][0]
         self._queue_cycle.rotate(queue)
         tag = bytes_to_str(tag) if tag is not None else None
         if tag is not None and time.monotonic() - sent_at > LATE_READ:
