@@ -243,11 +243,14 @@ def test_check_names_a_missing_credential(
 
 
 def test_check_reports_redis_problems(check_env: dict[str, str], tmp_path: Path) -> None:
-    run = Check({**check_env, "HUDHUD_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, tmp_path)
+    port = free_port()
+    run = Check({**check_env, "HUDHUD_REDIS_URL": f"redis://:hunter2pass@127.0.0.1:{port}/0"}, tmp_path)
     assert run.codes == (1, 1), run.everything
-    assert "redis: unreachable (ConnectionError)" in run.text
-    assert run.report["redis"] == "unreachable (ConnectionError)"
-    assert run.report["problems"] == ["redis: unreachable (ConnectionError)"]
+    said = f"unreachable (ConnectionError) at redis://:***@127.0.0.1:{port}/0"
+    assert f"redis: {said}" in run.text, "named by its URL, the password masked"
+    assert run.report["redis"] == said
+    assert run.report["problems"] == [f"redis: {said}"]
+    assert "hunter2pass" not in run.everything
     assert run.report["providers"]["taqnyat"]["credentials"] == "valid"
     assert_no_secrets(run)
 

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 from kombu.transport import redis as kombu_redis
+from kombu.utils.url import maybe_sanitize_url
 
 from config import Settings, get_settings
 from worker import redis_safety, runtime
@@ -242,7 +243,8 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
         client.ping()
         redis_state = "reachable"
     except redis.RedisError as exc:
-        redis_state = f"unreachable ({type(exc).__name__})"
+        where = maybe_sanitize_url(cfg.redis_url, mask="***")
+        redis_state = f"unreachable ({type(exc).__name__}) at {where}"
         problems.append(f"redis: {redis_state}")
     ledger_state: dict[str, Any] = {}
     server: Facts = {}
