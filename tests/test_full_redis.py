@@ -10,6 +10,7 @@ command inside MULTI, yet still serves BRPOP, pops and deletes.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -275,4 +276,6 @@ def test_workers_survive_a_full_redis_and_every_message_goes_out_once(stack: Sta
         "provider call that Redis refused to record must be kept and written once Redis takes "
         "writes, never sent again"
     )
-    assert stack.redis.hlen("unacked") <= 1, "the broker acknowledged what ran (beat's job may be in flight)"
+    held = [json.loads(entry)[0]["headers"]["task"] for entry in stack.redis.hvals("unacked")]
+    # beat's jobs go on (a balance check waits out the sandbox's latency): some are in flight
+    assert all(task.startswith("hudhud.beat.") for task in held), f"the broker acknowledged what ran: {held}"

@@ -237,7 +237,7 @@ def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
     wait_until(finished, timeout=20, interval=0.3)
     bounced = ledger.get("e-bounce")
     assert bounced is not None and bounced["error"].startswith("taifa: bounced: 550 5.1.1")
-    assert [e["type"] for e in bounced["events"] if e.get("source") == "taifa"][-1] == "bounced"
+    assert [e["type"] for e in bounced["events"] if e.get("via") == "taifa events"] == ["bounced"]
     assert ledger.redis.get(campaign.UPDATES_CURSOR) is not None
     assert not ledger.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "nothing left to follow"
 

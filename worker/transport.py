@@ -370,8 +370,8 @@ class Channel(kombu_redis.Channel):
         if tag is not None and time.monotonic() - sent_at > LATE_READ:
             self._renew_index_time(tag)  # its answer waited (no prefetch credit): not yet due back
         try:
-            # kombu takes the item off the list and decodes it in one step; an item that is
-            # not JSON raises after it left the list. Take it from the exception's document.
+            # An item that is not JSON is off its list by now: set it aside, from the
+            # exception's document.
             payload = loads(bytes_to_str(item))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raw = exc.object if isinstance(exc, UnicodeDecodeError) else exc.doc
