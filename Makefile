@@ -35,8 +35,10 @@ lint: install
 	$(BIN)/ruff format --check config tasks worker
 	$(BIN)/mypy
 
+# The suite in two runs: most tests three at a time, then the timed proofs alone.
 test: install redis compose lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 bench: install redis
 	$(BIN)/python bench/run.py

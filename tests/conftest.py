@@ -10,6 +10,28 @@ import redis
 
 from tests.helpers import RedisServer, Sandbox
 
+# Proofs whose figures are times (on time, within two minutes, calls per second) or that kill
+# processes at random: `make test` runs them alone, after the others have run in parallel.
+SERIAL = frozenset(
+    {
+        "test_atomic_take.py",
+        "test_balance_shortfall.py",
+        "test_chaos_quick.py",
+        "test_full_redis.py",
+        "test_quickstart.py",
+        "test_rate_limit_storm.py",
+        "test_redis_stall.py",
+        "test_reliability.py",
+        "test_stranded_tasks.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
