@@ -37,7 +37,7 @@ lint: install
 
 # The suite in two runs: most tests three at a time, then the timed proofs alone.
 test: install redis compose lint
-	$(BIN)/python -m pytest -q -n 3 -m "not serial"
+	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q -n 3 -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
 bench: install redis

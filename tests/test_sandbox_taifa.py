@@ -153,7 +153,11 @@ def test_attachments_together_over_24_mib_is_413(fresh_sandbox: Sandbox) -> None
     assert reply.status_code == 413
 
 
-@pytest.mark.parametrize("send_at", ["tomorrow", in_future(10), in_future(31 * 24 * 3600)])
+@pytest.mark.parametrize(
+    "send_at",
+    ["tomorrow", in_future(10), in_future(31 * 24 * 3600)],
+    ids=["words", "ten-seconds-ahead", "31-days-ahead"],
+)
 def test_bad_send_at_is_400(fresh_sandbox: Sandbox, send_at: str) -> None:
     reply = send(fresh_sandbox, send_at=send_at)
     assert reply.status_code == 400
