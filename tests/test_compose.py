@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 import pytest
+import redis
 import yaml
 from celery.beat import Scheduler
 
@@ -208,8 +209,9 @@ def _local(value: str, sandbox_port: int, redis_url: str) -> str:
 
 
 def test_the_sandbox_trial_works_with_no_edits(
-    shipped: Project, redis_server: RedisServer, tmp_path: Path
+    shipped: Project, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
+    """(`redis_client` empties the shared Redis first: no pause left by another test.)"""
     services = shipped.config("sandbox")["services"]
     worker, sandbox = services["worker"], services["sandbox"]
     for variable in ("TAQNYAT_TOKEN", "TAIFA_API_KEY"):
