@@ -92,7 +92,12 @@ def bind_plainly(port: int) -> bool:
 def banner_commands(output: str) -> tuple[str, str]:
     """The commands under "In another terminal:", and the line to run first elsewhere."""
     block = output.split("In another terminal:\n", 1)[1]
-    commands = "\n".join(line[2:] for line in block.splitlines() if line.startswith("  "))
+    lines = []
+    for line in block.splitlines():  # the indented lines right under it, nothing printed later
+        if not line.startswith("  "):
+            break
+        lines.append(line[2:])
+    commands = "\n".join(lines)
     first = re.search(r"From another folder, first: (.+)$", output, re.MULTILINE)
     assert first, output
     return commands, first[1]
