@@ -212,7 +212,7 @@ def decide(delivery: Delivery, message_id: str, *, resend: bool) -> str:
     """An operator's decision on a batch held in doubt: send it again whole (`resend`), or
     record it as sent. Returns the new status (`queued`: the caller enqueues its delivery);
     raises LookupError when it is not held."""
-    if message_id not in dict(awaiting_decision(delivery, limit=100_000)):
+    if not delivery.ledger.is_in("doubt", message_id):
         raise LookupError(f"message {message_id} is not held in doubt for a decision")
     now = time.time()
     record = delivery.ledger.get(message_id) or {}

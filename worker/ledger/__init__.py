@@ -514,6 +514,10 @@ class Ledger:
         rows: Any = self.redis.zrange(self._index(zset, provider), 0, limit - 1, withscores=True)
         return [(_s(row[0]), float(row[1])) for row in rows]
 
+    def is_in(self, zset: str, message_id: str, provider: str = "") -> bool:
+        """Whether a message sits in a named index."""
+        return self.redis.zscore(self._index(zset, provider), message_id) is not None
+
     def tracked(self, *, limit: int = 200) -> list[str]:
         return [_s(m) for m in self.redis.zrange(TRACKING, 0, limit - 1)]
 
