@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY tasks ./tasks
 COPY worker ./worker
+COPY hudhud ./hudhud
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/hudhud --create-home hudhud
 

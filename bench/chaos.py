@@ -37,15 +37,15 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 from celery import Celery  # noqa: E402
 
+from hudhud.worker.campaign import batch_id  # noqa: E402
+from hudhud.worker.celery_app import create_app  # noqa: E402
+from hudhud.worker.delivery import Delivery  # noqa: E402
+from hudhud.worker.doubt import awaiting_decision  # noqa: E402
+from hudhud.worker.ledger import events_key  # noqa: E402
+from hudhud.worker.processes import DEFAULT_QUEUES  # noqa: E402
+from hudhud.worker.producer import Hudhud  # noqa: E402
 from tests.helpers import RedisServer, Sandbox  # noqa: E402
 from tests.stack import Stack  # noqa: E402
-from worker.campaign import batch_id  # noqa: E402
-from worker.celery_app import create_app  # noqa: E402
-from worker.delivery import Delivery  # noqa: E402
-from worker.doubt import awaiting_decision  # noqa: E402
-from worker.ledger import events_key  # noqa: E402
-from worker.processes import DEFAULT_QUEUES  # noqa: E402
-from worker.producer import Hudhud  # noqa: E402
 
 FINAL = {"sent", "delivered", "bounced", "failed", "rejected", "cancelled"}
 DELIVERED = {"sent", "delivered"}

@@ -37,7 +37,9 @@ def own_sandbox() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "TAQNYAT_TOKEN": TOKEN}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.sandbox", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "hudhud.worker.sandbox", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

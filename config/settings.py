@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigurationError
+from hudhud.worker.errors import ConfigurationError
 
 
 def _env(name: str) -> AliasChoices:

@@ -1,11 +1,11 @@
-"""Periodic jobs, scheduled by `hudhud beat` (see `worker.celery_app._beat_schedule`)."""
+"""Periodic jobs, scheduled by `hudhud beat` (see `hudhud.worker.celery_app._beat_schedule`)."""
 
 from __future__ import annotations
 
-from config import get_settings
-from worker import runtime
-from worker.celery_app import app
-from worker.jobs import Jobs
+from hudhud.config import get_settings
+from hudhud.worker import runtime
+from hudhud.worker.celery_app import app
+from hudhud.worker.jobs import Jobs
 
 
 def jobs() -> Jobs:

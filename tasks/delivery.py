@@ -9,14 +9,14 @@ from typing import Any
 
 from celery import Task
 
-from config import get_settings
-from worker import messages, runtime, validation
-from worker.celery_app import RedactedRequest, app
-from worker.delivery import Delivery
-from worker.errors import InvalidInput
-from worker.ledger import op_token
-from worker.ledger.patience import patiently
-from worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused, dispatch
+from hudhud.config import get_settings
+from hudhud.worker import messages, runtime, validation
+from hudhud.worker.celery_app import RedactedRequest, app
+from hudhud.worker.delivery import Delivery
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.ledger import op_token
+from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused, dispatch
 
 log = logging.getLogger("hudhud.tasks")
 

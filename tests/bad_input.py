@@ -15,9 +15,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from config import Settings
-from worker import messages
-from worker.validation import example_time, field_name
+from hudhud.config import Settings
+from hudhud.worker import messages
+from hudhud.worker.validation import example_time, field_name
 
 CHANNELS = ("sms", "email", "voice")
 SETTINGS = {

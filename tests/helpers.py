@@ -183,7 +183,7 @@ class RedisServer:
 
 
 class Sandbox:
-    """`python -m worker.sandbox` on a private port, with the test tokens."""
+    """`python -m hudhud.worker.sandbox` on a private port, with the test tokens."""
 
     def __init__(
         self, port: int | None = None, extra_args: list[str] | None = None, log: Path | None = None
@@ -213,7 +213,7 @@ class Sandbox:
         env = {**os.environ, **self.env()}
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.sandbox", "--port", str(self.port), *self.extra_args],
+            [sys.executable, "-m", "hudhud.worker.sandbox", "--port", str(self.port), *self.extra_args],
             env=env,
             stdout=out,
             stderr=out,

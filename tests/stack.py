@@ -16,12 +16,12 @@ from typing import Any
 import redis
 from celery import Celery
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.ledger import Ledger
+from hudhud.worker.producer import Hudhud
+from hudhud.worker.runtime import make_ledger
 from tests.helpers import RedisServer, Sandbox, free_port, wait_for_port
-from worker.celery_app import create_app
-from worker.ledger import Ledger
-from worker.producer import Hudhud
-from worker.runtime import make_ledger
 
 FAST_BEAT = {
     "HUDHUD_RELEASE_INTERVAL": "0.5",
@@ -81,7 +81,7 @@ class Stack:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.log(name), "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "hudhud.worker.cli", *args],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -149,7 +149,7 @@ class Stack:
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "hudhud.worker.cli", *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,

@@ -34,9 +34,9 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.asynchronous import Hub
 from kombu.utils.json import dumps
 
+from hudhud.worker.transport import IDLE_KEY, TRANSPORT, UNREADABLE_KEY
 from tests.helpers import RedisServer
 from tests.stack import Stack, idle_stack
-from worker.transport import IDLE_KEY, TRANSPORT, UNREADABLE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCHANGE = Exchange("tasks", type="direct")
@@ -49,7 +49,7 @@ DIES_ON_TAKING = """
 import os, signal, sys
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.asynchronous import Hub
-from worker import transport
+from hudhud.worker import transport
 
 def die(self, message, queue):
     os.kill(os.getpid(), signal.SIGKILL)

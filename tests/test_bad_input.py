@@ -22,7 +22,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import reset_settings
+from hudhud.config.settings import reset_settings
+from hudhud.worker import cli, messages
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import Hudhud
 from tests.bad_input import (
     CHANNELS,
     SETTINGS,
@@ -42,10 +46,6 @@ from tests.bad_input import (
 )
 from tests.bad_input import settings as make_settings
 from tests.helpers import RedisServer
-from worker import cli, messages
-from worker.celery_app import create_app
-from worker.errors import InvalidInput
-from worker.producer import Hudhud
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
@@ -359,7 +359,7 @@ def process_env(redis_server: RedisServer) -> Iterator[dict[str, str]]:
 
 def run_cli(env: dict[str, str], *args: str | bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, timeout=120
+        [sys.executable, "-m", "hudhud.worker.cli", *args], env=env, capture_output=True, timeout=120
     )
 
 

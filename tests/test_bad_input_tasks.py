@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from kombu import Connection, Exchange, Producer
 
+from hudhud.worker.ledger import LEASES, QUEUED, SCHEDULED, msg_key
+from hudhud.worker.transport import UNREADABLE_KEY
 from tests.bad_input import BadSend, bad_sends, good_fields
 from tests.helpers import RedisServer, Sandbox
 from tests.stack import Stack, running_stack, wait_until
-from worker.ledger import LEASES, QUEUED, SCHEDULED, msg_key
-from worker.transport import UNREADABLE_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -250,4 +250,3 @@ def test_raw_queue_items_that_are_no_broker_message_do_not_stop_the_worker(
         own.stop()
         sandbox.stop()
         redis_server.stop()
-

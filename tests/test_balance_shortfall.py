@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from hudhud.worker.ledger import short_key
 from tests.stack import Stack, running_stack, wait_until
-from worker.ledger import short_key
 
 pytestmark = pytest.mark.e2e
 

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker import campaign, runtime
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import Hudhud, IdempotencyConflict
 from tests.helpers import RedisServer
 from tests.stack import Stack, running_stack, wait_until
-from worker import campaign, runtime
-from worker.celery_app import create_app
-from worker.errors import InvalidInput
-from worker.producer import Hudhud, IdempotencyConflict
 
 
 @pytest.fixture()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hudhud.worker.ledger import msg_key
 from tests.stack import Stack, running_stack, wait_until
-from worker.ledger import msg_key
 
 pytestmark = pytest.mark.e2e
 

@@ -13,14 +13,14 @@ from collections import Counter
 import pytest
 import redis
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker import doubt, runtime
+from hudhud.worker.delivery import Delivery, reconcile_tag
+from hudhud.worker.ledger import Ledger, NewMessage, held_key
+from hudhud.worker.providers.taifa import TaifaClient
+from hudhud.worker.runtime import make_ledger
 from tests.helpers import Sandbox
 from tests.stack import FAST_BEAT
-from worker import doubt, runtime
-from worker.delivery import Delivery, reconcile_tag
-from worker.ledger import Ledger, NewMessage, held_key
-from worker.providers.taifa import TaifaClient
-from worker.runtime import make_ledger
 
 ADDRESSES = [f"part{i}@example.com" for i in range(6)]
 

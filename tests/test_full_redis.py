@@ -22,9 +22,9 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
+from hudhud.worker.transport import TRANSPORT
 from tests.helpers import RedisServer
 from tests.stack import Stack, idle_stack, wait_until
-from worker.transport import TRANSPORT
 
 FULL = ["--maxmemory", "24mb", "--maxmemory-policy", "noeviction"]
 BALLAST = "ballast:"

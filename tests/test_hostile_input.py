@@ -23,16 +23,16 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker import messages, validation
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import Hudhud
 from tests.bad_input import SETTINGS, good_fields
 from tests.bad_input import settings as make_settings
 from tests.helpers import RedisServer
 from tests.stack import Stack, running_stack, wait_until
 from tests.test_bad_input import cli_env, invoke, keys, one_error_line, run_cli
-from worker import messages, validation
-from worker.celery_app import create_app
-from worker.errors import InvalidInput
-from worker.producer import Hudhud
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 EMAIL = {"to": ["person@example.com"], "subject": "Hello", "text": "Hi there"}

@@ -7,14 +7,14 @@ import time
 import pytest
 import redis
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker import campaign
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.jobs import EVENTS_LOCK, Jobs
+from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, msg_key
+from hudhud.worker.providers.taifa import TaifaClient
 from tests.helpers import Sandbox
 from tests.stack import wait_until
-from worker import campaign
-from worker.celery_app import create_app
-from worker.jobs import EVENTS_LOCK, Jobs
-from worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, msg_key
-from worker.providers.taifa import TaifaClient
 
 
 @pytest.fixture()
@@ -261,8 +261,8 @@ def test_beat_reports_queue_entries_whose_record_is_gone(
     assert set(ledger.gone()) == {"due-soon", "waiting"}
     assert ledger.redis.ttl("hudhud:gone") > 0
 
-    from worker import runtime
-    from worker.check import run_checks
+    from hudhud.worker import runtime
+    from hudhud.worker.check import run_checks
 
     runtime.reset()
     report = run_checks(settings)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from hudhud.worker.transport import UNREADABLE_KEY
 from tests.stack import Stack, running_stack, wait_until
-from worker.transport import UNREADABLE_KEY
 
 pytestmark = pytest.mark.e2e
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from hudhud.worker.delivery import Delivery
+from hudhud.worker.doubt import awaiting_decision
+from hudhud.worker.ledger import DOUBT
+from hudhud.worker.producer import Refused
 from tests.stack import Stack, running_stack, wait_until
-from worker.delivery import Delivery
-from worker.doubt import awaiting_decision
-from worker.ledger import DOUBT
-from worker.producer import Refused
 
 pytestmark = pytest.mark.e2e
 

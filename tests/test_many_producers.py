@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker import runtime
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.producer import Hudhud
 from tests.helpers import RedisServer
-from worker import runtime
-from worker.celery_app import create_app
-from worker.producer import Hudhud
 
 PRODUCERS = 200
 POOL_SIZE = 8

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config import Settings
-from worker import messages
-from worker.errors import InvalidInput
+from hudhud.config import Settings
+from hudhud.worker import messages
+from hudhud.worker.errors import InvalidInput
 
 CFG = Settings(
     TAQNYAT_SENDER="HUDHUD",

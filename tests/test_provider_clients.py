@@ -13,9 +13,8 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, Sandbox
-from worker.errors import InvalidInput
-from worker.providers.errors import (
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     InDoubtError,
@@ -23,8 +22,9 @@ from worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from worker.providers.taifa import TaifaClient
-from worker.providers.taqnyat import TaqnyatClient
+from hudhud.worker.providers.taifa import TaifaClient
+from hudhud.worker.providers.taqnyat import TaqnyatClient
+from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, Sandbox
 
 T = TypeVar("T")
 
@@ -49,8 +49,7 @@ def taifa(fresh_sandbox: Sandbox) -> Iterator[TaifaClient]:
 
 
 def set_balance(sandbox: Sandbox, amount: str) -> None:
-    requests.post(f"{sandbox.url}/_sandbox/balance", json={"set": amount},
-                  timeout=10).raise_for_status()
+    requests.post(f"{sandbox.url}/_sandbox/balance", json={"set": amount}, timeout=10).raise_for_status()
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 10.0) -> T:
@@ -72,8 +71,9 @@ def assert_clean(error: ProviderError, *secrets: str) -> None:
 # --- Taqnyat SMS ---------------------------------------------------------------------
 
 
-def test_sms_is_accepted_with_an_exact_big_id_and_its_cost(taqnyat: TaqnyatClient,
-                                                           fresh_sandbox: Sandbox) -> None:
+def test_sms_is_accepted_with_an_exact_big_id_and_its_cost(
+    taqnyat: TaqnyatClient, fresh_sandbox: Sandbox
+) -> None:
     result = taqnyat.send_sms([NUMBER], "Your code is 1234", SENDER, sms_id="m-1")
     assert result.status == "sent"
     assert result.provider_message_id is not None
@@ -88,8 +88,7 @@ def test_sms_is_accepted_with_an_exact_big_id_and_its_cost(taqnyat: TaqnyatClien
     assert str(send["provider_message_id"]) == result.provider_message_id
 
 
-def test_sms_cost_given_as_a_string_is_read_alike(taqnyat: TaqnyatClient,
-                                                  fresh_sandbox: Sandbox) -> None:
+def test_sms_cost_given_as_a_string_is_read_alike(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(cost_as_string=True)
     assert taqnyat.send_sms([NUMBER, OTHER_NUMBER], "hi", SENDER).cost == Decimal("0.052")
 
@@ -104,8 +103,7 @@ def test_sms_unassigned_recipients_come_back_rejected(taqnyat: TaqnyatClient) ->
 def test_sms_with_no_valid_recipient_is_permanent_code_15(taqnyat: TaqnyatClient) -> None:
     with pytest.raises(PermanentError) as caught:
         taqnyat.send_sms([UNASSIGNED], "hi", SENDER)
-    assert (caught.value.code, caught.value.field, caught.value.http_status) == \
-        ("15", "recipients", 400)
+    assert (caught.value.code, caught.value.field, caught.value.http_status) == ("15", "recipients", 400)
     assert_clean(caught.value, UNASSIGNED)
 
 
@@ -117,9 +115,9 @@ def test_sms_unknown_sender_is_permanent_code_14(taqnyat: TaqnyatClient) -> None
 
 
 @pytest.mark.parametrize(("balance", "code"), [("0", "2"), ("0.010", "3")])
-def test_sms_without_enough_balance_is_a_balance_error(taqnyat: TaqnyatClient,
-                                                       fresh_sandbox: Sandbox, balance: str,
-                                                       code: str) -> None:
+def test_sms_without_enough_balance_is_a_balance_error(
+    taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, balance: str, code: str
+) -> None:
     set_balance(fresh_sandbox, balance)
     with pytest.raises(BalanceError) as caught:
         taqnyat.send_sms([NUMBER], "hi", SENDER)
@@ -127,13 +125,18 @@ def test_sms_without_enough_balance_is_a_balance_error(taqnyat: TaqnyatClient,
     assert fresh_sandbox.sends() == []
 
 
-@pytest.mark.parametrize(("token", "code"), [
-    ("wrong-token", None), ("sandbox-api-disabled", "101"), ("sandbox-ip-blocked", "102"),
-])
-def test_sms_refused_credentials_are_account_errors(fresh_sandbox: Sandbox, token: str,
-                                                    code: str | None) -> None:
-    with TaqnyatClient(fresh_sandbox.url, token) as client, \
-            pytest.raises(AccountError) as caught:
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        ("wrong-token", None),
+        ("sandbox-api-disabled", "101"),
+        ("sandbox-ip-blocked", "102"),
+    ],
+)
+def test_sms_refused_credentials_are_account_errors(
+    fresh_sandbox: Sandbox, token: str, code: str | None
+) -> None:
+    with TaqnyatClient(fresh_sandbox.url, token) as client, pytest.raises(AccountError) as caught:
         client.send_sms([NUMBER], "hi", SENDER)
     assert caught.value.code == code
     assert token not in str(caught.value)
@@ -156,17 +159,20 @@ def test_deleting_an_unknown_scheduled_sms_is_permanent(taqnyat: TaqnyatClient) 
     assert caught.value.field == "deleteId"
 
 
-@pytest.mark.parametrize(("recipients", "body", "sender", "field"), [
-    (["+966500000000"], "hi", SENDER, "recipients[0]"),
-    (["00966500000000"], "hi", SENDER, "recipients[0]"),
-    (["12ab"], "hi", SENDER, "recipients[0]"),
-    ([], "hi", SENDER, "recipients"),
-    ([NUMBER], "  ", SENDER, "body"),
-    ([NUMBER], "hi", "", "sender"),
-])
-def test_sms_input_is_checked_before_any_request(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox,
-                                                 recipients: list[str], body: str, sender: str,
-                                                 field: str) -> None:
+@pytest.mark.parametrize(
+    ("recipients", "body", "sender", "field"),
+    [
+        (["+966500000000"], "hi", SENDER, "recipients[0]"),
+        (["00966500000000"], "hi", SENDER, "recipients[0]"),
+        (["12ab"], "hi", SENDER, "recipients[0]"),
+        ([], "hi", SENDER, "recipients"),
+        ([NUMBER], "  ", SENDER, "body"),
+        ([NUMBER], "hi", "", "sender"),
+    ],
+)
+def test_sms_input_is_checked_before_any_request(
+    taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, recipients: list[str], body: str, sender: str, field: str
+) -> None:
     fresh_sandbox.knobs(error_rate_5xx=1.0)  # any request would fail otherwise
     with pytest.raises(InvalidInput) as caught:
         taqnyat.send_sms(recipients, body, sender)
@@ -175,8 +181,7 @@ def test_sms_input_is_checked_before_any_request(taqnyat: TaqnyatClient, fresh_s
 
 def test_sms_schedule_in_the_past_is_refused_before_any_request(taqnyat: TaqnyatClient) -> None:
     with pytest.raises(InvalidInput) as caught:
-        taqnyat.send_sms([NUMBER], "hi", SENDER,
-                         scheduled_at=datetime.now(UTC) - timedelta(hours=1))
+        taqnyat.send_sms([NUMBER], "hi", SENDER, scheduled_at=datetime.now(UTC) - timedelta(hours=1))
     assert caught.value.field == "scheduled_at"
 
 
@@ -192,8 +197,7 @@ def test_balance_is_an_exact_decimal(taqnyat: TaqnyatClient) -> None:
 
 
 def test_balance_with_a_wrong_token_is_an_account_error(fresh_sandbox: Sandbox) -> None:
-    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, \
-            pytest.raises(AccountError) as caught:
+    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(AccountError) as caught:
         client.balance()
     assert caught.value.http_status == 401
     assert "invalid credentials information" in str(caught.value)
@@ -204,8 +208,9 @@ def test_senders_include_the_sandbox_senders(taqnyat: TaqnyatClient) -> None:
     assert {"HUDHUD", "Taqnyat"} <= names
 
 
-def test_system_status_reports_operational_then_an_outage(taqnyat: TaqnyatClient,
-                                                          fresh_sandbox: Sandbox) -> None:
+def test_system_status_reports_operational_then_an_outage(
+    taqnyat: TaqnyatClient, fresh_sandbox: Sandbox
+) -> None:
     status = taqnyat.system_status()
     assert status.operational and status.services == ()
     fresh_sandbox.knobs(outage=True, outage_description="Maintenance")
@@ -219,53 +224,64 @@ def test_system_status_reports_operational_then_an_outage(taqnyat: TaqnyatClient
 
 
 def test_email_is_sent_through_mail_send(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
-    result = taqnyat.send_email(["a@example.com", "b@example.com"], "Receipt", "<b>Paid</b>",
-                                sender_email="billing@example.sa", campaign_name="receipts",
-                                html=True)
+    result = taqnyat.send_email(
+        ["a@example.com", "b@example.com"],
+        "Receipt",
+        "<b>Paid</b>",
+        sender_email="billing@example.sa",
+        campaign_name="receipts",
+        html=True,
+    )
     assert result.status == "sent"
     assert result.provider_message_id
     assert result.cost == Decimal("0.020")
     (send,) = fresh_sandbox.sends()
     assert send["channel"] == "email"
     assert sorted(str(r) for r in send["recipients"]) == [  # type: ignore[attr-defined]
-        "a@example.com", "b@example.com"]
+        "a@example.com",
+        "b@example.com",
+    ]
 
 
 @pytest.mark.parametrize("fail_status", [400, 200])
 def test_email_failure_is_read_from_the_body_whatever_the_status(
-        taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, fail_status: int) -> None:
+    taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, fail_status: int
+) -> None:
     fresh_sandbox.knobs(form_fail_http_status=fail_status)
     with pytest.raises(PermanentError) as caught:
-        taqnyat.send_email(["a@example.com"], "Hi", "Body", sender_email="x@unverified.example",
-                           campaign_name="c")
+        taqnyat.send_email(
+            ["a@example.com"], "Hi", "Body", sender_email="x@unverified.example", campaign_name="c"
+        )
     assert (caught.value.code, caught.value.field) == ("14", "from")
     assert "error From" in str(caught.value)
     assert caught.value.http_status == fail_status
 
 
 def test_email_with_a_wrong_token_is_code_104(fresh_sandbox: Sandbox) -> None:
-    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, \
-            pytest.raises(AccountError) as caught:
-        client.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa",
-                          campaign_name="c")
+    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(AccountError) as caught:
+        client.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa", campaign_name="c")
     assert caught.value.code == "104"
     assert_clean(caught.value, "wrong-token", "a@example.com")
 
 
-def test_email_without_balance_is_a_balance_error(taqnyat: TaqnyatClient,
-                                                  fresh_sandbox: Sandbox) -> None:
+def test_email_without_balance_is_a_balance_error(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
     set_balance(fresh_sandbox, "0")
     with pytest.raises(BalanceError) as caught:
-        taqnyat.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa",
-                           campaign_name="c")
+        taqnyat.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa", campaign_name="c")
     assert caught.value.code == "2"
 
 
-@pytest.mark.parametrize(("to", "subject", "field"), [
-    (["not-an-address"], "Hi", "to[0]"), ([], "Hi", "to"), (["a@example.com"], " ", "subject"),
-])
-def test_email_input_is_checked_before_any_request(taqnyat: TaqnyatClient, to: list[str],
-                                                   subject: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("to", "subject", "field"),
+    [
+        (["not-an-address"], "Hi", "to[0]"),
+        ([], "Hi", "to"),
+        (["a@example.com"], " ", "subject"),
+    ],
+)
+def test_email_input_is_checked_before_any_request(
+    taqnyat: TaqnyatClient, to: list[str], subject: str, field: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         taqnyat.send_email(to, subject, "Body", sender_email="x@example.sa", campaign_name="c")
     assert caught.value.field == field
@@ -286,21 +302,24 @@ def test_voice_audio_that_is_not_mp3_or_wav_is_code_17(taqnyat: TaqnyatClient) -
     assert (caught.value.code, caught.value.field) == ("17", "audioUrl")
 
 
-def test_voice_with_api_disabled_is_code_101(taqnyat: TaqnyatClient,
-                                             fresh_sandbox: Sandbox) -> None:
+def test_voice_with_api_disabled_is_code_101(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(api_disabled=True)
     with pytest.raises(AccountError) as caught:
         taqnyat.send_voice([NUMBER], AUDIO, "966500000009")
     assert caught.value.code == "101"
 
 
-@pytest.mark.parametrize(("audio", "caller", "field"), [
-    ("ftp://cdn.example.sa/a.mp3", "966500000009", "audio_url"),
-    (AUDIO, "HUDHUD", "caller_id"),
-    (AUDIO, "+966500000009", "caller_id"),
-])
-def test_voice_input_is_checked_before_any_request(taqnyat: TaqnyatClient, audio: str,
-                                                   caller: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("audio", "caller", "field"),
+    [
+        ("ftp://cdn.example.sa/a.mp3", "966500000009", "audio_url"),
+        (AUDIO, "HUDHUD", "caller_id"),
+        (AUDIO, "+966500000009", "caller_id"),
+    ],
+)
+def test_voice_input_is_checked_before_any_request(
+    taqnyat: TaqnyatClient, audio: str, caller: str, field: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         taqnyat.send_voice([NUMBER], audio, caller)
     assert caught.value.field == field
@@ -324,11 +343,12 @@ def test_sends_ride_out_5xx_without_duplicates(fresh_sandbox: Sandbox) -> None:
     assert len(fresh_sandbox.sends()) == 20
 
 
-def test_a_provider_that_always_fails_is_retryable_after_the_retries(
-        fresh_sandbox: Sandbox) -> None:
+def test_a_provider_that_always_fails_is_retryable_after_the_retries(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(error_rate_5xx=1.0)
-    with TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=2) as client, \
-            pytest.raises(RetryableError) as caught:
+    with (
+        TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=2) as client,
+        pytest.raises(RetryableError) as caught,
+    ):
         client.balance()
     assert caught.value.http_status in (502, 503)
     assert not caught.value.in_doubt
@@ -337,8 +357,10 @@ def test_a_provider_that_always_fails_is_retryable_after_the_retries(
 def test_a_read_that_times_out_is_retryable(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(timeout_rate=1.0, timeout_seconds=2.0)
     started = time.monotonic()
-    with TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3,
-                       retries=1) as client, pytest.raises(RetryableError) as caught:
+    with (
+        TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3, retries=1) as client,
+        pytest.raises(RetryableError) as caught,
+    ):
         client.balance()
     assert not caught.value.in_doubt
     assert time.monotonic() - started < 1.9
@@ -347,8 +369,10 @@ def test_a_read_that_times_out_is_retryable(fresh_sandbox: Sandbox) -> None:
 def test_a_send_that_times_out_is_in_doubt_and_sent_once(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(timeout_rate=1.0, timeout_seconds=2.0)
     started = time.monotonic()
-    with TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3,
-                       retries=3) as client, pytest.raises(InDoubtError) as caught:
+    with (
+        TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3, retries=3) as client,
+        pytest.raises(InDoubtError) as caught,
+    ):
         client.send_sms([NUMBER], "hi", SENDER)
     assert time.monotonic() - started < 1.0  # one attempt, no resend
     assert_clean(caught.value, NUMBER)
@@ -356,8 +380,10 @@ def test_a_send_that_times_out_is_in_doubt_and_sent_once(fresh_sandbox: Sandbox)
 
 def test_a_send_answered_504_by_the_gateway_is_in_doubt(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(timeout_rate=1.0, timeout_seconds=0.1)
-    with TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY, retries=3) as client, \
-            pytest.raises(InDoubtError) as caught:
+    with (
+        TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY, retries=3) as client,
+        pytest.raises(InDoubtError) as caught,
+    ):
         client.send(FROM, "a@example.com", "Hi", text="Body")
     assert caught.value.http_status == 504
     assert "504 Gateway Time-out" in str(caught.value)
@@ -365,12 +391,16 @@ def test_a_send_answered_504_by_the_gateway_is_in_doubt(fresh_sandbox: Sandbox) 
 
 def test_429_surfaces_its_retry_after(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(rate_429=1.0, retry_after=30)
-    with TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN) as taqnyat, \
-            pytest.raises(RetryableError) as caught:
+    with (
+        TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN) as taqnyat,
+        pytest.raises(RetryableError) as caught,
+    ):
         taqnyat.send_sms([NUMBER], "hi", SENDER)
     assert (caught.value.http_status, caught.value.retry_after) == (429, 30.0)
-    with TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY) as taifa, \
-            pytest.raises(RetryableError) as caught:
+    with (
+        TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY) as taifa,
+        pytest.raises(RetryableError) as caught,
+    ):
         taifa.list()
     assert (caught.value.http_status, caught.value.retry_after) == (429, 30.0)
     assert caught.value.code == "rate_limited"
@@ -385,8 +415,10 @@ def test_a_short_429_is_waited_out_inside_the_call(fresh_sandbox: Sandbox) -> No
 
 def test_a_lost_reply_after_acceptance_surfaces_as_retryable(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(fault_after_accept=1.0)
-    with TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=0) as client, \
-            pytest.raises(RetryableError):
+    with (
+        TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=0) as client,
+        pytest.raises(RetryableError),
+    ):
         client.send_sms([NUMBER], "hi", SENDER)
     assert len(fresh_sandbox.sends()) == 1
 
@@ -395,10 +427,17 @@ def test_a_lost_reply_after_acceptance_surfaces_as_retryable(fresh_sandbox: Sand
 
 
 def test_taifa_send_is_queued_with_a_uuid(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
-    result = taifa.send(FROM, ["a@example.com", {"email": "b@example.com", "name": "B"}],
-                        "Welcome", html="<p>Hi</p>", text="Hi", cc=["c@example.com"],
-                        reply_to="help@govconnect.ke", headers={"X-Ref": "42"},
-                        tags=["welcome", "hudhud:m-1"])
+    result = taifa.send(
+        FROM,
+        ["a@example.com", {"email": "b@example.com", "name": "B"}],
+        "Welcome",
+        html="<p>Hi</p>",
+        text="Hi",
+        cc=["c@example.com"],
+        reply_to="help@govconnect.ke",
+        headers={"X-Ref": "42"},
+        tags=["welcome", "hudhud:m-1"],
+    )
     assert result.provider == "taifa"
     assert result.status == "queued"
     assert result.rejection_reason is None
@@ -409,10 +448,15 @@ def test_taifa_send_is_queued_with_a_uuid(taifa: TaifaClient, fresh_sandbox: San
 
 
 def test_taifa_send_with_an_attachment(taifa: TaifaClient) -> None:
-    attachment = {"filename": "receipt.txt", "content_type": "text/plain",
-                  "content_base64": base64.b64encode(b"paid").decode()}
-    assert taifa.send(FROM, "a@example.com", "Receipt", text="see attached",
-                      attachments=[attachment]).status == "queued"
+    attachment = {
+        "filename": "receipt.txt",
+        "content_type": "text/plain",
+        "content_base64": base64.b64encode(b"paid").decode(),
+    }
+    assert (
+        taifa.send(FROM, "a@example.com", "Receipt", text="see attached", attachments=[attachment]).status
+        == "queued"
+    )
 
 
 def test_taifa_suppressed_recipient_is_rejected_not_raised(taifa: TaifaClient) -> None:
@@ -430,8 +474,7 @@ def test_taifa_unverified_sender_is_permanent_on_from(taifa: TaifaClient) -> Non
 
 
 def test_taifa_wrong_key_is_an_account_error(fresh_sandbox: Sandbox) -> None:
-    with TaifaClient(fresh_sandbox.taifa_url, "tfm_k_wrong") as client, \
-            pytest.raises(AccountError) as caught:
+    with TaifaClient(fresh_sandbox.taifa_url, "tfm_k_wrong") as client, pytest.raises(AccountError) as caught:
         client.send(FROM, "a@example.com", "Hi", text="Body")
     assert caught.value.http_status == 401
     assert "tfm_k_wrong" not in str(caught.value)
@@ -445,19 +488,27 @@ def test_taifa_send_limit_is_an_account_error(taifa: TaifaClient, fresh_sandbox:
     assert (caught.value.http_status, caught.value.code) == (403, "send_limit_reached")
 
 
-@pytest.mark.parametrize(("options", "field"), [
-    ({}, "html"),
-    ({"text": "x", "send_at": datetime.now(UTC) + timedelta(seconds=20)}, "send_at"),
-    ({"text": "x", "send_at": datetime.now(UTC) + timedelta(days=31)}, "send_at"),
-    ({"text": "x", "cc": ["nope"]}, "cc[0]"),
-    ({"text": "x", "attachments": [{"filename": "a/b.txt", "content_base64": "cGFpZA=="}]},
-     "attachments[0].filename"),
-    ({"text": "x", "attachments": [{"filename": "a.txt", "content_base64": "data:xx"}]},
-     "attachments[0].content_base64"),
-    ({"text": "x", "headers": {"Bad Name": "v"}}, "headers.Bad Name"),
-])
-def test_taifa_input_is_checked_before_any_request(taifa: TaifaClient, fresh_sandbox: Sandbox,
-                                                   options: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({}, "html"),
+        ({"text": "x", "send_at": datetime.now(UTC) + timedelta(seconds=20)}, "send_at"),
+        ({"text": "x", "send_at": datetime.now(UTC) + timedelta(days=31)}, "send_at"),
+        ({"text": "x", "cc": ["nope"]}, "cc[0]"),
+        (
+            {"text": "x", "attachments": [{"filename": "a/b.txt", "content_base64": "cGFpZA=="}]},
+            "attachments[0].filename",
+        ),
+        (
+            {"text": "x", "attachments": [{"filename": "a.txt", "content_base64": "data:xx"}]},
+            "attachments[0].content_base64",
+        ),
+        ({"text": "x", "headers": {"Bad Name": "v"}}, "headers.Bad Name"),
+    ],
+)
+def test_taifa_input_is_checked_before_any_request(
+    taifa: TaifaClient, fresh_sandbox: Sandbox, options: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         taifa.send(FROM, "a@example.com", "Hi", **options)
     assert caught.value.field == field
@@ -476,8 +527,7 @@ def test_taifa_validate_is_a_dry_run(taifa: TaifaClient, fresh_sandbox: Sandbox)
 # --- Taifa: tracking -----------------------------------------------------------------
 
 
-def test_taifa_get_and_events_follow_the_progress(taifa: TaifaClient,
-                                                  fresh_sandbox: Sandbox) -> None:
+def test_taifa_get_and_events_follow_the_progress(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(progress_seconds=0.05)
     sent = taifa.send(FROM, "open-me@example.com", "Hi", text="Body", tags=["t1"])
     email_id = str(sent.provider_message_id)
@@ -569,13 +619,14 @@ def test_taifa_scheduled_email_can_be_listed_cancelled_or_sent_now(taifa: TaifaC
     assert caught.value.http_status == 409
 
 
-def test_taifa_batch_sends_the_good_and_reports_the_refused(taifa: TaifaClient,
-                                                            fresh_sandbox: Sandbox) -> None:
+def test_taifa_batch_sends_the_good_and_reports_the_refused(
+    taifa: TaifaClient, fresh_sandbox: Sandbox
+) -> None:
     messages = [
-        {"from_": FROM, "to": [f"user{i}@example.com"], "subject": f"n{i}", "text": "Body"}
-        for i in range(3)
-    ] + [{"from_": {"email": "x@unverified.example"}, "to": "z@example.com", "subject": "bad",
-          "text": "Body"}]
+        {"from_": FROM, "to": [f"user{i}@example.com"], "subject": f"n{i}", "text": "Body"} for i in range(3)
+    ] + [
+        {"from_": {"email": "x@unverified.example"}, "to": "z@example.com", "subject": "bad", "text": "Body"}
+    ]
     batch = taifa.batch_send(messages)
     assert (batch.total, batch.sent, batch.failed) == (4, 3, 1)
     assert [r.status for r in batch.results][:3] == ["queued"] * 3
@@ -585,16 +636,14 @@ def test_taifa_batch_sends_the_good_and_reports_the_refused(taifa: TaifaClient,
     assert len(fresh_sandbox.sends()) == 3
 
 
-def test_taifa_batch_on_the_free_plan_is_an_account_error(taifa: TaifaClient,
-                                                          fresh_sandbox: Sandbox) -> None:
+def test_taifa_batch_on_the_free_plan_is_an_account_error(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(plan="free")
     with pytest.raises(AccountError) as caught:
         taifa.batch_send([{"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"}])
     assert caught.value.code == "plan_feature"
 
 
-def test_taifa_batch_over_the_plan_limit_is_permanent(taifa: TaifaClient,
-                                                      fresh_sandbox: Sandbox) -> None:
+def test_taifa_batch_over_the_plan_limit_is_permanent(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(plan="starter")
     message = {"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"}
     with pytest.raises(PermanentError) as caught:
@@ -604,8 +653,12 @@ def test_taifa_batch_over_the_plan_limit_is_permanent(taifa: TaifaClient,
 
 def test_taifa_batch_items_are_checked_before_any_request(taifa: TaifaClient) -> None:
     with pytest.raises(InvalidInput) as caught:
-        taifa.batch_send([{"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"},
-                          {"from_": FROM, "to": "nope", "subject": "s", "text": "t"}])
+        taifa.batch_send(
+            [
+                {"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"},
+                {"from_": FROM, "to": "nope", "subject": "s", "text": "t"},
+            ]
+        )
     assert caught.value.field == "messages[1].to[0]"
     with pytest.raises(InvalidInput) as caught:
         taifa.batch_send([{"from": FROM, "to": "a@example.com", "subject": "s", "text": "t"}])

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from tests.helpers import free_port
-from worker.errors import ConfigurationError
-from worker.providers.errors import (
+from hudhud.worker.errors import ConfigurationError
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     InDoubtError,
@@ -27,9 +26,10 @@ from worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from worker.providers.http import HttpClient, Redactor, Reply, decode_body
-from worker.providers.taifa import TaifaClient, taifa_failure
-from worker.providers.taqnyat import TaqnyatClient, form_failure, rest_failure
+from hudhud.worker.providers.http import HttpClient, Redactor, Reply, decode_body
+from hudhud.worker.providers.taifa import TaifaClient, taifa_failure
+from hudhud.worker.providers.taqnyat import TaqnyatClient, form_failure, rest_failure
+from tests.helpers import free_port
 
 TOKEN = "tok-3f9a7c1e5b"
 RECIPIENT = "966512345678"
@@ -54,26 +54,49 @@ def sms_error(code: str, reason: str) -> dict[str, Any]:
     return {"statusCode": 400, "message": code, "reason": reason}
 
 
-@pytest.mark.parametrize(("body", "kind", "code", "field", "words"), [
-    (sms_error("2", "Your balance is 0"), BalanceError, "2", None, "Your balance is 0"),
-    (sms_error("3", "Your balance is not enough"), BalanceError, "3", None, "not enough"),
-    (sms_error("14", "Invalid sender"), PermanentError, "14", "sender", "Invalid sender"),
-    (sms_error("15", "Mobile(s) number(s) is not specified or incorrect"), PermanentError, "15",
-     "recipients", "Mobile(s) number(s)"),
-    (sms_error("17", "error msg"), PermanentError, "17", "body", "error msg"),
-    (sms_error("101", "sending by API is disabled"), AccountError, "101", None, "disabled"),
-    (sms_error("102", "this ip Not authorized to using the API"), AccountError, "102", None,
-     "Not authorized"),
-    (sms_error("104", "Invalid Bearer Tokens"), AccountError, "104", None, "Invalid Bearer"),
-    ({"message": "102"}, AccountError, "102", None, "Not authorized"),
-    ({"statusCode": 400, "message": "body is required"}, PermanentError, None, "body",
-     "body is required"),
-    ({"statusCode": 400, "message": "sender is required"}, PermanentError, None, "sender",
-     "sender is required"),
-])
-def test_taqnyat_sms_codes_map_to_their_class(body: dict[str, Any], kind: type,
-                                              code: str | None, field: str | None,
-                                              words: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "kind", "code", "field", "words"),
+    [
+        (sms_error("2", "Your balance is 0"), BalanceError, "2", None, "Your balance is 0"),
+        (sms_error("3", "Your balance is not enough"), BalanceError, "3", None, "not enough"),
+        (sms_error("14", "Invalid sender"), PermanentError, "14", "sender", "Invalid sender"),
+        (
+            sms_error("15", "Mobile(s) number(s) is not specified or incorrect"),
+            PermanentError,
+            "15",
+            "recipients",
+            "Mobile(s) number(s)",
+        ),
+        (sms_error("17", "error msg"), PermanentError, "17", "body", "error msg"),
+        (sms_error("101", "sending by API is disabled"), AccountError, "101", None, "disabled"),
+        (
+            sms_error("102", "this ip Not authorized to using the API"),
+            AccountError,
+            "102",
+            None,
+            "Not authorized",
+        ),
+        (sms_error("104", "Invalid Bearer Tokens"), AccountError, "104", None, "Invalid Bearer"),
+        ({"message": "102"}, AccountError, "102", None, "Not authorized"),
+        (
+            {"statusCode": 400, "message": "body is required"},
+            PermanentError,
+            None,
+            "body",
+            "body is required",
+        ),
+        (
+            {"statusCode": 400, "message": "sender is required"},
+            PermanentError,
+            None,
+            "sender",
+            "sender is required",
+        ),
+    ],
+)
+def test_taqnyat_sms_codes_map_to_their_class(
+    body: dict[str, Any], kind: type, code: str | None, field: str | None, words: str
+) -> None:
     error = rest_failure(reply(400, body), channel="sms")
     assert isinstance(error, ProviderError)
     assert type(error) is kind
@@ -83,19 +106,26 @@ def test_taqnyat_sms_codes_map_to_their_class(body: dict[str, Any], kind: type,
     assert words in str(error)
 
 
-@pytest.mark.parametrize(("status", "body", "kind", "field"), [
-    (401, {"statusCode": 401, "message": "invalid credentials information"}, AccountError, None),
-    (403, {"statusCode": 403, "message": "Forbidden"}, AccountError, None),
-    (400, {"statusCode": 400, "message": "scheduledDatetime is not valid"}, PermanentError,
-     "scheduledDatetime"),
-    (404, {"statusCode": 404, "message": "Not Found"}, PermanentError, None),
-    (405, {"statusCode": 405, "message": "Method Not Allowed"}, PermanentError, None),
-    (413, "<html><body><h1>413 Request Entity Too Large</h1></body></html>", PermanentError,
-     None),
-    (422, {"statusCode": 422, "message": "deleteId not found"}, PermanentError, "deleteId"),
-])
-def test_taqnyat_http_statuses_map_to_their_class(status: int, body: Any, kind: type,
-                                                  field: str | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "field"),
+    [
+        (401, {"statusCode": 401, "message": "invalid credentials information"}, AccountError, None),
+        (403, {"statusCode": 403, "message": "Forbidden"}, AccountError, None),
+        (
+            400,
+            {"statusCode": 400, "message": "scheduledDatetime is not valid"},
+            PermanentError,
+            "scheduledDatetime",
+        ),
+        (404, {"statusCode": 404, "message": "Not Found"}, PermanentError, None),
+        (405, {"statusCode": 405, "message": "Method Not Allowed"}, PermanentError, None),
+        (413, "<html><body><h1>413 Request Entity Too Large</h1></body></html>", PermanentError, None),
+        (422, {"statusCode": 422, "message": "deleteId not found"}, PermanentError, "deleteId"),
+    ],
+)
+def test_taqnyat_http_statuses_map_to_their_class(
+    status: int, body: Any, kind: type, field: str | None
+) -> None:
     error = rest_failure(reply(status, body))
     assert isinstance(error, ProviderError)
     assert type(error) is kind
@@ -104,8 +134,7 @@ def test_taqnyat_http_statuses_map_to_their_class(status: int, body: Any, kind: 
 
 
 def test_taqnyat_401_shows_the_providers_words() -> None:
-    error = rest_failure(reply(401, {"statusCode": 401,
-                                     "message": "invalid credentials information"}))
+    error = rest_failure(reply(401, {"statusCode": 401, "message": "invalid credentials information"}))
     assert str(error) == "taqnyat HTTP 401: invalid credentials information"
 
 
@@ -123,20 +152,27 @@ def test_taqnyat_success_is_no_failure() -> None:
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 408])
 def test_taqnyat_transient_statuses_are_retryable_for_reads(status: int) -> None:
-    error = rest_failure(reply(status, {"statusCode": status, "message": "Service Unavailable"},
-                               {"Retry-After": "4"}), safe=True)
+    error = rest_failure(
+        reply(status, {"statusCode": status, "message": "Service Unavailable"}, {"Retry-After": "4"}),
+        safe=True,
+    )
     assert type(error) is RetryableError
     assert error.retry_after == 4.0
     assert not error.in_doubt
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (429, RetryableError), (502, RetryableError), (503, RetryableError),
-    (500, InDoubtError), (504, InDoubtError),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (429, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (500, InDoubtError),
+        (504, InDoubtError),
+    ],
+)
 def test_taqnyat_send_answered_500_or_504_is_in_doubt(status: int, kind: type) -> None:
-    error = rest_failure(reply(status, "<html><body><h1>Gateway</h1></body></html>"),
-                         safe=False)
+    error = rest_failure(reply(status, "<html><body><h1>Gateway</h1></body></html>"), safe=False)
     assert isinstance(error, ProviderError)
     assert type(error) is kind
     assert isinstance(error, RetryableError)
@@ -145,8 +181,9 @@ def test_taqnyat_send_answered_500_or_504_is_in_doubt(status: int, kind: type) -
 
 def test_taqnyat_retry_after_as_an_http_date() -> None:
     when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
-    error = rest_failure(reply(429, {"statusCode": 429, "message": "Too Many Requests"},
-                               {"Retry-After": when}))
+    error = rest_failure(
+        reply(429, {"statusCode": 429, "message": "Too Many Requests"}, {"Retry-After": when})
+    )
     assert isinstance(error, RetryableError)
     assert error.retry_after is not None and 55 <= error.retry_after <= 61
 
@@ -160,24 +197,40 @@ def test_proxy_page_words_become_the_message() -> None:
 
 
 def form_fail(code: int, words: str) -> dict[str, Any]:
-    return {"status": 1, "ResponseStatus": "fail", "Data": None,
-            "Error": {"ErrorCode": code, "MessageAr": "...", "MessageEn": words}}
+    return {
+        "status": 1,
+        "ResponseStatus": "fail",
+        "Data": None,
+        "Error": {"ErrorCode": code, "MessageAr": "...", "MessageEn": words},
+    }
 
 
-@pytest.mark.parametrize(("channel", "code", "kind", "field"), [
-    ("email", 2, BalanceError, None), ("email", 3, BalanceError, None),
-    ("email", 14, PermanentError, "from"), ("email", 15, PermanentError, "to"),
-    ("email", 16, PermanentError, "subject"), ("email", 17, PermanentError, "msg"),
-    ("email", 101, AccountError, None), ("email", 102, AccountError, None),
-    ("email", 104, AccountError, None),
-    ("voice", 2, BalanceError, None), ("voice", 3, BalanceError, None),
-    ("voice", 14, PermanentError, "callerId"), ("voice", 15, PermanentError, "recipients"),
-    ("voice", 17, PermanentError, "audioUrl"), ("voice", 101, AccountError, None),
-    ("voice", 102, AccountError, None), ("voice", 104, AccountError, None),
-])
+@pytest.mark.parametrize(
+    ("channel", "code", "kind", "field"),
+    [
+        ("email", 2, BalanceError, None),
+        ("email", 3, BalanceError, None),
+        ("email", 14, PermanentError, "from"),
+        ("email", 15, PermanentError, "to"),
+        ("email", 16, PermanentError, "subject"),
+        ("email", 17, PermanentError, "msg"),
+        ("email", 101, AccountError, None),
+        ("email", 102, AccountError, None),
+        ("email", 104, AccountError, None),
+        ("voice", 2, BalanceError, None),
+        ("voice", 3, BalanceError, None),
+        ("voice", 14, PermanentError, "callerId"),
+        ("voice", 15, PermanentError, "recipients"),
+        ("voice", 17, PermanentError, "audioUrl"),
+        ("voice", 101, AccountError, None),
+        ("voice", 102, AccountError, None),
+        ("voice", 104, AccountError, None),
+    ],
+)
 @pytest.mark.parametrize("status", [400, 200, 201])
 def test_taqnyat_form_codes_map_to_their_class_whatever_the_http_status(
-        channel: str, code: int, kind: type, field: str | None, status: int) -> None:
+    channel: str, code: int, kind: type, field: str | None, status: int
+) -> None:
     error = form_failure(reply(status, form_fail(code, f"words for {code}")), channel=channel)
     assert isinstance(error, ProviderError)
     assert type(error) is kind
@@ -187,30 +240,31 @@ def test_taqnyat_form_codes_map_to_their_class_whatever_the_http_status(
 
 
 def test_taqnyat_form_code_without_words_gets_the_seed_words() -> None:
-    error = form_failure(reply(400, {"ResponseStatus": "fail", "Error": {"ErrorCode": 2}}),
-                         channel="email")
+    error = form_failure(reply(400, {"ResponseStatus": "fail", "Error": {"ErrorCode": 2}}), channel="email")
     assert isinstance(error, BalanceError)
     assert "Your balance is 0" in str(error)
 
 
 def test_taqnyat_form_401_and_5xx_without_a_form_body() -> None:
-    assert isinstance(form_failure(reply(401, {"statusCode": 401, "message": "invalid"}),
-                                   channel="email"), AccountError)
-    error = form_failure(reply(503, {"statusCode": 503, "message": "Service Unavailable"}),
-                         channel="voice")
+    assert isinstance(
+        form_failure(reply(401, {"statusCode": 401, "message": "invalid"}), channel="email"), AccountError
+    )
+    error = form_failure(reply(503, {"statusCode": 503, "message": "Service Unavailable"}), channel="voice")
     assert type(error) is RetryableError
 
 
 def test_taqnyat_form_2xx_that_cannot_be_read_is_in_doubt() -> None:
-    error = form_failure(reply(200, "<html><body>Welcome to the hotel wifi</body></html>"),
-                         channel="email")
+    error = form_failure(reply(200, "<html><body>Welcome to the hotel wifi</body></html>"), channel="email")
     assert isinstance(error, InDoubtError)
 
 
 def test_taqnyat_form_success_is_no_failure() -> None:
-    body = {"status": 1, "ResponseStatus": "success",
-            "Data": {"msgId": 1, "MessageEn": "sent successfully", "price": "0.010"},
-            "Error": None}
+    body = {
+        "status": 1,
+        "ResponseStatus": "success",
+        "Data": {"msgId": 1, "MessageEn": "sent successfully", "price": "0.010"},
+        "Error": None,
+    }
     assert form_failure(reply(201, body), channel="email") is None
 
 
@@ -221,31 +275,70 @@ def detail(code: str, message: str) -> dict[str, Any]:
     return {"detail": {"code": code, "message": message}}
 
 
-@pytest.mark.parametrize(("status", "body", "kind", "code", "field"), [
-    (400, detail("invalid_attachment", "attachment is not valid base64"), PermanentError,
-     "invalid_attachment", "attachments"),
-    (400, detail("invalid_send_at", "send_at must be 1 minute to 30 days ahead"),
-     PermanentError, "invalid_send_at", "send_at"),
-    (400, detail("batch_too_large", "batch is larger than your plan allows"), PermanentError,
-     "batch_too_large", None),
-    (401, detail("unauthorized", "Missing or invalid API key"), AccountError, "unauthorized",
-     None),
-    (403, detail("plan_feature", "batch sending needs a paid plan"), AccountError,
-     "plan_feature", None),
-    (403, detail("send_limit_reached", "send limit reached"), AccountError,
-     "send_limit_reached", None),
-    (404, detail("not_found", "Email not found"), PermanentError, "not_found", None),
-    (409, detail("not_retryable", "only bounced, rejected or failed emails"), PermanentError,
-     "not_retryable", None),
-    (413, detail("payload_too_large", "attachments exceed 24 MiB"), PermanentError,
-     "payload_too_large", "attachments"),
-    (422, {"detail": [{"loc": ["body", "to", 0, "email"], "msg": "value is not a valid email",
-                       "type": "value_error", "input": ADDRESS}]}, PermanentError,
-     "value_error", "to[0].email"),
-    (422, {"detail": "Unprocessable"}, PermanentError, None, None),
-])
-def test_taifa_statuses_map_to_their_class(status: int, body: dict[str, Any], kind: type,
-                                           code: str | None, field: str | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "code", "field"),
+    [
+        (
+            400,
+            detail("invalid_attachment", "attachment is not valid base64"),
+            PermanentError,
+            "invalid_attachment",
+            "attachments",
+        ),
+        (
+            400,
+            detail("invalid_send_at", "send_at must be 1 minute to 30 days ahead"),
+            PermanentError,
+            "invalid_send_at",
+            "send_at",
+        ),
+        (
+            400,
+            detail("batch_too_large", "batch is larger than your plan allows"),
+            PermanentError,
+            "batch_too_large",
+            None,
+        ),
+        (401, detail("unauthorized", "Missing or invalid API key"), AccountError, "unauthorized", None),
+        (403, detail("plan_feature", "batch sending needs a paid plan"), AccountError, "plan_feature", None),
+        (403, detail("send_limit_reached", "send limit reached"), AccountError, "send_limit_reached", None),
+        (404, detail("not_found", "Email not found"), PermanentError, "not_found", None),
+        (
+            409,
+            detail("not_retryable", "only bounced, rejected or failed emails"),
+            PermanentError,
+            "not_retryable",
+            None,
+        ),
+        (
+            413,
+            detail("payload_too_large", "attachments exceed 24 MiB"),
+            PermanentError,
+            "payload_too_large",
+            "attachments",
+        ),
+        (
+            422,
+            {
+                "detail": [
+                    {
+                        "loc": ["body", "to", 0, "email"],
+                        "msg": "value is not a valid email",
+                        "type": "value_error",
+                        "input": ADDRESS,
+                    }
+                ]
+            },
+            PermanentError,
+            "value_error",
+            "to[0].email",
+        ),
+        (422, {"detail": "Unprocessable"}, PermanentError, None, None),
+    ],
+)
+def test_taifa_statuses_map_to_their_class(
+    status: int, body: dict[str, Any], kind: type, code: str | None, field: str | None
+) -> None:
     error = taifa_failure(reply(status, body))
     assert isinstance(error, ProviderError)
     assert type(error) is kind
@@ -261,10 +354,12 @@ def test_taifa_shows_the_providers_words() -> None:
 
 
 def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
-    body = {"detail": [
-        {"loc": ["body", "to", 0, "email"], "msg": "not a valid email", "input": ADDRESS},
-        {"loc": ["body", "subject"], "msg": "Field required", "type": "missing"},
-    ]}
+    body = {
+        "detail": [
+            {"loc": ["body", "to", 0, "email"], "msg": "not a valid email", "input": ADDRESS},
+            {"loc": ["body", "subject"], "msg": "Field required", "type": "missing"},
+        ]
+    }
     error = taifa_failure(reply(422, body))
     assert isinstance(error, PermanentError)
     assert "to[0].email: not a valid email" in str(error)
@@ -272,13 +367,16 @@ def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
     assert ADDRESS not in json.dumps(error.raw)
 
 
-@pytest.mark.parametrize(("status", "body", "kind"), [
-    (429, detail("rate_limited", "Too many requests"), RetryableError),
-    (500, {"detail": "Internal Server Error"}, RetryableError),
-    (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", RetryableError),
-    (503, {"detail": "Service Unavailable"}, RetryableError),
-    (504, "", RetryableError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (429, detail("rate_limited", "Too many requests"), RetryableError),
+        (500, {"detail": "Internal Server Error"}, RetryableError),
+        (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", RetryableError),
+        (503, {"detail": "Service Unavailable"}, RetryableError),
+        (504, "", RetryableError),
+    ],
+)
 def test_taifa_transient_statuses_are_retryable(status: int, body: Any, kind: type) -> None:
     error = taifa_failure(reply(status, body, {"Retry-After": "2"}), safe=True)
     assert isinstance(error, RetryableError)
@@ -312,7 +410,7 @@ def test_redaction_keeps_short_numbers_prices_and_ips() -> None:
 
 
 def test_missing_credentials_are_a_configuration_error() -> None:
-    from config.settings import Settings
+    from hudhud.config.settings import Settings
 
     settings = Settings(TAQNYAT_TOKEN=None, TAIFA_API_KEY=None)
     with pytest.raises(ConfigurationError, match="TAQNYAT_TOKEN"):
@@ -361,8 +459,7 @@ class Script:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                script.seen.append(Seen(self.command, self.path, dict(self.headers),
-                                        self.rfile.read(length)))
+                script.seen.append(Seen(self.command, self.path, dict(self.headers), self.rfile.read(length)))
                 step = script.steps.pop(0) if len(script.steps) > 1 else script.steps[0]
                 time.sleep(step.delay)
                 if step.hang_up:
@@ -412,17 +509,24 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def http(script: Script, *, retries: int = 2, read_timeout: float = 2.0,
-         **options: Any) -> tuple[HttpClient, Sleeps]:
+def http(
+    script: Script, *, retries: int = 2, read_timeout: float = 2.0, **options: Any
+) -> tuple[HttpClient, Sleeps]:
     sleeps = Sleeps()
-    client = HttpClient("taqnyat", script.url, token=TOKEN, read_timeout=read_timeout,
-                        retries=retries, sleep=sleeps, **options)
+    client = HttpClient(
+        "taqnyat",
+        script.url,
+        token=TOKEN,
+        read_timeout=read_timeout,
+        retries=retries,
+        sleep=sleeps,
+        **options,
+    )
     return client, sleeps
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
-def test_reads_retry_transient_statuses_then_hand_back_the_last_answer(script: Script,
-                                                                       status: int) -> None:
+def test_reads_retry_transient_statuses_then_hand_back_the_last_answer(script: Script, status: int) -> None:
     script.play(Step(status, '{"message":"busy"}'))
     client, sleeps = http(script, retries=2)
     answer = client.request("GET", "/account/balance", safe=True)
@@ -439,11 +543,22 @@ def test_a_retry_that_succeeds_returns_the_success(script: Script) -> None:
     assert len(script.seen) == 3
 
 
-@pytest.mark.parametrize(("status", "attempts"), [
-    (429, 3), (502, 3), (503, 3), (500, 1), (504, 1), (400, 1), (401, 1), (422, 1),
-])
+@pytest.mark.parametrize(
+    ("status", "attempts"),
+    [
+        (429, 3),
+        (502, 3),
+        (503, 3),
+        (500, 1),
+        (504, 1),
+        (400, 1),
+        (401, 1),
+        (422, 1),
+    ],
+)
 def test_sends_are_retried_only_when_the_provider_cannot_have_acted(
-        script: Script, status: int, attempts: int) -> None:
+    script: Script, status: int, attempts: int
+) -> None:
     script.play(Step(status))
     client, _ = http(script, retries=2)
     assert client.request("POST", "/v1/messages", safe=False, json_body={}).status == status
@@ -502,8 +617,7 @@ def test_read_timeout_on_a_send_is_resent_only_when_asked(script: Script) -> Non
 
 def test_refused_connection_is_retried_even_for_a_send_and_is_not_in_doubt() -> None:
     sleeps = Sleeps()
-    client = HttpClient("taifa", f"http://127.0.0.1:{free_port()}", token=TOKEN, retries=2,
-                        sleep=sleeps)
+    client = HttpClient("taifa", f"http://127.0.0.1:{free_port()}", token=TOKEN, retries=2, sleep=sleeps)
     with pytest.raises(RetryableError) as caught:
         client.request("POST", "/emails/", safe=False, params={"q": f"to:{ADDRESS}"})
     assert type(caught.value) is RetryableError
@@ -512,8 +626,7 @@ def test_refused_connection_is_retried_even_for_a_send_and_is_not_in_doubt() -> 
     assert ADDRESS not in str(caught.value) and "127.0.0.1" not in str(caught.value)
 
 
-def test_requests_carry_user_agent_and_bearer_token_but_status_goes_without(
-        script: Script) -> None:
+def test_requests_carry_user_agent_and_bearer_token_but_status_goes_without(script: Script) -> None:
     script.play(Step(200, '{"statusCode":200,"status":{"service":"none","description":"ok"}}'))
     client = TaqnyatClient(script.url, TOKEN)
     client.system_status()
@@ -525,11 +638,16 @@ def test_requests_carry_user_agent_and_bearer_token_but_status_goes_without(
 
 
 def test_form_sends_carry_the_token_as_header_and_field(script: Script) -> None:
-    script.play(Step(201, json.dumps({"status": 1, "ResponseStatus": "success",
-                                      "Data": {"msgId": 7, "price": "0.010"}})))
+    script.play(
+        Step(
+            201,
+            json.dumps({"status": 1, "ResponseStatus": "success", "Data": {"msgId": 7, "price": "0.010"}}),
+        )
+    )
     client = TaqnyatClient(script.url, TOKEN)
-    result = client.send_email([ADDRESS], "Hello", "Body", sender_email="no-reply@example.sa",
-                               campaign_name="otp")
+    result = client.send_email(
+        [ADDRESS], "Hello", "Body", sender_email="no-reply@example.sa", campaign_name="otp"
+    )
     (call,) = script.seen
     assert call.path == "/mailSend.php"
     assert call.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -572,7 +690,6 @@ def test_a_connection_dropped_after_sending_a_send_is_in_doubt(script: Script) -
 
 @pytest.mark.parametrize("base_url", ["127.0.0.1:8080", "http://", "ftp://example.com"])
 def test_a_malformed_base_url_is_a_configuration_error(base_url: str) -> None:
-    with TaqnyatClient(base_url, TOKEN) as client, \
-            pytest.raises(ConfigurationError) as caught:
+    with TaqnyatClient(base_url, TOKEN) as client, pytest.raises(ConfigurationError) as caught:
         client.balance()
     assert caught.value.variable == "TAQNYAT_BASE_URL"

@@ -13,16 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from worker.errors import InvalidInput
-from worker.providers.errors import (
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     PermanentError,
     ProviderError,
 )
-from worker.providers.http import Reply, decode_body, page_summary, parse_retry_after, plain
-from worker.providers.results import exact_id, list_like, money, timestamp
-from worker.providers.taifa import (
+from hudhud.worker.providers.http import Reply, decode_body, page_summary, parse_retry_after, plain
+from hudhud.worker.providers.results import exact_id, list_like, money, timestamp
+from hudhud.worker.providers.taifa import (
     loc_field,
     parse_batch,
     parse_email,
@@ -33,7 +33,7 @@ from worker.providers.taifa import (
     parse_validation,
     send_at_text,
 )
-from worker.providers.taqnyat import (
+from hudhud.worker.providers.taqnyat import (
     form_failure,
     parse_balance,
     parse_form_sent,
@@ -331,8 +331,7 @@ SEED2_ERRORS = [
     (SEED2_VOICE_CODE_2, BalanceError, "2", "Your balance is 0", None),
     (SEED2_VOICE_CODE_3, BalanceError, "3", "Your balance is not enough", None),
     (SEED2_VOICE_CODE_14, PermanentError, "14", "Invalid CallerId", "callerId"),
-    (SEED2_VOICE_CODE_15, PermanentError, "15", "Mobile(s) number(s) is not specified",
-     "recipients"),
+    (SEED2_VOICE_CODE_15, PermanentError, "15", "Mobile(s) number(s) is not specified", "recipients"),
     (SEED2_VOICE_CODE_17, PermanentError, "17", "error msg or error audio file", "audioUrl"),
     (SEED2_VOICE_CODE_101, AccountError, "101", "sending by API is disabled", None),
     (SEED2_VOICE_CODE_102, AccountError, "102", "this ip Not authorized to using the API", None),
@@ -340,8 +339,9 @@ SEED2_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text", [block for block, *_ in SEED1_ERRORS + SEED2_ERRORS]
-                         + [SEED1_EMAIL_SENT, SEED2_VOICE_SENT])
+@pytest.mark.parametrize(
+    "text", [block for block, *_ in SEED1_ERRORS + SEED2_ERRORS] + [SEED1_EMAIL_SENT, SEED2_VOICE_SENT]
+)
 def test_every_seed_reply_is_invalid_json_yet_salvaged_into_an_object(text: str) -> None:
     import json
 
@@ -354,7 +354,8 @@ def test_every_seed_reply_is_invalid_json_yet_salvaged_into_an_object(text: str)
 
 @pytest.mark.parametrize(("text", "kind", "code", "words", "field"), SEED1_ERRORS)
 def test_seed_001_email_failures_map_to_their_class_with_the_providers_words(
-        text: str, kind: type, code: str, words: str, field: str | None) -> None:
+    text: str, kind: type, code: str, words: str, field: str | None
+) -> None:
     # The seed's failures come with HTTP 400; the same body under 200 is a failure too.
     for status in (400, 200, 201):
         error = form_failure(reply(status, text), channel="email")
@@ -367,7 +368,8 @@ def test_seed_001_email_failures_map_to_their_class_with_the_providers_words(
 
 @pytest.mark.parametrize(("text", "kind", "code", "words", "field"), SEED2_ERRORS)
 def test_seed_002_voice_failures_map_to_their_class_with_the_providers_words(
-        text: str, kind: type, code: str, words: str, field: str | None) -> None:
+    text: str, kind: type, code: str, words: str, field: str | None
+) -> None:
     error = form_failure(reply(400, text), channel="voice")
     assert isinstance(error, ProviderError)
     assert type(error) is kind
@@ -436,8 +438,10 @@ def test_salvage_keeps_an_empty_string_empty() -> None:
 
 # --- SMS replies (JSON, with quirks) -------------------------------------------------
 
-SMS_SENT = ('{"statusCode":201,"messageId":5452899970123,"cost":0.026,"currency":"SAR",'
-            '"totalCount":1,"msgLength":1,"accepted":"[966500000000,]","rejected":"[]"}')
+SMS_SENT = (
+    '{"statusCode":201,"messageId":5452899970123,"cost":0.026,"currency":"SAR",'
+    '"totalCount":1,"msgLength":1,"accepted":"[966500000000,]","rejected":"[]"}'
+)
 
 
 def test_sms_reply_keeps_a_message_id_above_32_bits_exact() -> None:
@@ -463,8 +467,10 @@ def test_sms_cost_as_string_or_number_is_the_same_decimal(cost: str) -> None:
 
 
 def test_sms_reply_with_real_lists_and_string_id_is_read_alike() -> None:
-    text = ('{"statusCode":201,"messageId":"5452899970123","cost":"0.052",'
-            '"accepted":[966500000000,"966500000001"],"rejected":["999500000000"]}')
+    text = (
+        '{"statusCode":201,"messageId":"5452899970123","cost":"0.052",'
+        '"accepted":[966500000000,"966500000001"],"rejected":["999500000000"]}'
+    )
     result = parse_sms_sent(decode_body(text))
     assert result.provider_message_id == "5452899970123"
     assert result.accepted == ("966500000000", "966500000001")
@@ -492,26 +498,27 @@ def test_result_repr_shows_no_recipients() -> None:
     assert "966500000000" not in repr(result)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("[966500000000,]", ("966500000000",)),
-    ("[966500000000,966500000001,]", ("966500000000", "966500000001")),
-    ('["966500000000", "966500000001"]', ("966500000000", "966500000001")),
-    ("[ ]", ()),
-    ("[]", ()),
-    ("", ()),
-    (None, ()),
-    ("966500000000", ("966500000000",)),
-    ([966500000000, "966500000001"], ("966500000000", "966500000001")),
-    (966500000000, ("966500000000",)),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[966500000000,]", ("966500000000",)),
+        ("[966500000000,966500000001,]", ("966500000000", "966500000001")),
+        ('["966500000000", "966500000001"]', ("966500000000", "966500000001")),
+        ("[ ]", ()),
+        ("[]", ()),
+        ("", ()),
+        (None, ()),
+        ("966500000000", ("966500000000",)),
+        ([966500000000, "966500000001"], ("966500000000", "966500000001")),
+        (966500000000, ("966500000000",)),
+    ],
+)
 def test_list_like_strings_with_trailing_commas(value: object, expected: tuple[str, ...]) -> None:
     assert list_like(value) == expected
 
 
-@given(st.lists(st.from_regex(r"[1-9][0-9]{7,14}", fullmatch=True), max_size=20),
-       st.booleans())
-def test_list_like_reads_back_any_list_it_was_printed_from(numbers: list[str],
-                                                           trailing: bool) -> None:
+@given(st.lists(st.from_regex(r"[1-9][0-9]{7,14}", fullmatch=True), max_size=20), st.booleans())
+def test_list_like_reads_back_any_list_it_was_printed_from(numbers: list[str], trailing: bool) -> None:
     printed = "[" + ",".join(numbers) + ("," if trailing and numbers else "") + "]"
     assert list_like(printed) == tuple(numbers)
 
@@ -530,11 +537,21 @@ def test_exact_id_refuses_floats() -> None:
     assert exact_id(True) is None
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("0.026", Decimal("0.026")), (0.026, Decimal("0.026")), (Decimal("0.026"), Decimal("0.026")),
-    ("2044.000", Decimal("2044.000")), (3, Decimal(3)), ("1,234.5", Decimal("1234.5")),
-    ("abc", None), ("NaN", None), (None, None), (True, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.026", Decimal("0.026")),
+        (0.026, Decimal("0.026")),
+        (Decimal("0.026"), Decimal("0.026")),
+        ("2044.000", Decimal("2044.000")),
+        (3, Decimal(3)),
+        ("1,234.5", Decimal("1234.5")),
+        ("abc", None),
+        ("NaN", None),
+        (None, None),
+        (True, None),
+    ],
+)
 def test_money_from_strings_and_numbers(value: object, expected: Decimal | None) -> None:
     assert money(value) == expected
 
@@ -557,8 +574,9 @@ NGINX_PAGE = """<html>
 """
 
 
-@pytest.mark.parametrize(("page", "words"), [(PROXY_PAGE, "502 Bad Gateway"),
-                                             (NGINX_PAGE, "504 Gateway Time-out")])
+@pytest.mark.parametrize(
+    ("page", "words"), [(PROXY_PAGE, "502 Bad Gateway"), (NGINX_PAGE, "504 Gateway Time-out")]
+)
 def test_proxy_pages_decode_to_nothing_and_are_summarised(page: str, words: str) -> None:
     answer = reply(502, page)
     assert answer.data is None
@@ -577,13 +595,24 @@ def test_empty_and_plain_text_bodies_decode_to_nothing() -> None:
 NOW = datetime(2030, 1, 31, 9, 0, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("3", 3.0), ("0.5", 0.5), (" 120 ", 120.0), ("0", 0.0), ("-4", 0.0),
-    ("Thu, 31 Jan 2030 09:00:30 GMT", 30.0), ("Thu, 31 Jan 2030 08:59:00 GMT", 0.0),
-    ("soon", None), ("", None), (None, None), ("inf", None), ("nan", None),
-])
-def test_retry_after_in_seconds_or_as_an_http_date(header: str | None,
-                                                   seconds: float | None) -> None:
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        (" 120 ", 120.0),
+        ("0", 0.0),
+        ("-4", 0.0),
+        ("Thu, 31 Jan 2030 09:00:30 GMT", 30.0),
+        ("Thu, 31 Jan 2030 08:59:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("inf", None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, now=NOW) == seconds
 
 
@@ -595,9 +624,12 @@ def test_reply_reads_retry_after_whatever_the_header_case() -> None:
 
 
 def test_balance_reply_keeps_three_decimals_and_reads_the_day_first_expiry() -> None:
-    balance = parse_balance(decode_body(
-        '{"statusCode":200,"accountStatus":"active","accountExpiryDate":"23-08-2031",'
-        '"balance":"2044.000","currency":"SAR","points":0}'))
+    balance = parse_balance(
+        decode_body(
+            '{"statusCode":200,"accountStatus":"active","accountExpiryDate":"23-08-2031",'
+            '"balance":"2044.000","currency":"SAR","points":0}'
+        )
+    )
     assert balance.balance == Decimal("2044.000")
     assert str(balance.balance) == "2044.000"
     assert balance.currency == "SAR"
@@ -607,17 +639,21 @@ def test_balance_reply_keeps_three_decimals_and_reads_the_day_first_expiry() -> 
 
 
 def test_senders_reply() -> None:
-    senders = parse_senders(decode_body(
-        '{"statusCode":201,"senders":[{"senderName":"HUDHUD","status":"active",'
-        '"destination":"local"},{"senderName":"Old","status":"inactive"}]}'))
+    senders = parse_senders(
+        decode_body(
+            '{"statusCode":201,"senders":[{"senderName":"HUDHUD","status":"active",'
+            '"destination":"local"},{"senderName":"Old","status":"inactive"}]}'
+        )
+    )
     assert [s.name for s in senders] == ["HUDHUD", "Old"]
     assert senders[0].active and not senders[1].active
     assert senders[0].destination == "local"
 
 
 def test_system_status_outage_lists_the_services_down() -> None:
-    status = parse_system_status(decode_body(
-        '{"statusCode":200,"status":{"service":"sms,email, voice","description":"Maintenance"}}'))
+    status = parse_system_status(
+        decode_body('{"statusCode":200,"status":{"service":"sms,email, voice","description":"Maintenance"}}')
+    )
     assert status.operational is False
     assert status.services == ("sms", "email", "voice")
     assert status.description == "Maintenance"
@@ -626,8 +662,7 @@ def test_system_status_outage_lists_the_services_down() -> None:
 def test_scheduled_datetime_is_riyadh_time_with_its_offset_rounded_up_to_the_minute() -> None:
     assert schedule_text(datetime(2030, 1, 31, 6, 0, tzinfo=UTC)) == "2030-01-31T09:00+03:00"
     assert schedule_text(datetime(2030, 1, 31, 6, 0, 1, tzinfo=UTC)) == "2030-01-31T09:01+03:00"
-    assert schedule_text(datetime(2030, 1, 31, 22, 59, 30, tzinfo=UTC)) == \
-        "2030-02-01T02:00+03:00"
+    assert schedule_text(datetime(2030, 1, 31, 22, 59, 30, tzinfo=UTC)) == "2030-02-01T02:00+03:00"
 
 
 # --- Taifa replies -------------------------------------------------------------------
@@ -636,38 +671,51 @@ EMAIL_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
 def test_taifa_send_reply_as_given() -> None:
-    result = parse_send(decode_body(
-        f'{{"id":"{EMAIL_ID}","status":"queued","message_id":"<x@govconnect.ke>",'
-        '"rejection_reason":null}'))
-    assert (result.provider, result.provider_message_id, result.status) == \
-        ("taifa", EMAIL_ID, "queued")
+    result = parse_send(
+        decode_body(
+            f'{{"id":"{EMAIL_ID}","status":"queued","message_id":"<x@govconnect.ke>",'
+            '"rejection_reason":null}'
+        )
+    )
+    assert (result.provider, result.provider_message_id, result.status) == ("taifa", EMAIL_ID, "queued")
     assert result.rejection_reason is None
-    rejected = parse_send({"id": EMAIL_ID, "status": "rejected",
-                           "rejection_reason": "recipient is on the suppression list"})
+    rejected = parse_send(
+        {"id": EMAIL_ID, "status": "rejected", "rejection_reason": "recipient is on the suppression list"}
+    )
     assert rejected.status == "rejected"
     assert rejected.rejection_reason == "recipient is on the suppression list"
 
 
 def test_taifa_batch_reply() -> None:
-    batch = parse_batch(decode_body(
-        f'{{"total":2,"sent":1,"failed":1,"results":[{{"id":"{EMAIL_ID}","status":"queued",'
-        '"rejection_reason":null},{"id":null,"status":"failed","rejection_reason":"bad to"}]}'))
+    batch = parse_batch(
+        decode_body(
+            f'{{"total":2,"sent":1,"failed":1,"results":[{{"id":"{EMAIL_ID}","status":"queued",'
+            '"rejection_reason":null},{"id":null,"status":"failed","rejection_reason":"bad to"}]}'
+        )
+    )
     assert (batch.total, batch.sent, batch.failed) == (2, 1, 1)
     assert batch.results[1].provider_message_id is None
     assert batch.results[1].rejection_reason == "bad to"
 
 
-ITEM = {"id": EMAIL_ID, "from_address": "no-reply@govconnect.ke",
-        "to_addresses": ["a@example.com", {"email": "b@example.com", "name": "B"}],
-        "subject": "Hi", "status": "delivered", "tags": ["otp"], "scheduled_at": None,
-        "created_at": "2030-01-31T09:00:00.123456Z", "sent_at": "2030-01-31T09:00:01+00:00",
-        "delivered_at": "2030-01-31T09:00:02", "retry_of_id": None}
+ITEM = {
+    "id": EMAIL_ID,
+    "from_address": "no-reply@govconnect.ke",
+    "to_addresses": ["a@example.com", {"email": "b@example.com", "name": "B"}],
+    "subject": "Hi",
+    "status": "delivered",
+    "tags": ["otp"],
+    "scheduled_at": None,
+    "created_at": "2030-01-31T09:00:00.123456Z",
+    "sent_at": "2030-01-31T09:00:01+00:00",
+    "delivered_at": "2030-01-31T09:00:02",
+    "retry_of_id": None,
+}
 
 
 @pytest.mark.parametrize("key", ["items", "results", "data"])
 def test_taifa_page_reply_under_any_of_its_keys(key: str) -> None:
-    page = parse_page({key: [ITEM], "total": 41, "page": 2, "limit": 20}, parse_email,
-                      page=0, limit=20)
+    page = parse_page({key: [ITEM], "total": 41, "page": 2, "limit": 20}, parse_email, page=0, limit=20)
     assert (page.total, page.page, page.limit, page.has_more) == (41, 2, 20, False)
     email = page.items[0]
     assert email.to_addresses == ("a@example.com", "b@example.com")
@@ -678,30 +726,47 @@ def test_taifa_page_reply_under_any_of_its_keys(key: str) -> None:
 
 
 def test_taifa_events_as_a_bare_list_or_under_events() -> None:
-    event = {"id": "e1", "event_type": "delivered", "metadata": {"smtp": "250"},
-             "created_at": "2030-01-31T09:00:02Z"}
+    event = {
+        "id": "e1",
+        "event_type": "delivered",
+        "metadata": {"smtp": "250"},
+        "created_at": "2030-01-31T09:00:02Z",
+    }
     assert parse_events([event]) == parse_events({"events": [event]})
     (read,) = parse_events([event])
-    assert (read.event_type, read.metadata, read.created_at) == \
-        ("delivered", {"smtp": "250"}, timestamp("2030-01-31T09:00:02Z"))
+    assert (read.event_type, read.metadata, read.created_at) == (
+        "delivered",
+        {"smtp": "250"},
+        timestamp("2030-01-31T09:00:02Z"),
+    )
 
 
 def test_taifa_validation_and_updates_replies() -> None:
-    check = parse_validation({"valid": False, "can_send": False,
-                              "issues": [{"field": "from_.email", "error": "not verified"}]})
+    check = parse_validation(
+        {"valid": False, "can_send": False, "issues": [{"field": "from_.email", "error": "not verified"}]}
+    )
     assert not check.valid and not check.can_send
     assert check.issues[0].field == "from_.email"
-    updates = parse_updates({"items": [{"id": EMAIL_ID, "status": "sent",
-                                        "updated_at": "2030-01-31T09:00:01Z"}],
-                             "next_since": "2030-01-31T09:00:01.000001Z"})
+    updates = parse_updates(
+        {
+            "items": [{"id": EMAIL_ID, "status": "sent", "updated_at": "2030-01-31T09:00:01Z"}],
+            "next_since": "2030-01-31T09:00:01.000001Z",
+        }
+    )
     assert updates.items[0].status == "sent"
     assert updates.next_since == "2030-01-31T09:00:01.000001Z"
 
 
-@pytest.mark.parametrize(("loc", "field"), [
-    (["body", "to", 0, "email"], "to[0].email"), (["body", "from_", "email"], "from_.email"),
-    (["query", "limit"], "limit"), (["body"], None), ("to", None),
-])
+@pytest.mark.parametrize(
+    ("loc", "field"),
+    [
+        (["body", "to", 0, "email"], "to[0].email"),
+        (["body", "from_", "email"], "from_.email"),
+        (["query", "limit"], "limit"),
+        (["body"], None),
+        ("to", None),
+    ],
+)
 def test_fastapi_loc_names_the_field(loc: object, field: str | None) -> None:
     assert loc_field(loc) == field
 
@@ -709,8 +774,7 @@ def test_fastapi_loc_names_the_field(loc: object, field: str | None) -> None:
 def test_send_at_must_be_one_minute_to_thirty_days_ahead() -> None:
     assert send_at_text(NOW + timedelta(minutes=2), now=NOW) == "2030-01-31T09:02:00Z"
     assert send_at_text("2030-01-31T12:05:00+03:00", now=NOW) == "2030-01-31T09:05:00Z"
-    for bad in (NOW + timedelta(seconds=30), NOW + timedelta(days=31), "tomorrow",
-                "2030-02-01T09:00:00"):
+    for bad in (NOW + timedelta(seconds=30), NOW + timedelta(days=31), "tomorrow", "2030-02-01T09:00:00"):
         with pytest.raises(InvalidInput) as caught:
             send_at_text(bad, now=NOW)
         assert caught.value.field == "send_at"

@@ -17,23 +17,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from tests.test_provider_parsing import SEED1_ERRORS, SEED2_ERRORS
-from worker.providers.errors import (
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     PermanentError,
     ProviderError,
     RetryableError,
 )
-from worker.providers.http import Reply, decode_body
-from worker.providers.results import BatchResult, SendResult
-from worker.providers.taifa import (
+from hudhud.worker.providers.http import Reply, decode_body
+from hudhud.worker.providers.results import BatchResult, SendResult
+from hudhud.worker.providers.taifa import (
     account_fault,
     refused_batch,
     refused_send,
     taifa_failure,
 )
-from worker.providers.taqnyat import diagnose, form_failure, plain_words, rest_failure
+from hudhud.worker.providers.taqnyat import diagnose, form_failure, plain_words, rest_failure
+from tests.test_provider_parsing import SEED1_ERRORS, SEED2_ERRORS
 
 HOLD = (BalanceError, AccountError)
 
@@ -49,21 +49,44 @@ def reply(status: int, body: Any) -> Reply:
 DOCUMENTED: list[tuple[int, type[ProviderError], list[str]]] = [
     (2, BalanceError, ["Your balance is 0", " Your balance is 0", "الرصيد = 0", " الرصيد = 0"]),
     (3, BalanceError, ["Your balance is not enough", " الرصيد غير كافي"]),
-    (14, PermanentError, ["Invalid sender", " error From", "Invalid CallerId", " خطا في المرسل",
-                          "هوية المتصل غير صحيحة"]),
-    (15, PermanentError, ["Recipients are not specified or incorrect",
-                          " Email is not specified or incorrect",
-                          "Mobile(s) number(s) is not specified or incorrect",
-                          " البريد الالكتروني المرسل لها غير صحيحه أو فارغه",
-                          "الأرقام المرسل لها غير صحيحة أو فارغة"]),
+    (
+        14,
+        PermanentError,
+        ["Invalid sender", " error From", "Invalid CallerId", " خطا في المرسل", "هوية المتصل غير صحيحة"],
+    ),
+    (
+        15,
+        PermanentError,
+        [
+            "Recipients are not specified or incorrect",
+            " Email is not specified or incorrect",
+            "Mobile(s) number(s) is not specified or incorrect",
+            " البريد الالكتروني المرسل لها غير صحيحه أو فارغه",
+            "الأرقام المرسل لها غير صحيحة أو فارغة",
+        ],
+    ),
     (16, PermanentError, [" error subject", " يوجد خطا في عنوان الرساله"]),
-    (17, PermanentError, [" error msg", "error msg or error audio file", " يوجد خطا في الرساله",
-                          "يوجد خطأ في الارسال او الملف الصوتي"]),
+    (
+        17,
+        PermanentError,
+        [
+            " error msg",
+            "error msg or error audio file",
+            " يوجد خطا في الرساله",
+            "يوجد خطأ في الارسال او الملف الصوتي",
+        ],
+    ),
     (101, AccountError, ["sending by API is disabled", "الارسال باستخدام بوابات الارسال معطل"]),
-    (102, AccountError, ["this ip Not authorized to using the API",
-                         " this ip 10.0.0.1 Not authorized to using the API",
-                         " هذا الاي بي 10.0.0.1 غير مصرح له باستخدم بوابات الارسال",
-                         "هذا الاي بي غير مصرح له "]),
+    (
+        102,
+        AccountError,
+        [
+            "this ip Not authorized to using the API",
+            " this ip 10.0.0.1 Not authorized to using the API",
+            " هذا الاي بي 10.0.0.1 غير مصرح له باستخدم بوابات الارسال",
+            "هذا الاي بي غير مصرح له ",
+        ],
+    ),
     (104, AccountError, ["Invalid Bearer Tokens", "مفتاح الارسال غير صحيح"]),
 ]
 TEXTS = [(code, kind, text) for code, kind, texts in DOCUMENTED for text in texts]
@@ -168,8 +191,9 @@ def test_taqnyat_rest_every_shape_names_the_code(code: int, kind: type, words: s
 
 @pytest.mark.parametrize(("code", "kind", "words"), HOLD_TEXTS)
 @pytest.mark.parametrize("status", [200, 201, 400, 401, 403, 404, 409, 422, 500, 503])
-def test_taqnyat_account_faults_hold_whatever_the_status(status: int, code: int, kind: type,
-                                                         words: str) -> None:
+def test_taqnyat_account_faults_hold_whatever_the_status(
+    status: int, code: int, kind: type, words: str
+) -> None:
     for body in rest_shapes(code, words):
         error = rest_failure(reply(status, body), channel="sms")
         assert type(error) is kind, (status, body)
@@ -234,14 +258,33 @@ def test_taqnyat_input_number_under_401_is_an_account_error() -> None:
 
 
 def test_taqnyat_success_replies_are_no_failure() -> None:
-    sent = {"statusCode": 201, "messageId": 5452899970123, "cost": 0.026,
-            "accepted": "[966500000000,]", "rejected": "[]"}
+    sent = {
+        "statusCode": 201,
+        "messageId": 5452899970123,
+        "cost": 0.026,
+        "accepted": "[966500000000,]",
+        "rejected": "[]",
+    }
     assert rest_failure(reply(201, sent)) is None
     assert rest_failure(reply(201, {"statusCode": 201, "message": "Deleted successfully"})) is None
-    assert rest_failure(reply(200, {"statusCode": 200, "accountStatus": "active",
-                                    "balance": "0.000", "currency": "SAR"})) is None
-    assert rest_failure(reply(200, {"statusCode": 200, "status": {
-        "service": "sms", "description": "sending by API is disabled for maintenance"}})) is None
+    assert (
+        rest_failure(
+            reply(200, {"statusCode": 200, "accountStatus": "active", "balance": "0.000", "currency": "SAR"})
+        )
+        is None
+    )
+    assert (
+        rest_failure(
+            reply(
+                200,
+                {
+                    "statusCode": 200,
+                    "status": {"service": "sms", "description": "sending by API is disabled for maintenance"},
+                },
+            )
+        )
+        is None
+    )
 
 
 def test_taqnyat_2xx_with_words_or_a_code_but_no_message_id_is_a_failure() -> None:
@@ -267,10 +310,18 @@ def form_shapes(code: int, words: str) -> list[dict[str, Any]]:
     english = words if re.search(r"[a-z]", words, re.I) else ""
     arabic = "" if english else words
     return [
-        {"status": 1, "ResponseStatus": "fail", "Data": None,
-         "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english}},
-        {"status": 1, "ResponseStatus": "fail", "Data": None,
-         "Error": {"MessageAr": arabic, "MessageEn": english}},
+        {
+            "status": 1,
+            "ResponseStatus": "fail",
+            "Data": None,
+            "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english},
+        },
+        {
+            "status": 1,
+            "ResponseStatus": "fail",
+            "Data": None,
+            "Error": {"MessageAr": arabic, "MessageEn": english},
+        },
         {"ResponseStatus": "FAIL", "Error": {"ErrorCode": str(code)}},
         {"responseStatus": "fail", "error": {"errorCode": code, "messageEn": words}},
         {"ResponseStatus": "fail", "Error": {"MessageEn": f"  {words.upper()}!! "}},
@@ -279,8 +330,7 @@ def form_shapes(code: int, words: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("code", "kind", "words"), TEXTS)
 @pytest.mark.parametrize("status", [200, 201, 400])
-def test_taqnyat_form_every_shape_names_the_code(status: int, code: int, kind: type,
-                                                 words: str) -> None:
+def test_taqnyat_form_every_shape_names_the_code(status: int, code: int, kind: type, words: str) -> None:
     for body in form_shapes(code, words):
         error = form_failure(reply(status, body), channel="email")
         assert type(error) is kind, body
@@ -291,9 +341,9 @@ SEED_ERRORS = [("email", *case) for case in SEED1_ERRORS] + [("voice", *case) fo
 
 
 @pytest.mark.parametrize(("channel", "text", "kind", "code", "words", "field"), SEED_ERRORS)
-def test_taqnyat_seed_replies_without_their_error_code(channel: str, text: str, kind: type,
-                                                       code: str, words: str,
-                                                       field: str | None) -> None:
+def test_taqnyat_seed_replies_without_their_error_code(
+    channel: str, text: str, kind: type, code: str, words: str, field: str | None
+) -> None:
     without = re.sub(r'^\s*"ErrorCode"\s*:\s*\d+\s*,\s*\n', "", text, flags=re.M)
     assert without != text
     error = form_failure(reply(400, without), channel=channel)
@@ -322,10 +372,14 @@ DOCUMENTED_OR_VARIANT = [(text, kind, code) for code, kind, text in TEXTS] + VAR
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), case=st.sampled_from(DOCUMENTED_OR_VARIANT),
-       key=st.sampled_from(["message", "reason", "Message", "REASON", "msg", "error"]))
+@given(
+    data=st.data(),
+    case=st.sampled_from(DOCUMENTED_OR_VARIANT),
+    key=st.sampled_from(["message", "reason", "Message", "REASON", "msg", "error"]),
+)
 def test_taqnyat_words_survive_case_whitespace_and_punctuation(
-        data: st.DataObject, case: tuple[str, type, int | None], key: str) -> None:
+    data: st.DataObject, case: tuple[str, type, int | None], key: str
+) -> None:
     words, kind, code = case
     text = data.draw(decorated(words))
     error = rest_failure(reply(400, {"statusCode": 400, key: text}), channel="sms")
@@ -335,27 +389,51 @@ def test_taqnyat_words_survive_case_whitespace_and_punctuation(
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                               max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
-KEYS = st.sampled_from(["statusCode", "message", "reason", "code", "errorCode", "ErrorCode",
-                        "ResponseStatus", "Error", "Data", "messageId", "detail", "status"])
-SHAPED_JSON = st.dictionaries(KEYS, JSON | st.sampled_from(
-    [2, "3", "104", "fail", "Your balance is 0", {"ErrorCode": 102}, None]), max_size=6)
-STATUSES = st.sampled_from([200, 201, 202, 204, 400, 401, 402, 403, 404, 405, 408, 409, 413,
-                            422, 429, 500, 502, 503, 504]) | st.integers(100, 599)
+KEYS = st.sampled_from(
+    [
+        "statusCode",
+        "message",
+        "reason",
+        "code",
+        "errorCode",
+        "ErrorCode",
+        "ResponseStatus",
+        "Error",
+        "Data",
+        "messageId",
+        "detail",
+        "status",
+    ]
+)
+SHAPED_JSON = st.dictionaries(
+    KEYS,
+    JSON | st.sampled_from([2, "3", "104", "fail", "Your balance is 0", {"ErrorCode": 102}, None]),
+    max_size=6,
+)
+STATUSES = st.sampled_from(
+    [200, 201, 202, 204, 400, 401, 402, 403, 404, 405, 408, 409, 413, 422, 429, 500, 502, 503, 504]
+) | st.integers(100, 599)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=JSON | SHAPED_JSON, status=STATUSES, safe=st.booleans(),
-       channel=st.sampled_from(["sms", "email", "voice", "account"]))
-def test_arbitrary_json_bodies_raise_nothing_but_the_hierarchy(body: Any, status: int, safe: bool,
-                                                               channel: str) -> None:
+@given(
+    body=JSON | SHAPED_JSON,
+    status=STATUSES,
+    safe=st.booleans(),
+    channel=st.sampled_from(["sms", "email", "voice", "account"]),
+)
+def test_arbitrary_json_bodies_raise_nothing_but_the_hierarchy(
+    body: Any, status: int, safe: bool, channel: str
+) -> None:
     answer = reply(status, body)
-    for error in (rest_failure(answer, channel=channel, safe=safe),
-                  form_failure(answer, channel=channel, safe=safe) if channel != "sms" else None,
-                  taifa_failure(answer, safe=safe)):
+    for error in (
+        rest_failure(answer, channel=channel, safe=safe),
+        form_failure(answer, channel=channel, safe=safe) if channel != "sms" else None,
+        taifa_failure(answer, safe=safe),
+    ):
         assert error is None or isinstance(error, ProviderError)
         if error is not None:
             assert str(error)
@@ -370,16 +448,16 @@ def test_arbitrary_reply_text_raises_nothing_but_the_hierarchy(text: str, status
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.data(), case=st.sampled_from([(t, k, c) for t, k, c in DOCUMENTED_OR_VARIANT
-                                             if k is not PermanentError]),
-       status=STATUSES,
-       extra=st.dictionaries(st.text(max_size=10).filter(lambda k: k.lower() != "messageid"),
-                             JSON, max_size=4),
-       number=st.sampled_from([None, 14, 15, 16, 17, "15", 999]))
-def test_account_faults_hold_in_any_shape_and_status(data: st.DataObject,
-                                                     case: tuple[str, type, int | None],
-                                                     status: int, extra: dict[str, Any],
-                                                     number: Any) -> None:
+@given(
+    data=st.data(),
+    case=st.sampled_from([(t, k, c) for t, k, c in DOCUMENTED_OR_VARIANT if k is not PermanentError]),
+    status=STATUSES,
+    extra=st.dictionaries(st.text(max_size=10).filter(lambda k: k.lower() != "messageid"), JSON, max_size=4),
+    number=st.sampled_from([None, 14, 15, 16, 17, "15", 999]),
+)
+def test_account_faults_hold_in_any_shape_and_status(
+    data: st.DataObject, case: tuple[str, type, int | None], status: int, extra: dict[str, Any], number: Any
+) -> None:
     words, _, _ = case
     body: dict[str, Any] = {"message": data.draw(decorated(words))}
     if number is not None:
@@ -431,8 +509,9 @@ TAIFA_HOLDS: list[tuple[str | None, str, type[ProviderError]]] = [
 
 @pytest.mark.parametrize(("code", "words", "kind"), TAIFA_HOLDS)
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422, 429, 500, 503])
-def test_taifa_account_faults_hold_whatever_the_status(status: int, code: str | None,
-                                                       words: str, kind: type) -> None:
+def test_taifa_account_faults_hold_whatever_the_status(
+    status: int, code: str | None, words: str, kind: type
+) -> None:
     error = taifa_failure(reply(status, detail(code, words)))
     assert isinstance(error, HOLD)
     if status not in (401, 403) or kind is BalanceError:
@@ -445,15 +524,18 @@ def test_taifa_402_is_a_spent_balance(body: Any) -> None:
     assert type(taifa_failure(reply(402, body))) is BalanceError
 
 
-@pytest.mark.parametrize(("status", "body"), [
-    (400, detail("batch_too_large", "batch is larger than your plan allows")),
-    (400, detail(None, "batch size over the plan limit")),
-    (400, detail("invalid_send_at", "send_at must be 1 minute to 30 days ahead")),
-    (404, detail("not_found", "Email not found")),
-    (409, detail("not_retryable", "Email with status 'queued' cannot be retried")),
-    (422, {"detail": [{"loc": ["body", "from_"], "msg": "sender domain is not verified"}]}),
-    (422, {"detail": [{"loc": ["body", "to", 0, "email"], "msg": "value is not a valid email"}]}),
-])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, detail("batch_too_large", "batch is larger than your plan allows")),
+        (400, detail(None, "batch size over the plan limit")),
+        (400, detail("invalid_send_at", "send_at must be 1 minute to 30 days ahead")),
+        (404, detail("not_found", "Email not found")),
+        (409, detail("not_retryable", "Email with status 'queued' cannot be retried")),
+        (422, {"detail": [{"loc": ["body", "from_"], "msg": "sender domain is not verified"}]}),
+        (422, {"detail": [{"loc": ["body", "to", 0, "email"], "msg": "value is not a valid email"}]}),
+    ],
+)
 def test_taifa_message_faults_stay_permanent(status: int, body: Any) -> None:
     assert type(taifa_failure(reply(status, body))) is PermanentError
 
@@ -465,9 +547,9 @@ def test_taifa_plain_rate_limit_stays_retryable() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), case=st.sampled_from(TAIFA_HOLDS), status=STATUSES.filter(lambda s: s >= 300))
-def test_taifa_account_words_hold_in_any_case_and_status(data: st.DataObject,
-                                                         case: tuple[str | None, str, type],
-                                                         status: int) -> None:
+def test_taifa_account_words_hold_in_any_case_and_status(
+    data: st.DataObject, case: tuple[str | None, str, type], status: int
+) -> None:
     code, words, _ = case
     text = data.draw(decorated(words or (code or "").replace("_", " ")))
     bodies = [detail(code, text)]
@@ -478,21 +560,34 @@ def test_taifa_account_words_hold_in_any_case_and_status(data: st.DataObject,
 
 
 def test_taifa_202_rejected_for_an_account_reason_is_held() -> None:
-    suspended = SendResult(provider="taifa", provider_message_id=None, status="rejected",
-                           rejection_reason="account suspended")
+    suspended = SendResult(
+        provider="taifa", provider_message_id=None, status="rejected", rejection_reason="account suspended"
+    )
     assert type(refused_send(suspended)) is AccountError
-    suppressed = SendResult(provider="taifa", provider_message_id="e1", status="rejected",
-                            rejection_reason="recipient is on the suppression list")
+    suppressed = SendResult(
+        provider="taifa",
+        provider_message_id="e1",
+        status="rejected",
+        rejection_reason="recipient is on the suppression list",
+    )
     assert refused_send(suppressed) is None
     queued = SendResult(provider="taifa", provider_message_id="e1", status="queued")
     assert refused_send(queued) is None
 
 
 def test_taifa_batch_refused_whole_for_the_send_limit_is_held() -> None:
-    limit = SendResult(provider="taifa", provider_message_id=None, status="failed",
-                       rejection_reason="the send limit of this account is reached")
-    bad = SendResult(provider="taifa", provider_message_id=None, status="failed",
-                     rejection_reason="to.0.email: value is not a valid email address")
+    limit = SendResult(
+        provider="taifa",
+        provider_message_id=None,
+        status="failed",
+        rejection_reason="the send limit of this account is reached",
+    )
+    bad = SendResult(
+        provider="taifa",
+        provider_message_id=None,
+        status="failed",
+        rejection_reason="to.0.email: value is not a valid email address",
+    )
     ok = SendResult(provider="taifa", provider_message_id="e1", status="queued")
     assert type(refused_batch(BatchResult(2, 0, 2, (bad, limit)))) is AccountError
     assert refused_batch(BatchResult(2, 1, 1, (ok, limit))) is None  # some were sent: no resend

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hudhud.worker import devstack
+from hudhud.worker.cli import main
+from hudhud.worker.processes import DEFAULT_CONCURRENCY
 from tests.test_cli_ops import ROLES, DevRun, clean_env, nothing_listens, role
-from worker import devstack
-from worker.cli import main
-from worker.processes import DEFAULT_CONCURRENCY
 
 ROOT = Path(__file__).resolve().parents[1]
 

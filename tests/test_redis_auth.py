@@ -21,11 +21,11 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.producer import Hudhud
 from tests.helpers import RedisServer, Sandbox, TlsFiles, make_tls_files
 from tests.stack import Stack
-from worker.celery_app import create_app
-from worker.producer import Hudhud
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 
+from hudhud.worker.errors import RedisFull
 from tests.helpers import RedisServer, Sandbox
 from tests.stack import Stack
-from worker.errors import RedisFull
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,18 @@ def test_worker_and_beat_refuse_a_redis_that_evicts(make_stack: MakeStack) -> No
     assert " ready." not in log_of(stack, "w1")
     assert "Sending due task" not in log_of(stack, "beat")
     plain = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-n", "w2@%h"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hudhud.worker.celery_app",
+            "worker",
+            "-P",
+            "solo",
+            "-n",
+            "w2@%h",
+        ],
         env=stack.env,
         capture_output=True,
         text=True,

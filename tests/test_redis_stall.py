@@ -20,8 +20,8 @@ import redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
+from hudhud.worker.ledger import Ledger, NewMessage
 from tests.helpers import RedisServer
-from worker.ledger import Ledger, NewMessage
 
 STALL = 1.5  # seconds Redis is stopped
 TIMEOUT = 0.5  # the client's socket timeout: shorter than the stall
@@ -104,7 +104,7 @@ def test_an_outcome_sent_twice_is_recorded_once(stalling: tuple[RedisServer, Led
 
 @pytest.fixture()
 def replaying(stalling: tuple[RedisServer, Ledger], monkeypatch: pytest.MonkeyPatch) -> Ledger:
-    import worker.ledger as ledger_module
+    import hudhud.worker.ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "op_token", lambda: "one-call")
     return stalling[1]

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import redis
 
+from hudhud.worker.ledger import Ledger, NewMessage
+from hudhud.worker.runtime import park_after
 from tests.stack import Stack, idle_stack, wait_until
-from worker.ledger import Ledger, NewMessage
-from worker.runtime import park_after
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,12 @@ from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, Sandbox
 TAQNYAT = {"Authorization": f"Bearer {SANDBOX_TAQNYAT_TOKEN}"}
 TAIFA = {"Authorization": f"Bearer {SANDBOX_TAIFA_KEY}"}
 SMS = {"recipients": ["966500000000"], "body": "hello", "sender": "HUDHUD"}
-EMAIL = {"from_": {"email": "hello@govconnect.ke"}, "to": [{"email": "amina@example.com"}],
-         "subject": "Hi", "text": "Hi"}
+EMAIL = {
+    "from_": {"email": "hello@govconnect.ke"},
+    "to": [{"email": "amina@example.com"}],
+    "subject": "Hi",
+    "text": "Hi",
+}
 
 
 def sms(sandbox: Sandbox) -> requests.Response:
@@ -37,6 +41,7 @@ def balance(sandbox: Sandbox) -> str:
 
 
 # knobs
+
 
 def test_knob_defaults(fresh_sandbox: Sandbox) -> None:
     knobs = admin(fresh_sandbox, "GET", "/knobs").json()
@@ -62,10 +67,17 @@ def test_unknown_knob_is_400(fresh_sandbox: Sandbox) -> None:
     assert admin(fresh_sandbox, "GET", "/knobs").json()["latency_ms"] == 0
 
 
-@pytest.mark.parametrize("patch", [
-    {"error_rate_5xx": 1.5}, {"outage": "yes"}, {"plan": "gold"}, {"balance": -1},
-    {"send_limit": 2.5}, {"form_fail_http_status": 99},
-])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"error_rate_5xx": 1.5},
+        {"outage": "yes"},
+        {"plan": "gold"},
+        {"balance": -1},
+        {"send_limit": 2.5},
+        {"form_fail_http_status": 99},
+    ],
+)
 def test_bad_knob_value_is_400(fresh_sandbox: Sandbox, patch: dict[str, Any]) -> None:
     assert admin(fresh_sandbox, "POST", "/knobs", patch).status_code == 400
 
@@ -76,9 +88,9 @@ def test_knobs_body_must_be_an_object(fresh_sandbox: Sandbox) -> None:
 
 # balance
 
+
 def test_balance_set_and_top_up(fresh_sandbox: Sandbox) -> None:
-    assert admin(fresh_sandbox, "GET", "/balance").json() == {"balance": "2044.000",
-                                                              "currency": "SAR"}
+    assert admin(fresh_sandbox, "GET", "/balance").json() == {"balance": "2044.000", "currency": "SAR"}
     assert admin(fresh_sandbox, "POST", "/balance", {"set": 0}).json()["balance"] == "0.000"
     assert sms(fresh_sandbox).json()["message"] == "2"
     assert admin(fresh_sandbox, "POST", "/balance", {"add": "1.5"}).json()["balance"] == "1.500"
@@ -94,6 +106,7 @@ def test_bad_balance_change_is_400(fresh_sandbox: Sandbox, body: dict[str, Any])
 
 # the record of sends
 
+
 def test_sends_since_seq(fresh_sandbox: Sandbox) -> None:
     sms(fresh_sandbox)
     email(fresh_sandbox)
@@ -103,17 +116,27 @@ def test_sends_since_seq(fresh_sandbox: Sandbox) -> None:
     assert [entry["seq"] for entry in everything["sends"]] == [1, 2, 3]
     assert [entry["channel"] for entry in everything["sends"]] == ["sms", "email", "sms"]
     assert set(everything["sends"][0]) == {
-        "seq", "provider", "channel", "provider_message_id", "recipients", "sms_id",
-        "delete_id", "tags", "subject", "body", "accepted_at"}
-    later = requests.get(f"{fresh_sandbox.url}/_sandbox/sends", params={"since_seq": 2},
-                         timeout=10).json()
+        "seq",
+        "provider",
+        "channel",
+        "provider_message_id",
+        "recipients",
+        "sms_id",
+        "delete_id",
+        "tags",
+        "subject",
+        "body",
+        "accepted_at",
+    }
+    later = requests.get(f"{fresh_sandbox.url}/_sandbox/sends", params={"since_seq": 2}, timeout=10).json()
     assert later["count"] == 1 and later["sends"][0]["seq"] == 3
 
 
 def test_refused_sends_are_not_recorded(fresh_sandbox: Sandbox) -> None:
     requests.post(f"{fresh_sandbox.url}/v1/messages", json=SMS, timeout=10)
-    requests.post(f"{fresh_sandbox.url}/v1/messages", json={**SMS, "sender": "X"},
-                  headers=TAQNYAT, timeout=10)
+    requests.post(
+        f"{fresh_sandbox.url}/v1/messages", json={**SMS, "sender": "X"}, headers=TAQNYAT, timeout=10
+    )
     assert fresh_sandbox.sends() == []
 
 
@@ -135,8 +158,9 @@ def test_fault_after_accept_is_recorded(fresh_sandbox: Sandbox) -> None:
 
 def test_fault_after_accept_spares_refusals_and_reads(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(fault_after_accept=1.0)
-    refused = requests.post(f"{fresh_sandbox.url}/v1/messages", json={**SMS, "sender": "X"},
-                            headers=TAQNYAT, timeout=10)
+    refused = requests.post(
+        f"{fresh_sandbox.url}/v1/messages", json={**SMS, "sender": "X"}, headers=TAQNYAT, timeout=10
+    )
     assert refused.status_code == 400
     reply = requests.get(f"{fresh_sandbox.url}/account/balance", headers=TAQNYAT, timeout=10)
     assert reply.status_code == 200
@@ -157,6 +181,7 @@ def test_reset(fresh_sandbox: Sandbox) -> None:
 
 # faults
 
+
 def test_5xx_rate_gives_503_or_502(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(error_rate_5xx=1.0)
     seen = set()
@@ -169,8 +194,7 @@ def test_5xx_rate_gives_503_or_502(fresh_sandbox: Sandbox) -> None:
             assert reply.status_code == 502 and "502 Bad Gateway" in reply.text
     assert seen == {502, 503}
     taifa = [email(fresh_sandbox) for _ in range(10)]
-    assert any(r.status_code == 503 and r.json() == {"detail": "Service Unavailable"}
-               for r in taifa)
+    assert any(r.status_code == 503 and r.json() == {"detail": "Service Unavailable"} for r in taifa)
     assert admin(fresh_sandbox, "GET", "/knobs").status_code == 200
     assert requests.get(f"{fresh_sandbox.url}/system/status", timeout=10).status_code == 200
 
@@ -202,19 +226,33 @@ def test_latency_does_not_block_other_requests(fresh_sandbox: Sandbox) -> None:
 
 
 def test_outage_shows_on_system_status(fresh_sandbox: Sandbox) -> None:
-    fresh_sandbox.knobs(outage=True, outage_description="SMS gateway maintenance",
-                        error_rate_5xx=1.0)
+    fresh_sandbox.knobs(outage=True, outage_description="SMS gateway maintenance", error_rate_5xx=1.0)
     reply = requests.get(f"{fresh_sandbox.url}/system/status", timeout=10)
     assert reply.status_code == 200
-    assert reply.json() == {"statusCode": 200, "status": {
-        "service": "sms,email,voice", "description": "SMS gateway maintenance"}}
+    assert reply.json() == {
+        "statusCode": 200,
+        "status": {"service": "sms,email,voice", "description": "SMS gateway maintenance"},
+    }
 
 
 # start-time flags
 
+
 def test_start_flags_become_start_knobs() -> None:
-    args = ["--latency-ms", "2", "--error-rate", "0", "--rate-429", "0", "--timeout-rate", "0",
-            "--balance", "5", "--knobs", '{"plan": "pro", "price_sms": 0.5}']
+    args = [
+        "--latency-ms",
+        "2",
+        "--error-rate",
+        "0",
+        "--rate-429",
+        "0",
+        "--timeout-rate",
+        "0",
+        "--balance",
+        "5",
+        "--knobs",
+        '{"plan": "pro", "price_sms": 0.5}',
+    ]
     server = Sandbox(extra_args=args).start()
     try:
         knobs = server.knobs(plan="starter")
@@ -228,6 +266,10 @@ def test_start_flags_become_start_knobs() -> None:
 
 
 def test_unknown_start_knob_stops_the_server() -> None:
-    result = subprocess.run([sys.executable, "-m", "worker.sandbox", "--knobs", '{"nope": 1}'],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "hudhud.worker.sandbox", "--knobs", '{"nope": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0 and "nope" in result.stderr

@@ -58,6 +58,7 @@ def detail(reply: requests.Response) -> dict[str, Any]:
 
 # send
 
+
 def test_send_is_202_queued(fresh_sandbox: Sandbox) -> None:
     reply = send(fresh_sandbox)
     assert reply.status_code == 202
@@ -72,12 +73,12 @@ def test_send_is_202_queued(fresh_sandbox: Sandbox) -> None:
 
 
 def test_send_without_trailing_slash_redirects(fresh_sandbox: Sandbox) -> None:
-    reply = requests.post(fresh_sandbox.taifa_url + "/emails", json=EMAIL, headers=AUTH,
-                          allow_redirects=False, timeout=10)
+    reply = requests.post(
+        fresh_sandbox.taifa_url + "/emails", json=EMAIL, headers=AUTH, allow_redirects=False, timeout=10
+    )
     assert reply.status_code == 307
     assert reply.headers["Location"].endswith("/v1/emails/")
-    followed = requests.post(fresh_sandbox.taifa_url + "/emails", json=EMAIL, headers=AUTH,
-                             timeout=10)
+    followed = requests.post(fresh_sandbox.taifa_url + "/emails", json=EMAIL, headers=AUTH, timeout=10)
     assert followed.status_code == 202
 
 
@@ -85,22 +86,23 @@ def test_send_without_trailing_slash_redirects(fresh_sandbox: Sandbox) -> None:
 def test_bad_key_is_401(fresh_sandbox: Sandbox, headers: dict[str, str]) -> None:
     reply = requests.post(url(fresh_sandbox, "/"), json=EMAIL, headers=headers, timeout=10)
     assert reply.status_code == 401
-    assert reply.json() == {"detail": {"code": "unauthorized",
-                                       "message": "Missing or invalid API key"}}
+    assert reply.json() == {"detail": {"code": "unauthorized", "message": "Missing or invalid API key"}}
 
 
-@pytest.mark.parametrize(("change", "loc"), [
-    ({"from_": None}, ["body", "from_"]),
-    ({"to": None}, ["body", "to"]),
-    ({"to": []}, ["body", "to"]),
-    ({"subject": None}, ["body", "subject"]),
-    ({"to": [{"email": "not-an-address"}]}, ["body", "to", 0, "email"]),
-    ({"from_": {"email": "news@unverified.example"}}, ["body", "from_", "email"]),
-    ({"html": None, "text": None}, ["body"]),
-    ({"cc": [{"email": "x@"}]}, ["body", "cc", 0, "email"]),
-])
-def test_body_errors_are_422(fresh_sandbox: Sandbox, change: dict[str, Any],
-                             loc: list[Any]) -> None:
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"from_": None}, ["body", "from_"]),
+        ({"to": None}, ["body", "to"]),
+        ({"to": []}, ["body", "to"]),
+        ({"subject": None}, ["body", "subject"]),
+        ({"to": [{"email": "not-an-address"}]}, ["body", "to", 0, "email"]),
+        ({"from_": {"email": "news@unverified.example"}}, ["body", "from_", "email"]),
+        ({"html": None, "text": None}, ["body"]),
+        ({"cc": [{"email": "x@"}]}, ["body", "cc", 0, "email"]),
+    ],
+)
+def test_body_errors_are_422(fresh_sandbox: Sandbox, change: dict[str, Any], loc: list[Any]) -> None:
     body = {key: value for key, value in {**EMAIL, **change}.items() if value is not None}
     reply = send(fresh_sandbox, body)
     assert reply.status_code == 422
@@ -121,12 +123,15 @@ def test_invalid_json_is_422(fresh_sandbox: Sandbox) -> None:
     assert reply.json()["detail"][0]["type"] == "json_invalid"
 
 
-@pytest.mark.parametrize("attachment", [
-    {"filename": "a.txt", "content_base64": "data:text/plain;base64,aGk="},
-    {"filename": "a.txt", "content_base64": "not base64!"},
-    {"filename": "../a.txt", "content_base64": "aGk="},
-    {"filename": "a\\b.txt", "content_base64": "aGk="},
-])
+@pytest.mark.parametrize(
+    "attachment",
+    [
+        {"filename": "a.txt", "content_base64": "data:text/plain;base64,aGk="},
+        {"filename": "a.txt", "content_base64": "not base64!"},
+        {"filename": "../a.txt", "content_base64": "aGk="},
+        {"filename": "a\\b.txt", "content_base64": "aGk="},
+    ],
+)
 def test_bad_attachment_is_400(fresh_sandbox: Sandbox, attachment: dict[str, str]) -> None:
     reply = send(fresh_sandbox, attachments=[attachment])
     assert reply.status_code == 400
@@ -134,8 +139,11 @@ def test_bad_attachment_is_400(fresh_sandbox: Sandbox, attachment: dict[str, str
 
 
 def test_good_attachment_is_accepted(fresh_sandbox: Sandbox) -> None:
-    attachment = {"filename": "a.pdf", "content_base64": base64.b64encode(b"%PDF").decode(),
-                  "content_type": "application/pdf"}
+    attachment = {
+        "filename": "a.pdf",
+        "content_base64": base64.b64encode(b"%PDF").decode(),
+        "content_type": "application/pdf",
+    }
     assert send(fresh_sandbox, attachments=[attachment]).status_code == 202
 
 
@@ -189,14 +197,29 @@ def test_unknown_email_is_404(fresh_sandbox: Sandbox) -> None:
 
 # life of an email
 
+
 def test_normal_email_is_delivered(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(progress_seconds=STEP)
     email_id = send_to(fresh_sandbox, "amina@example.com")
     item = get(fresh_sandbox, f"/{email_id}").json()
     assert item["status"] == "queued"
-    assert {"id", "from_address", "to_addresses", "subject", "status", "tags", "scheduled_at",
-            "created_at", "sent_at", "delivered_at", "retry_of_id", "html", "text", "headers",
-            "events"} <= set(item)
+    assert {
+        "id",
+        "from_address",
+        "to_addresses",
+        "subject",
+        "status",
+        "tags",
+        "scheduled_at",
+        "created_at",
+        "sent_at",
+        "delivered_at",
+        "retry_of_id",
+        "html",
+        "text",
+        "headers",
+        "events",
+    } <= set(item)
     assert item["from_address"] == "hello@govconnect.ke"
     assert item["to_addresses"] == ["amina@example.com"]
     time.sleep(2.5 * STEP)
@@ -275,6 +298,7 @@ def test_retry_unknown_is_404(fresh_sandbox: Sandbox) -> None:
 
 # scheduling
 
+
 def test_scheduled_email_list_cancel_and_send_now(fresh_sandbox: Sandbox) -> None:
     later = send(fresh_sandbox, send_at=in_future(3600))
     assert later.status_code == 202 and later.json()["status"] == "scheduled"
@@ -287,16 +311,15 @@ def test_scheduled_email_list_cancel_and_send_now(fresh_sandbox: Sandbox) -> Non
     assert status_of(fresh_sandbox, first) == "cancelled"
     again = requests.delete(url(fresh_sandbox, f"/scheduled/{first}"), headers=AUTH, timeout=10)
     assert again.status_code == 409
-    now = requests.post(url(fresh_sandbox, f"/scheduled/{second}/send-now"), headers=AUTH,
-                        timeout=10)
+    now = requests.post(url(fresh_sandbox, f"/scheduled/{second}/send-now"), headers=AUTH, timeout=10)
     assert now.status_code == 200 and now.json() == {"id": second, "status": "queued"}
     assert get(fresh_sandbox, "/scheduled").json()["total"] == 0
-    missing = requests.delete(url(fresh_sandbox, f"/scheduled/{uuid.uuid4()}"), headers=AUTH,
-                              timeout=10)
+    missing = requests.delete(url(fresh_sandbox, f"/scheduled/{uuid.uuid4()}"), headers=AUTH, timeout=10)
     assert missing.status_code == 404
 
 
 # listing and search
+
 
 def test_list_is_newest_first_and_paginated(fresh_sandbox: Sandbox) -> None:
     ids = [send_to(fresh_sandbox, f"user{n}@example.com") for n in range(5)]
@@ -315,27 +338,36 @@ def seed_for_search(sandbox: Sandbox) -> dict[str, str]:
     ids = {
         "gmail": send_to(sandbox, "ali@gmail.com", subject="Invoice 42", tags=["billing"]),
         "bounce": send_to(sandbox, "bounce@yahoo.com", subject="Hello there"),
-        "other": send_to(sandbox, "sara@example.com", subject="Newsletter",
-                         from_={"email": "news@mail.hudhud.example"}, tags=["news", "weekly"]),
+        "other": send_to(
+            sandbox,
+            "sara@example.com",
+            subject="Newsletter",
+            from_={"email": "news@mail.hudhud.example"},
+            tags=["news", "weekly"],
+        ),
     }
     time.sleep(2.5 * STEP)
     return ids
 
 
-@pytest.mark.parametrize(("query", "params", "expected"), [
-    ("to:gmail.com", {}, ["gmail"]),
-    ("from:news@", {}, ["other"]),
-    ("status:bounced", {}, ["bounce"]),
-    ("domain:hudhud.example", {}, ["other"]),
-    ("tag:billing", {}, ["gmail"]),
-    ("tag:bill", {}, []),
-    ("invoice", {}, ["gmail"]),
-    ("hello to:yahoo", {}, ["bounce"]),
-    ("", {"status": "delivered"}, ["other", "gmail"]),
-    ("", {"tag": "weekly"}, ["other"]),
-])
-def test_search_tokens(fresh_sandbox: Sandbox, query: str, params: dict[str, str],
-                       expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("query", "params", "expected"),
+    [
+        ("to:gmail.com", {}, ["gmail"]),
+        ("from:news@", {}, ["other"]),
+        ("status:bounced", {}, ["bounce"]),
+        ("domain:hudhud.example", {}, ["other"]),
+        ("tag:billing", {}, ["gmail"]),
+        ("tag:bill", {}, []),
+        ("invoice", {}, ["gmail"]),
+        ("hello to:yahoo", {}, ["bounce"]),
+        ("", {"status": "delivered"}, ["other", "gmail"]),
+        ("", {"tag": "weekly"}, ["other"]),
+    ],
+)
+def test_search_tokens(
+    fresh_sandbox: Sandbox, query: str, params: dict[str, str], expected: list[str]
+) -> None:
     ids = seed_for_search(fresh_sandbox)
     reply = get(fresh_sandbox, "/search", q=query, **params)
     assert reply.status_code == 200
@@ -354,6 +386,7 @@ def test_search_pagination_and_limits(fresh_sandbox: Sandbox) -> None:
 
 
 # validate
+
 
 def test_validate_valid(fresh_sandbox: Sandbox) -> None:
     reply = requests.post(url(fresh_sandbox, "/validate"), json=EMAIL, headers=AUTH, timeout=10)
@@ -375,6 +408,7 @@ def test_validate_invalid(fresh_sandbox: Sandbox) -> None:
 
 # batch
 
+
 def test_batch_sends_valid_items(fresh_sandbox: Sandbox) -> None:
     items = [EMAIL, {**EMAIL, "to": [{"email": "nope"}]}, {**EMAIL, "subject": "Second"}]
     reply = requests.post(url(fresh_sandbox, "/batch"), json=items, headers=AUTH, timeout=10)
@@ -390,12 +424,10 @@ def test_batch_sends_valid_items(fresh_sandbox: Sandbox) -> None:
 @pytest.mark.parametrize(("plan", "limit"), [("starter", 25), ("pro", 50), ("business", 100)])
 def test_batch_plan_limits(fresh_sandbox: Sandbox, plan: str, limit: int) -> None:
     fresh_sandbox.knobs(plan=plan)
-    over = requests.post(url(fresh_sandbox, "/batch"), json=[EMAIL] * (limit + 1), headers=AUTH,
-                         timeout=30)
+    over = requests.post(url(fresh_sandbox, "/batch"), json=[EMAIL] * (limit + 1), headers=AUTH, timeout=30)
     assert over.status_code == 400
     assert detail(over)["code"] == "batch_too_large"
-    fits = requests.post(url(fresh_sandbox, "/batch"), json=[EMAIL] * limit, headers=AUTH,
-                         timeout=30)
+    fits = requests.post(url(fresh_sandbox, "/batch"), json=[EMAIL] * limit, headers=AUTH, timeout=30)
     assert fits.status_code == 202 and fits.json()["sent"] == limit
 
 
@@ -407,6 +439,7 @@ def test_batch_on_free_plan_is_403(fresh_sandbox: Sandbox) -> None:
 
 
 # updates feed
+
 
 def test_updates_since(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(progress_seconds=STEP)

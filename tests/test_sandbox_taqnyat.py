@@ -11,28 +11,34 @@ from tests.helpers import SANDBOX_TAQNYAT_TOKEN, Sandbox
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_TAQNYAT_TOKEN}"}
 SMS = {"recipients": ["966500000000"], "body": "hello", "sender": "HUDHUD"}
-MAIL = {"campaignName": "welcome", "subject": "Hello", "from": "noreply@hudhud.example",
-        "to": ["one@example.com"], "msg": "<html><body><b>test</b></body></html>"}
-VOICE = {"audioUrl": "https://cdn.example.com/hello.mp3", "callerId": "966500000001",
-         "recipients": ["966500000000"]}
+MAIL = {
+    "campaignName": "welcome",
+    "subject": "Hello",
+    "from": "noreply@hudhud.example",
+    "to": ["one@example.com"],
+    "msg": "<html><body><b>test</b></body></html>",
+}
+VOICE = {
+    "audioUrl": "https://cdn.example.com/hello.mp3",
+    "callerId": "966500000001",
+    "recipients": ["966500000000"],
+}
 
 
-def sms(sandbox: Sandbox, body: dict[str, Any], headers: dict[str, str] | None = None
-        ) -> requests.Response:
-    return requests.post(f"{sandbox.url}/v1/messages", json=body,
-                         headers=AUTH if headers is None else headers, timeout=10)
+def sms(sandbox: Sandbox, body: dict[str, Any], headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.post(
+        f"{sandbox.url}/v1/messages", json=body, headers=AUTH if headers is None else headers, timeout=10
+    )
 
 
-def mail(sandbox: Sandbox, fields: dict[str, Any], token: str = SANDBOX_TAQNYAT_TOKEN
-         ) -> requests.Response:
-    return requests.post(f"{sandbox.url}/mailSend.php", json={**fields, "bearerTokens": token},
-                         timeout=10)
+def mail(sandbox: Sandbox, fields: dict[str, Any], token: str = SANDBOX_TAQNYAT_TOKEN) -> requests.Response:
+    return requests.post(f"{sandbox.url}/mailSend.php", json={**fields, "bearerTokens": token}, timeout=10)
 
 
-def voice(sandbox: Sandbox, fields: dict[str, Any], token: str = SANDBOX_TAQNYAT_TOKEN
-          ) -> requests.Response:
-    return requests.post(f"{sandbox.url}/voiceSend.php", json=fields,
-                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+def voice(sandbox: Sandbox, fields: dict[str, Any], token: str = SANDBOX_TAQNYAT_TOKEN) -> requests.Response:
+    return requests.post(
+        f"{sandbox.url}/voiceSend.php", json=fields, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
 
 
 def balance(sandbox: Sandbox) -> str:
@@ -42,12 +48,15 @@ def balance(sandbox: Sandbox) -> str:
 
 # system status (seed 002)
 
+
 @pytest.mark.parametrize("path", ["/system/status", "/system/status/"])
 def test_system_status(fresh_sandbox: Sandbox, path: str) -> None:
     reply = requests.get(fresh_sandbox.url + path, timeout=10)
     assert reply.status_code == 200
-    assert reply.json() == {"statusCode": 200, "status": {
-        "service": "none", "description": "All Services are Operational"}}
+    assert reply.json() == {
+        "statusCode": 200,
+        "status": {"service": "none", "description": "All Services are Operational"},
+    }
 
 
 def test_system_status_wrong_method_is_405(fresh_sandbox: Sandbox) -> None:
@@ -58,14 +67,23 @@ def test_system_status_wrong_method_is_405(fresh_sandbox: Sandbox) -> None:
 
 # SMS
 
+
 def test_sms_201_shape(fresh_sandbox: Sandbox) -> None:
     reply = sms(fresh_sandbox, SMS)
     assert reply.status_code == 201
     body = reply.json()
-    assert set(body) == {"statusCode", "messageId", "cost", "currency", "totalCount",
-                         "msgLength", "accepted", "rejected"}
+    assert set(body) == {
+        "statusCode",
+        "messageId",
+        "cost",
+        "currency",
+        "totalCount",
+        "msgLength",
+        "accepted",
+        "rejected",
+    }
     assert body["statusCode"] == 201
-    assert isinstance(body["messageId"], int) and body["messageId"] > 2 ** 32
+    assert isinstance(body["messageId"], int) and body["messageId"] > 2**32
     assert body["cost"] == 0.026 and body["currency"] == "SAR"
     assert body["totalCount"] == 1 and body["msgLength"] == 1
     assert body["accepted"] == "[966500000000,]"
@@ -84,8 +102,11 @@ def test_sms_rejects_bad_and_unassigned_numbers(fresh_sandbox: Sandbox) -> None:
 def test_sms_without_valid_recipient_is_code_15(fresh_sandbox: Sandbox) -> None:
     reply = sms(fresh_sandbox, {**SMS, "recipients": ["999500000000", "+966500000000"]})
     assert reply.status_code == 400
-    assert reply.json() == {"statusCode": 400, "message": "15",
-                            "reason": "Mobile(s) number(s) is not specified or incorrect"}
+    assert reply.json() == {
+        "statusCode": 400,
+        "message": "15",
+        "reason": "Mobile(s) number(s) is not specified or incorrect",
+    }
 
 
 def test_sms_long_arabic_body_counts_parts(fresh_sandbox: Sandbox) -> None:
@@ -99,11 +120,14 @@ def test_sms_bad_token_is_401(fresh_sandbox: Sandbox, headers: dict[str, str]) -
     assert reply.json() == {"statusCode": 401, "message": "invalid credentials information"}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"body": ""}, "body is required"),
-    ({"body": None}, "body is required"),
-    ({"sender": ""}, "sender is required"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"body": ""}, "body is required"),
+        ({"body": None}, "body is required"),
+        ({"sender": ""}, "sender is required"),
+    ],
+)
 def test_sms_missing_fields(fresh_sandbox: Sandbox, change: dict[str, Any], message: str) -> None:
     reply = sms(fresh_sandbox, {**SMS, **change})
     assert reply.status_code == 400
@@ -115,10 +139,13 @@ def test_sms_unknown_sender_is_code_14(fresh_sandbox: Sandbox) -> None:
     assert reply.json() == {"statusCode": 400, "message": "14", "reason": "Invalid sender"}
 
 
-@pytest.mark.parametrize(("token", "code", "reason"), [
-    ("sandbox-api-disabled", "101", "sending by API is disabled"),
-    ("sandbox-ip-blocked", "102", "this ip Not authorized to using the API"),
-])
+@pytest.mark.parametrize(
+    ("token", "code", "reason"),
+    [
+        ("sandbox-api-disabled", "101", "sending by API is disabled"),
+        ("sandbox-ip-blocked", "102", "this ip Not authorized to using the API"),
+    ],
+)
 def test_sms_special_tokens(fresh_sandbox: Sandbox, token: str, code: str, reason: str) -> None:
     reply = sms(fresh_sandbox, SMS, {"Authorization": f"Bearer {token}"})
     assert reply.status_code == 400
@@ -133,7 +160,10 @@ def test_sms_api_disabled_knob(fresh_sandbox: Sandbox) -> None:
 def test_sms_balance_codes(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(balance="0.030")
     assert sms(fresh_sandbox, {**SMS, "recipients": ["966500000000", "966500000001"]}).json() == {
-        "statusCode": 400, "message": "3", "reason": "Your balance is not enough"}
+        "statusCode": 400,
+        "message": "3",
+        "reason": "Your balance is not enough",
+    }
     assert sms(fresh_sandbox, SMS).status_code == 201
     fresh_sandbox.knobs(balance=0)
     reply = sms(fresh_sandbox, SMS)
@@ -150,13 +180,15 @@ def test_scheduled_sms_delete_refunds(fresh_sandbox: Sandbox) -> None:
     body = {**SMS, "scheduledDatetime": "2099-01-01T10:30", "deleteId": "d-1", "smsId": "s-1"}
     assert sms(fresh_sandbox, body).status_code == 201
     assert balance(fresh_sandbox) == "2043.974"
-    reply = requests.delete(f"{fresh_sandbox.url}/v1/messages/delete",
-                            params={"deleteId": "d-1"}, headers=AUTH, timeout=10)
+    reply = requests.delete(
+        f"{fresh_sandbox.url}/v1/messages/delete", params={"deleteId": "d-1"}, headers=AUTH, timeout=10
+    )
     assert reply.status_code == 201
     assert reply.json() == {"statusCode": 201, "message": "Deleted successfully"}
     assert balance(fresh_sandbox) == "2044.000"
-    again = requests.delete(f"{fresh_sandbox.url}/v1/messages/delete",
-                            params={"deleteId": "d-1"}, headers=AUTH, timeout=10)
+    again = requests.delete(
+        f"{fresh_sandbox.url}/v1/messages/delete", params={"deleteId": "d-1"}, headers=AUTH, timeout=10
+    )
     assert again.status_code == 422
     assert again.json() == {"statusCode": 422, "message": "deleteId not found"}
     entry = fresh_sandbox.sends()[0]
@@ -166,24 +198,31 @@ def test_scheduled_sms_delete_refunds(fresh_sandbox: Sandbox) -> None:
 def test_scheduled_sms_delete_with_json_body(fresh_sandbox: Sandbox) -> None:
     body = {**SMS, "scheduledDatetime": "2099-01-01T10:30:00+03:00", "deleteId": 77}
     sms(fresh_sandbox, body)
-    reply = requests.delete(f"{fresh_sandbox.url}/v1/messages", json={"deleteId": 77},
-                            headers=AUTH, timeout=10)
+    reply = requests.delete(
+        f"{fresh_sandbox.url}/v1/messages", json={"deleteId": 77}, headers=AUTH, timeout=10
+    )
     assert reply.status_code == 201
 
 
 def test_sent_sms_cannot_be_deleted(fresh_sandbox: Sandbox) -> None:
     sms(fresh_sandbox, {**SMS, "deleteId": "now"})
-    reply = requests.delete(f"{fresh_sandbox.url}/v1/messages/delete", params={"deleteId": "now"},
-                            headers=AUTH, timeout=10)
+    reply = requests.delete(
+        f"{fresh_sandbox.url}/v1/messages/delete", params={"deleteId": "now"}, headers=AUTH, timeout=10
+    )
     assert reply.status_code == 422
 
 
 def test_account_balance(fresh_sandbox: Sandbox) -> None:
     reply = requests.get(f"{fresh_sandbox.url}/account/balance", headers=AUTH, timeout=10)
     assert reply.status_code == 200
-    assert reply.json() == {"statusCode": 200, "accountStatus": "active",
-                            "accountExpiryDate": "23-08-2031", "balance": "2044.000",
-                            "currency": "SAR", "points": 0}
+    assert reply.json() == {
+        "statusCode": 200,
+        "accountStatus": "active",
+        "accountExpiryDate": "23-08-2031",
+        "balance": "2044.000",
+        "currency": "SAR",
+        "points": 0,
+    }
     assert requests.get(f"{fresh_sandbox.url}/account/balance", timeout=10).status_code == 401
 
 
@@ -206,6 +245,7 @@ def test_sms_is_recorded(fresh_sandbox: Sandbox) -> None:
 
 
 # mailSend.php (seeds 000 and 001)
+
 
 def assert_mail_success(reply: requests.Response, price: str = "0.010") -> None:
     assert reply.status_code == 201
@@ -231,17 +271,18 @@ def test_mail_send_form(fresh_sandbox: Sandbox) -> None:
 
 
 def test_mail_send_query_string(fresh_sandbox: Sandbox) -> None:
-    query = (f"bearerTokens={SANDBOX_TAQNYAT_TOKEN}&campaignName=your campain name"
-             "&subject= youe email subject&from=mail@example.com"
-             "&to=mail1@example.com,mail2@example.com&msg=<html><body><b>test</b></body></html>")
+    query = (
+        f"bearerTokens={SANDBOX_TAQNYAT_TOKEN}&campaignName=your campain name"
+        "&subject= youe email subject&from=mail@example.com"
+        "&to=mail1@example.com,mail2@example.com&msg=<html><body><b>test</b></body></html>"
+    )
     reply = requests.get(f"{fresh_sandbox.url}/mailSend.php?{query}", timeout=10)
     assert_mail_success(reply, "0.020")
     assert fresh_sandbox.sends()[0]["recipients"] == ["mail1@example.com", "mail2@example.com"]
 
 
 def test_mail_send_header_token(fresh_sandbox: Sandbox) -> None:
-    reply = requests.post(f"{fresh_sandbox.url}/mailSend.php/", json=MAIL, headers=AUTH,
-                          timeout=10)
+    reply = requests.post(f"{fresh_sandbox.url}/mailSend.php/", json=MAIL, headers=AUTH, timeout=10)
     assert_mail_success(reply)
 
 
@@ -250,33 +291,51 @@ MAIL_CASES: list[tuple[int, dict[str, Any], str, str, str]] = [
     (3, {}, "0.005", " الرصيد غير كافي", " Your balance is not enough"),
     (14, {"from": "not-an-address"}, "", " خطا في المرسل", " error From"),
     (14, {"from": "news@unverified.example"}, "", " خطا في المرسل", " error From"),
-    (15, {"to": []}, "", " البريد الالكتروني المرسل لها غير صحيحه أو فارغه",
-     " Email is not specified or incorrect"),
-    (15, {"to": ["ok@example.com", "broken"]}, "",
-     " البريد الالكتروني المرسل لها غير صحيحه أو فارغه", " Email is not specified or incorrect"),
+    (
+        15,
+        {"to": []},
+        "",
+        " البريد الالكتروني المرسل لها غير صحيحه أو فارغه",
+        " Email is not specified or incorrect",
+    ),
+    (
+        15,
+        {"to": ["ok@example.com", "broken"]},
+        "",
+        " البريد الالكتروني المرسل لها غير صحيحه أو فارغه",
+        " Email is not specified or incorrect",
+    ),
     (16, {"subject": " "}, "", " يوجد خطا في عنوان الرساله", " error subject"),
     (17, {"msg": ""}, "", " يوجد خطا في الرساله", " error msg"),
 ]
 
 
 @pytest.mark.parametrize(("code", "change", "balance_value", "arabic", "english"), MAIL_CASES)
-def test_mail_error_codes(fresh_sandbox: Sandbox, code: int, change: dict[str, Any],
-                          balance_value: str, arabic: str, english: str) -> None:
+def test_mail_error_codes(
+    fresh_sandbox: Sandbox, code: int, change: dict[str, Any], balance_value: str, arabic: str, english: str
+) -> None:
     if balance_value:
         fresh_sandbox.knobs(balance=balance_value)
     reply = mail(fresh_sandbox, {**MAIL, **change})
     assert reply.status_code == 400
-    assert reply.json() == {"status": 1, "ResponseStatus": "fail", "Data": None, "Error": {
-        "ErrorCode": code, "MessageAr": arabic, "MessageEn": english}}
+    assert reply.json() == {
+        "status": 1,
+        "ResponseStatus": "fail",
+        "Data": None,
+        "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english},
+    }
     assert fresh_sandbox.sends() == []
 
 
-@pytest.mark.parametrize(("token", "code", "english"), [
-    ("sandbox-api-disabled", 101, "Invalid Bearer Tokens"),
-    ("sandbox-ip-blocked", 102, " this ip 10.0.0.1 Not authorized to using the API"),
-    ("wrong-token", 104, "Invalid Bearer Tokens"),
-    ("", 104, "Invalid Bearer Tokens"),
-])
+@pytest.mark.parametrize(
+    ("token", "code", "english"),
+    [
+        ("sandbox-api-disabled", 101, "Invalid Bearer Tokens"),
+        ("sandbox-ip-blocked", 102, " this ip 10.0.0.1 Not authorized to using the API"),
+        ("wrong-token", 104, "Invalid Bearer Tokens"),
+        ("", 104, "Invalid Bearer Tokens"),
+    ],
+)
 def test_mail_token_codes(fresh_sandbox: Sandbox, token: str, code: int, english: str) -> None:
     reply = mail(fresh_sandbox, MAIL, token)
     assert reply.status_code == 400
@@ -293,12 +352,13 @@ def test_mail_fail_inside_200(fresh_sandbox: Sandbox) -> None:
 
 # voiceSend.php (seed 002)
 
+
 def test_voice_success(fresh_sandbox: Sandbox) -> None:
     reply = voice(fresh_sandbox, VOICE)
     assert reply.status_code == 201
     body = reply.json()
     assert body["status"] == 1 and body["ResponseStatus"] == "success"
-    assert isinstance(body["messageId"], int) and body["messageId"] > 2 ** 32
+    assert isinstance(body["messageId"], int) and body["messageId"] > 2**32
     data = body["Data"]
     assert data["msgId"].startswith("V-") and data["result"] == "1"
     assert data["MessageAr"] == "تم الارسال" and data["MessageEn"] == "sent successfully"
@@ -308,8 +368,7 @@ def test_voice_success(fresh_sandbox: Sandbox) -> None:
 
 
 def test_voice_form_and_rejected_number(fresh_sandbox: Sandbox) -> None:
-    form = {**VOICE, "recipients": "966500000000,999500000000",
-            "bearerTokens": SANDBOX_TAQNYAT_TOKEN}
+    form = {**VOICE, "recipients": "966500000000,999500000000", "bearerTokens": SANDBOX_TAQNYAT_TOKEN}
     reply = requests.post(f"{fresh_sandbox.url}/voiceSend.php", data=form, timeout=10)
     assert reply.status_code == 201
     assert reply.json()["Data"]["rejectedNumber"] == "[999500000000,]"
@@ -319,33 +378,61 @@ VOICE_CASES: list[tuple[int, dict[str, Any], str, str, str]] = [
     (2, {}, "0", "الرصيد = 0", "Your balance is 0"),
     (3, {}, "0.1", "الرصيد غير كافي", "Your balance is not enough"),
     (14, {"callerId": "+9665"}, "", "هوية المتصل غير صحيحة", "Invalid CallerId"),
-    (15, {"recipients": []}, "", "الأرقام المرسل لها غير صحيحة أو فارغة",
-     "Mobile(s) number(s) is not specified or incorrect"),
-    (15, {"recipients": ["966500000000", "12"]}, "", "الأرقام المرسل لها غير صحيحة أو فارغة",
-     "Mobile(s) number(s) is not specified or incorrect"),
-    (17, {"audioUrl": "ftp://cdn.example.com/a.mp3"}, "", "يوجد خطأ في الارسال او الملف الصوتي",
-     "error msg or error audio file"),
-    (17, {"audioUrl": "https://cdn.example.com/a.ogg"}, "", "يوجد خطأ في الارسال او الملف الصوتي",
-     "error msg or error audio file"),
+    (
+        15,
+        {"recipients": []},
+        "",
+        "الأرقام المرسل لها غير صحيحة أو فارغة",
+        "Mobile(s) number(s) is not specified or incorrect",
+    ),
+    (
+        15,
+        {"recipients": ["966500000000", "12"]},
+        "",
+        "الأرقام المرسل لها غير صحيحة أو فارغة",
+        "Mobile(s) number(s) is not specified or incorrect",
+    ),
+    (
+        17,
+        {"audioUrl": "ftp://cdn.example.com/a.mp3"},
+        "",
+        "يوجد خطأ في الارسال او الملف الصوتي",
+        "error msg or error audio file",
+    ),
+    (
+        17,
+        {"audioUrl": "https://cdn.example.com/a.ogg"},
+        "",
+        "يوجد خطأ في الارسال او الملف الصوتي",
+        "error msg or error audio file",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("code", "change", "balance_value", "arabic", "english"), VOICE_CASES)
-def test_voice_error_codes(fresh_sandbox: Sandbox, code: int, change: dict[str, Any],
-                           balance_value: str, arabic: str, english: str) -> None:
+def test_voice_error_codes(
+    fresh_sandbox: Sandbox, code: int, change: dict[str, Any], balance_value: str, arabic: str, english: str
+) -> None:
     if balance_value:
         fresh_sandbox.knobs(balance=balance_value)
     reply = voice(fresh_sandbox, {**VOICE, **change})
     assert reply.status_code == 400
-    assert reply.json() == {"status": 1, "ResponseStatus": "fail", "Data": None, "Error": {
-        "ErrorCode": code, "MessageAr": arabic, "MessageEn": english}}
+    assert reply.json() == {
+        "status": 1,
+        "ResponseStatus": "fail",
+        "Data": None,
+        "Error": {"ErrorCode": code, "MessageAr": arabic, "MessageEn": english},
+    }
 
 
-@pytest.mark.parametrize(("token", "code", "english"), [
-    ("sandbox-api-disabled", 101, "sending by API is disabled"),
-    ("sandbox-ip-blocked", 102, "this ip Not authorized to using the API"),
-    ("wrong-token", 104, "Invalid Bearer Tokens"),
-])
+@pytest.mark.parametrize(
+    ("token", "code", "english"),
+    [
+        ("sandbox-api-disabled", 101, "sending by API is disabled"),
+        ("sandbox-ip-blocked", 102, "this ip Not authorized to using the API"),
+        ("wrong-token", 104, "Invalid Bearer Tokens"),
+    ],
+)
 def test_voice_token_codes(fresh_sandbox: Sandbox, token: str, code: int, english: str) -> None:
     error = voice(fresh_sandbox, VOICE, token).json()["Error"]
     assert error["ErrorCode"] == code and error["MessageEn"] == english
@@ -364,9 +451,15 @@ def test_unknown_path_is_json_404(fresh_sandbox: Sandbox) -> None:
 
 
 def test_mail_send_php_style_list(fresh_sandbox: Sandbox) -> None:
-    form = [("bearerTokens", SANDBOX_TAQNYAT_TOKEN), ("campaignName", "c"), ("subject", "s"),
-            ("from", "mail@example.com"), ("to[]", "a@example.com"), ("to[]", "b@example.com"),
-            ("msg", "hi")]
+    form = [
+        ("bearerTokens", SANDBOX_TAQNYAT_TOKEN),
+        ("campaignName", "c"),
+        ("subject", "s"),
+        ("from", "mail@example.com"),
+        ("to[]", "a@example.com"),
+        ("to[]", "b@example.com"),
+        ("msg", "hi"),
+    ]
     reply = requests.post(f"{fresh_sandbox.url}/mailSend.php", data=form, timeout=10)
     assert_mail_success(reply, "0.020")
 
@@ -376,22 +469,37 @@ def test_mail_send_php_style_list(fresh_sandbox: Sandbox) -> None:
 SMS_ERROR_CASES = [
     # (knobs, request change, headers, code, words)
     ({"balance": 0}, {}, None, "2", "Your balance is 0"),
-    ({"balance": "0.030"}, {"recipients": ["966500000000", "966500000001"]}, None, "3",
-     "Your balance is not enough"),
+    (
+        {"balance": "0.030"},
+        {"recipients": ["966500000000", "966500000001"]},
+        None,
+        "3",
+        "Your balance is not enough",
+    ),
     ({}, {"sender": "NOBODY"}, None, "14", "Invalid sender"),
-    ({}, {"recipients": ["999500000000"]}, None, "15",
-     "Mobile(s) number(s) is not specified or incorrect"),
+    ({}, {"recipients": ["999500000000"]}, None, "15", "Mobile(s) number(s) is not specified or incorrect"),
     ({"api_disabled": True}, {}, None, "101", "sending by API is disabled"),
-    ({}, {}, {"Authorization": "Bearer sandbox-ip-blocked"}, "102",
-     "this ip Not authorized to using the API"),
+    (
+        {},
+        {},
+        {"Authorization": "Bearer sandbox-ip-blocked"},
+        "102",
+        "this ip Not authorized to using the API",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("knobs", "change", "headers", "code", "words"), SMS_ERROR_CASES)
 @pytest.mark.parametrize("shape", ["code", "words", "reason"])
-def test_sms_error_shape_knob(fresh_sandbox: Sandbox, shape: str, knobs: dict[str, Any],
-                              change: dict[str, Any], headers: dict[str, str] | None, code: str,
-                              words: str) -> None:
+def test_sms_error_shape_knob(
+    fresh_sandbox: Sandbox,
+    shape: str,
+    knobs: dict[str, Any],
+    change: dict[str, Any],
+    headers: dict[str, str] | None,
+    code: str,
+    words: str,
+) -> None:
     fresh_sandbox.knobs(sms_error_shape=shape, **knobs)
     reply = sms(fresh_sandbox, {**SMS, **change}, headers)
     assert reply.status_code == 400
@@ -413,8 +521,7 @@ def test_sms_error_shape_defaults_to_code_and_comes_back_on_reset(fresh_sandbox:
 
 @pytest.mark.parametrize("value", ["text", "", None, 1, True])
 def test_sms_error_shape_refuses_other_values(fresh_sandbox: Sandbox, value: object) -> None:
-    reply = requests.post(f"{fresh_sandbox.url}/_sandbox/knobs", json={"sms_error_shape": value},
-                          timeout=10)
+    reply = requests.post(f"{fresh_sandbox.url}/_sandbox/knobs", json={"sms_error_shape": value}, timeout=10)
     assert reply.status_code == 400
     assert "sms_error_shape" in reply.json()["error"]
     assert fresh_sandbox.knobs()["sms_error_shape"] == "code"
@@ -423,7 +530,11 @@ def test_sms_error_shape_refuses_other_values(fresh_sandbox: Sandbox, value: obj
 def test_sms_error_shape_leaves_unnumbered_errors_and_sends_alone(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(sms_error_shape="words")
     assert sms(fresh_sandbox, {**SMS, "body": ""}).json() == {
-        "statusCode": 400, "message": "body is required"}
+        "statusCode": 400,
+        "message": "body is required",
+    }
     assert sms(fresh_sandbox, SMS, {}).json() == {
-        "statusCode": 401, "message": "invalid credentials information"}
+        "statusCode": 401,
+        "message": "invalid credentials information",
+    }
     assert sms(fresh_sandbox, SMS).status_code == 201

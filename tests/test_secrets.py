@@ -37,9 +37,9 @@ import pytest
 import redis
 import requests
 
+from hudhud.worker.errors import InvalidInput
 from tests.helpers import RedisServer, Sandbox
 from tests.stack import Stack, wait_until
-from worker.errors import InvalidInput
 
 pytestmark = pytest.mark.e2e
 

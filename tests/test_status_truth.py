@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from hudhud.worker.ledger import Ledger, NewMessage
 from tests.stack import Stack, running_stack, wait_until
-from worker.ledger import Ledger, NewMessage
 
 pytestmark = pytest.mark.e2e
 

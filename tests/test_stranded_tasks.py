@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from config import Settings
+from hudhud.config import Settings
 from tests.stack import Stack, idle_stack, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -7,10 +7,10 @@ import threading
 
 from kombu import Connection
 
-from config import Settings
+from hudhud.config import Settings
+from hudhud.worker.celery_app import create_app
+from hudhud.worker.transport import TRANSPORT
 from tests.helpers import RedisServer
-from worker.celery_app import create_app
-from worker.transport import TRANSPORT
 
 
 def test_short_commands_share_one_client_per_pool(redis_server: RedisServer) -> None:

@@ -23,12 +23,12 @@ from typing import Any, cast
 
 import redis
 
-from config.settings import Settings
-from worker import messages
-from worker import validation as v
-from worker.errors import InvalidInput
-from worker.ledger import FINAL_STATUSES, Ledger, NewMessage, event, events_key, idem_key, iso, msg_key
-from worker.public import money_text, ordered_events
+from hudhud.config.settings import Settings
+from hudhud.worker import messages
+from hudhud.worker import validation as v
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, event, events_key, idem_key, iso, msg_key
+from hudhud.worker.public import money_text, ordered_events
 
 MAX_CAMPAIGN_RECIPIENTS = 1_000_000
 EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much

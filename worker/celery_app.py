@@ -1,4 +1,4 @@
-"""The Celery application, configured from `config.get_settings()`.
+"""The Celery application, configured from `hudhud.config.get_settings()`.
 
 - Redis broker from HUDHUD_REDIS_URL (`rediss://` gets certificate checks by default).
 - One queue per channel (`sms`, `email`, `voice`), `hudhud` for beat jobs and intake, and
@@ -24,9 +24,9 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 from kombu import Exchange, Queue
 
-from config import Settings, get_settings
-from worker import redaction, redis_safety
-from worker.transport import TRANSPORT as BROKER_TRANSPORT
+from hudhud.config import Settings, get_settings
+from hudhud.worker import redaction, redis_safety
+from hudhud.worker.transport import TRANSPORT as BROKER_TRANSPORT
 
 CHANNEL_QUEUES = ("sms", "email", "voice")
 CONTROL_QUEUE = "hudhud"
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: the environment's). Producers in other processes may
     make their own with the same settings; only the worker needs the tasks imported."""
     settings = settings or get_settings()
-    app = Celery("hudhud", include=["tasks.delivery", "tasks.beat"], set_as_current=False)
+    app = Celery("hudhud", include=["hudhud.tasks.delivery", "hudhud.tasks.beat"], set_as_current=False)
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         # A killed worker's tasks come back within the visibility timeout plus one sweep:

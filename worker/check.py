@@ -18,11 +18,11 @@ from kombu.exceptions import KombuError
 from kombu.transport import redis as kombu_redis
 from kombu.utils.url import maybe_sanitize_url
 
-from config import Settings, get_settings
-from worker import redis_safety, runtime
-from worker.errors import ConfigurationError
-from worker.ledger import Ledger
-from worker.providers.errors import AccountError, ProviderError
+from hudhud.config import Settings, get_settings
+from hudhud.worker import redis_safety, runtime
+from hudhud.worker.errors import ConfigurationError
+from hudhud.worker.ledger import Ledger
+from hudhud.worker.providers.errors import AccountError, ProviderError
 
 Facts = dict[str, Any]
 
@@ -124,7 +124,7 @@ def _redis_server(settings: Settings, client: redis.Redis, problems: list[str], 
 def _worker_queues(settings: Settings) -> dict[str, list[str]]:
     """The queues each running worker consumes, as the workers answer within the timeout.
     Raises KombuError (or OSError) when the broker cannot carry the question."""
-    from worker.celery_app import create_app  # the app module reads the settings when imported
+    from hudhud.worker.celery_app import create_app  # the app module reads the settings when imported
 
     app = create_app(settings)
     try:
@@ -177,7 +177,7 @@ def queue_names(client: redis.Redis) -> list[str]:
     """hudhud's queues, Celery's default one, and every queue bound to an exchange (kombu's
     Redis layout: the set `_kombu.binding.<exchange>` holds `routing key, pattern, queue`
     joined by its separator). Remote-control and event exchanges are left out."""
-    from worker.celery_app import CELERY_DEFAULT_QUEUE, CHANNEL_QUEUES, CONTROL_QUEUE
+    from hudhud.worker.celery_app import CELERY_DEFAULT_QUEUE, CHANNEL_QUEUES, CONTROL_QUEUE
 
     names = dict.fromkeys((CELERY_DEFAULT_QUEUE, *CHANNEL_QUEUES, CONTROL_QUEUE))
     for key in client.scan_iter(match=f"{BINDING_PREFIX}*", count=500):

@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import click
 import redis
 
-from worker.errors import ConfigurationError, InvalidInput, RedisFull, printable
-from worker.messages import MAX_AHEAD
-from worker.processes import DEFAULT_CONCURRENCY
+from hudhud.worker.errors import ConfigurationError, InvalidInput, RedisFull, printable
+from hudhud.worker.messages import MAX_AHEAD
+from hudhud.worker.processes import DEFAULT_CONCURRENCY
 
 EXIT_INPUT = 2
 MAX_ATTACH_BYTES = 24 * 1024 * 1024
@@ -50,7 +50,7 @@ def _redis_failure(exc: redis.RedisError) -> str:
 def _redis_url_told() -> str:
     from kombu.utils.url import maybe_sanitize_url
 
-    from config import get_settings
+    from hudhud.config import get_settings
 
     try:
         return f" at {maybe_sanitize_url(get_settings().redis_url, mask='***')}"
@@ -63,7 +63,7 @@ def _origin(variable: str) -> str:
     folder (`.env`, `.hudhud/dev.env`), or nowhere (its default)."""
     from dotenv import dotenv_values
 
-    from config import Settings
+    from hudhud.config import Settings
 
     configured = Settings.model_config.get("env_file")
     listed = [configured] if isinstance(configured, str | Path) else list(configured or ())
@@ -82,13 +82,13 @@ def _origin(variable: str) -> str:
 
 
 def _producer() -> Any:
-    from worker.producer import Hudhud
+    from hudhud.worker.producer import Hudhud
 
     return Hudhud()
 
 
 def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
-    from worker.producer import IdempotencyConflict
+    from hudhud.worker.producer import IdempotencyConflict
 
     try:
         receipt = _producer().send(channel, fields)
@@ -106,7 +106,7 @@ def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
 
 def _usage_problem(exc: click.UsageError) -> tuple[str, str]:
     """The field and the problem of a usage error of a send command (never the value)."""
-    from worker.validation import field_name
+    from hudhud.worker.validation import field_name
 
     param = getattr(exc, "param", None)
     option = getattr(exc, "option_name", None)
@@ -284,7 +284,7 @@ def send_voice(
 @_json_option
 def status(message_id: str, as_json: bool) -> None:
     """The record of one message: status, attempts, provider ids, cost, error, events."""
-    from worker.producer import NotFound
+    from hudhud.worker.producer import NotFound
 
     try:
         record = _producer().status(message_id)
@@ -326,7 +326,7 @@ def status(message_id: str, as_json: bool) -> None:
 @_json_option
 def cancel(message_id: str, as_json: bool) -> None:
     """Cancel a message that has not been handed to a provider yet."""
-    from worker.producer import NotFound, Refused
+    from hudhud.worker.producer import NotFound, Refused
 
     try:
         receipt = _producer().cancel(message_id)
@@ -342,7 +342,7 @@ def cancel(message_id: str, as_json: bool) -> None:
 @_json_option
 def retry(message_id: str, as_json: bool) -> None:
     """Ask Taifa to retry a bounced/failed/rejected email (a new, linked message)."""
-    from worker.producer import NotFound, Refused
+    from hudhud.worker.producer import NotFound, Refused
 
     try:
         receipt = _producer().retry_email(message_id)
@@ -360,10 +360,10 @@ def retry(message_id: str, as_json: bool) -> None:
 @_json_option
 def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None:
     """Decide on a campaign batch held in doubt (its provider's reply was lost)."""
-    from config import get_settings
-    from worker import doubt, runtime
-    from worker.delivery import Delivery
-    from worker.producer import dispatch
+    from hudhud.config import get_settings
+    from hudhud.worker import doubt, runtime
+    from hudhud.worker.delivery import Delivery
+    from hudhud.worker.producer import dispatch
 
     if as_sent == resend:
         _fail(as_json, "resolve: give exactly one of --sent or --resend", EXIT_INPUT, field="decision")
@@ -385,7 +385,7 @@ def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None
 @_json_option
 def check(as_json: bool) -> None:
     """Per provider: reachable, credentials valid, status, balance, senders (exit 1 on a problem)."""
-    from worker.check import run_checks
+    from hudhud.worker.check import run_checks
 
     try:
         report = run_checks()
@@ -431,7 +431,7 @@ _passthrough = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def worker(args: tuple[str, ...]) -> None:
     """A Celery worker (ARGS go to celery worker)."""
-    from worker.processes import run_worker
+    from hudhud.worker.processes import run_worker
 
     run_worker(list(args))
 
@@ -440,7 +440,7 @@ def worker(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def beat(args: tuple[str, ...]) -> None:
     """The periodic jobs (exactly one beat per deployment)."""
-    from worker.processes import run_beat
+    from hudhud.worker.processes import run_beat
 
     run_beat(list(args))
 
@@ -449,7 +449,7 @@ def beat(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def flower(args: tuple[str, ...]) -> None:
     """Flower on this app (ARGS go to flower, e.g. --port=5555 --basic-auth=user:pass)."""
-    from worker.processes import run_flower
+    from hudhud.worker.processes import run_flower
 
     run_flower(list(args))
 
@@ -474,7 +474,7 @@ def sandbox(
     knobs: str | None,
 ) -> None:
     """A local simulator of both provider APIs (Taqnyat at /, Taifa at /v1/emails)."""
-    from worker.sandbox.app import run
+    from hudhud.worker.sandbox.app import run
 
     values: dict[str, Any] = json.loads(knobs) if knobs else {}
     for name, value in (
@@ -499,7 +499,7 @@ def sandbox(
 )
 def dev(data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> None:
     """Everything on one machine: Redis, sandbox, worker, beat and Flower (Ctrl-C stops all)."""
-    from worker.devstack import run_dev
+    from hudhud.worker.devstack import run_dev
 
     sys.exit(
         run_dev(

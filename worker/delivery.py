@@ -2,8 +2,8 @@
 
 The claim (`queued|scheduled -> sending`, with a lease) is atomic, so a duplicated or
 redelivered task finds the message claimed or done and stops without calling the provider.
-What happens when the provider's reply is lost lives in `worker.doubt`; a balance too small
-for one send in `worker.shortfall`.
+What happens when the provider's reply is lost lives in `hudhud.worker.doubt`; a balance too small
+for one send in `hudhud.worker.shortfall`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any, cast
 
 import redis
 
-from config import Settings
-from worker import campaign
-from worker.errors import ConfigurationError, InvalidInput
-from worker.ledger import Claim, Ledger, event, iso, op_token
-from worker.ledger.patience import patiently
-from worker.providers.errors import (
+from hudhud.config import Settings
+from hudhud.worker import campaign
+from hudhud.worker.errors import ConfigurationError, InvalidInput
+from hudhud.worker.ledger import Claim, Ledger, event, iso, op_token
+from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     InDoubtError,
@@ -31,7 +31,7 @@ from worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from worker.providers.results import SendResult
+from hudhud.worker.providers.results import SendResult
 
 log = logging.getLogger("hudhud.delivery")
 
@@ -84,7 +84,7 @@ class Delivery:
             if claim.outcome == "held":
                 log.info("message %s held: provider %s is paused", message_id, provider)
             return Outcome(claim.outcome)
-        from worker import doubt
+        from hudhud.worker import doubt
 
         if claim.reconcile:
             settled = doubt.reconcile_first(self, message_id, claim)
@@ -97,7 +97,7 @@ class Delivery:
 
     def attempt(self, message_id: str, claim: Claim) -> Outcome:
         """One provider call for a claimed message, and its outcome recorded."""
-        from worker import doubt, shortfall
+        from hudhud.worker import doubt, shortfall
 
         try:
             result = self.call(message_id, claim)

@@ -24,10 +24,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from worker.delivery import Delivery, Outcome, recipients_of, reconcile_tag
-from worker.ledger import Claim, event
-from worker.providers.errors import AccountError, BalanceError, ProviderError
-from worker.providers.results import SendResult
+from hudhud.worker.delivery import Delivery, Outcome, recipients_of, reconcile_tag
+from hudhud.worker.ledger import Claim, event
+from hudhud.worker.providers.errors import AccountError, BalanceError, ProviderError
+from hudhud.worker.providers.results import SendResult
 
 log = logging.getLogger("hudhud.doubt")
 

@@ -18,13 +18,13 @@ from typing import Any
 import redis
 from celery import Celery
 
-from config import Settings
-from worker import campaign, publish
-from worker.delivery import Delivery
-from worker.ledger import Ledger, event, held_key, iso
-from worker.producer import dispatch
-from worker.providers.errors import ProviderError
-from worker.providers.http import Redactor
+from hudhud.config import Settings
+from hudhud.worker import campaign, publish
+from hudhud.worker.delivery import Delivery
+from hudhud.worker.ledger import Ledger, event, held_key, iso
+from hudhud.worker.producer import dispatch
+from hudhud.worker.providers.errors import ProviderError
+from hudhud.worker.providers.http import Redactor
 
 log = logging.getLogger("hudhud.jobs")
 
@@ -139,8 +139,8 @@ class Jobs:
 
     # --- expired claims -------------------------------------------------------------
     def recover_leases(self) -> int:
-        """A worker died during a provider call: the send is in doubt (`worker.doubt`)."""
-        from worker import doubt
+        """A worker died during a provider call: the send is in doubt (`hudhud.worker.doubt`)."""
+        from hudhud.worker import doubt
 
         sweep = self.ledger.expired_leases(now=time.time())
         self._report_gone("sending", sweep.gone)
@@ -188,7 +188,7 @@ class Jobs:
 
     def release_short(self, provider: str, balance: Decimal | None) -> int:
         """Sends the balance could not pay for go again after a top-up (or to end)."""
-        from worker import shortfall
+        from hudhud.worker import shortfall
 
         now = time.time()
         delivery = Delivery(self.ledger, self.settings, self.clients)
@@ -226,7 +226,7 @@ class Jobs:
         return resumed
 
     def _probe(self, provider: str, reason: dict[str, Any]) -> bool:
-        from worker import shortfall
+        from hudhud.worker import shortfall
 
         try:
             if provider == "taqnyat":

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config.settings import Settings
-from worker import validation as v
-from worker.errors import InvalidInput
+from hudhud.config.settings import Settings
+from hudhud.worker import validation as v
+from hudhud.worker.errors import InvalidInput
 
 CHANNELS = ("sms", "email", "voice")
 EMAIL_PROVIDERS = ("taifa", "taqnyat")

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-APP = "worker.celery_app"
+APP = "hudhud.worker.celery_app"
 DEFAULT_QUEUES = "sms,email,voice,hudhud,celery"  # celery: a producer that names no queue
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50
@@ -59,7 +59,7 @@ def worker_argv(args: list[str]) -> list[str]:
 
 
 def _task_events() -> bool:
-    from config import get_settings
+    from hudhud.config import get_settings
 
     try:
         return bool(get_settings().task_events)
@@ -80,7 +80,7 @@ def concurrency_of(argv: list[str]) -> str:
 def _settings_readable() -> None:
     """Read the settings before Celery does: a bad one is then told in one line (by the CLI),
     not as a traceback from inside Celery's start."""
-    from config import get_settings
+    from hudhud.config import get_settings
 
     get_settings()
 

@@ -1,14 +1,14 @@
 """The Python producer API: check a send, record it, enqueue its delivery.
 
-    from worker.producer import Hudhud
+    from hudhud.worker.producer import Hudhud
 
     hudhud = Hudhud()                      # settings from the environment / .env
     receipt = hudhud.send_sms(to=["966500000000"], body="Your code is 4831", key="otp-81-1")
     receipt.id, receipt.status             # ('6f1c…', 'queued')
 
-Bad input raises `worker.errors.InvalidInput` naming the field, before anything is
+Bad input raises `hudhud.worker.errors.InvalidInput` naming the field, before anything is
 recorded. Only the message id travels through the broker. A Redis that is out of memory
-raises `worker.errors.RedisFull` (a `redis.RedisError`); other Redis errors are redis-py's.
+raises `hudhud.worker.errors.RedisFull` (a `redis.RedisError`); other Redis errors are redis-py's.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import redis
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from config import Settings, get_settings
-from worker import campaign, messages, publish, runtime, validation
-from worker.errors import InvalidInput, RedisFull
-from worker.ledger import Created, Ledger, NewMessage
-from worker.public import public_record
+from hudhud.config import Settings, get_settings
+from hudhud.worker import campaign, messages, publish, runtime, validation
+from hudhud.worker.errors import InvalidInput, RedisFull
+from hudhud.worker.ledger import Created, Ledger, NewMessage
+from hudhud.worker.public import public_record
 
 DELIVER_TASK = publish.DELIVER_TASK
 BULK_CHUNK = 500
@@ -136,7 +136,7 @@ class Hudhud:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from worker.celery_app import app
+            from hudhud.worker.celery_app import app
 
             self._app = app
         return self._app

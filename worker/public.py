@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.ledger import FINAL_STATUSES
+from hudhud.worker.ledger import FINAL_STATUSES
 
 MONEY_PLACES = Decimal("0.001")  # Taqnyat prices to the thousandth of a riyal (0.026 SAR)
 

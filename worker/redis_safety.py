@@ -9,7 +9,7 @@
 
 The settings are read with CONFIG GET where it is allowed and from INFO where it is not
 (managed Redis services often disable CONFIG); what neither tells is reported as not verified.
-`hudhud check` reports the same findings (see `worker.check`).
+`hudhud check` reports the same findings (see `hudhud.worker.check`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config import Settings, get_settings
+from hudhud.config import Settings, get_settings
 
 log = logging.getLogger("hudhud.redis_safety")
 
@@ -274,7 +274,7 @@ def on_beat_start(**_: Any) -> None:
 
 def install() -> None:
     """Check Redis when a worker or beat of this app starts (`hudhud worker`/`hudhud beat`
-    and `celery -A worker.celery_app worker|beat` alike)."""
+    and `celery -A hudhud.worker.celery_app worker|beat` alike)."""
     from celery import signals
 
     signals.celeryd_after_setup.connect(on_worker_start, weak=False, dispatch_uid="hudhud-redis-worker")

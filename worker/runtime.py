@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from config import Settings, get_settings
-from worker.ledger import Ledger
+from hudhud.config import Settings, get_settings
+from hudhud.worker.ledger import Ledger
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
@@ -112,11 +112,11 @@ def provider_client(name: str, settings: Settings | None = None) -> Any:
         key = f"client:{name}"
         if key not in cache:
             if name == "taqnyat":
-                from worker.providers.taqnyat import TaqnyatClient
+                from hudhud.worker.providers.taqnyat import TaqnyatClient
 
                 cache[key] = TaqnyatClient.from_settings(cfg, pool_size=pool_size(cfg))
             elif name == "taifa":
-                from worker.providers.taifa import TaifaClient
+                from hudhud.worker.providers.taifa import TaifaClient
 
                 cache[key] = TaifaClient.from_settings(cfg, pool_size=pool_size(cfg))
             else:

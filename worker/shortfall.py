@@ -20,9 +20,9 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.delivery import Delivery, Outcome, recipients_of
-from worker.ledger import Claim, event, iso
-from worker.providers.errors import BalanceError, ProviderError
+from hudhud.worker.delivery import Delivery, Outcome, recipients_of
+from hudhud.worker.ledger import Claim, event, iso
+from hudhud.worker.providers.errors import BalanceError, ProviderError
 
 log = logging.getLogger("hudhud.shortfall")
 

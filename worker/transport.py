@@ -72,7 +72,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
-from worker import redaction
+from hudhud.worker import redaction
 
 log = logging.getLogger("hudhud.transport")
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from worker.errors import InvalidInput
+from hudhud.worker.errors import InvalidInput
 
 MAX_ATTACHMENT_BYTES = 24 * 1024 * 1024
 MAX_SMS_BODY = 10_000

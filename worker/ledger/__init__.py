@@ -32,8 +32,8 @@ from typing import Any
 
 import redis
 
-from worker.ledger import scripts
-from worker.ledger.fingerprint import Fingerprints
+from hudhud.worker.ledger import scripts
+from hudhud.worker.ledger.fingerprint import Fingerprints
 
 PREFIX = "hudhud:"
 SCHEDULED = PREFIX + "scheduled"

@@ -1,6 +1,6 @@
 """Provider clients: one module per provider over one small HTTP base."""
 
-from worker.providers.errors import (
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     InDoubtError,
@@ -8,7 +8,7 @@ from worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from worker.providers.results import (
+from hudhud.worker.providers.results import (
     Balance,
     BatchResult,
     EmailStatus,
@@ -22,8 +22,8 @@ from worker.providers.results import (
     Validation,
     ValidationIssue,
 )
-from worker.providers.taifa import TaifaClient
-from worker.providers.taqnyat import TaqnyatClient
+from hudhud.worker.providers.taifa import TaifaClient
+from hudhud.worker.providers.taqnyat import TaqnyatClient
 
 __all__ = [
     "AccountError",

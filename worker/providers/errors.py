@@ -8,7 +8,7 @@
 - `PermanentError`: the provider refused this message's input (14-17, 400, 404, 409, 413, 422).
 
 `str()` of each shows the provider's own words, never a token or a recipient.
-Configuration errors (`worker.errors.ConfigurationError`) stand outside this tree.
+Configuration errors (`hudhud.worker.errors.ConfigurationError`) stand outside this tree.
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from worker.errors import ConfigurationError
-from worker.providers.errors import InDoubtError, RetryableError
+from hudhud.worker.errors import ConfigurationError
+from hudhud.worker.providers.errors import InDoubtError, RetryableError
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from worker import validation
-from worker.errors import InvalidInput
-from worker.providers.errors import AccountError, BalanceError, PermanentError, ProviderError
-from worker.providers.http import (
+from hudhud.worker import validation
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.providers.errors import AccountError, BalanceError, PermanentError, ProviderError
+from hudhud.worker.providers.http import (
     NO_SECRETS,
     ProviderClient,
     Redactor,
@@ -33,7 +33,7 @@ from worker.providers.http import (
     status_retry_error,
     unreadable_reply,
 )
-from worker.providers.results import (
+from hudhud.worker.providers.results import (
     BatchResult,
     EmailStatus,
     Page,

@@ -24,15 +24,15 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from worker import validation
-from worker.providers.errors import (
+from hudhud.worker import validation
+from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
     PermanentError,
     ProviderError,
     RetryableError,
 )
-from worker.providers.http import (
+from hudhud.worker.providers.http import (
     NO_SECRETS,
     ProviderClient,
     Redactor,
@@ -43,7 +43,7 @@ from worker.providers.http import (
     status_retry_error,
     unreadable_reply,
 )
-from worker.providers.results import (
+from hudhud.worker.providers.results import (
     Balance,
     Sender,
     SendResult,

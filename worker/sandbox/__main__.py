@@ -1,4 +1,4 @@
-"""`python -m worker.sandbox`: serve the provider sandbox with start-time knobs."""
+"""`python -m hudhud.worker.sandbox`: serve the provider sandbox with start-time knobs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from worker.sandbox.app import run
-from worker.sandbox.knobs import KnobError, check_patch
+from hudhud.worker.sandbox.app import run
+from hudhud.worker.sandbox.knobs import KnobError, check_patch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m worker.sandbox", description="Serve the Taqnyat and Taifa Mail sandbox."
+        prog="python -m hudhud.worker.sandbox", description="Serve the Taqnyat and Taifa Mail sandbox."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
 
     def fail(message: str) -> None:
-        raise SystemExit(f"python -m worker.sandbox: error: {message}")
+        raise SystemExit(f"python -m hudhud.worker.sandbox: error: {message}")
 
     run(args.host, args.port, start_knobs(args, fail), access_log=args.access_log)
 

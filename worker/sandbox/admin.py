@@ -6,10 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox.bodies import load_json
-from worker.sandbox.knobs import KnobError, parse_amount, parse_balance
-from worker.sandbox.responses import reply
-from worker.sandbox.state import STATE, money
+from hudhud.worker.sandbox.bodies import load_json
+from hudhud.worker.sandbox.knobs import KnobError, parse_amount, parse_balance
+from hudhud.worker.sandbox.responses import reply
+from hudhud.worker.sandbox.state import STATE, money
 
 
 def refuse(message: str, **extra: Any) -> web.Response:

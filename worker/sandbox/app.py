@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox import admin, taifa, taqnyat, taqnyat_forms
-from worker.sandbox.faults import counted_answers, provider_faults
-from worker.sandbox.state import DEFAULT_TAIFA_KEY, DEFAULT_TAQNYAT_TOKEN, STATE, State
+from hudhud.worker.sandbox import admin, taifa, taqnyat, taqnyat_forms
+from hudhud.worker.sandbox.faults import counted_answers, provider_faults
+from hudhud.worker.sandbox.state import DEFAULT_TAIFA_KEY, DEFAULT_TAQNYAT_TOKEN, STATE, State
 
 MAX_BODY_BYTES = 128 * 1024 * 1024
 
@@ -19,7 +19,7 @@ def build_app(
 ) -> web.Application:
     """A ready application; tokens default to TAQNYAT_TOKEN / TAIFA_API_KEY, then the defaults.
 
-    Raises `worker.sandbox.knobs.KnobError` (a ValueError) for an unknown knob or a bad value.
+    Raises `hudhud.worker.sandbox.knobs.KnobError` (a ValueError) for an unknown knob or a bad value.
     """
     state = State.create(
         knobs,

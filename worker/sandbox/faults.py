@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from worker.sandbox.knobs import Knobs
-from worker.sandbox.responses import reply, taifa_error
-from worker.sandbox.state import ACCEPTED_HERE, STATE
+from hudhud.worker.sandbox.knobs import Knobs
+from hudhud.worker.sandbox.responses import reply, taifa_error
+from hudhud.worker.sandbox.state import ACCEPTED_HERE, STATE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN, STATUS, TAIFA, TAQNYAT = "admin", "status", "taifa", "taqnyat"

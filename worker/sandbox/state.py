@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox.clock import iso_time
-from worker.sandbox.knobs import DEFAULT_BALANCE, Knobs, apply_patch, check_patch
-from worker.sandbox.taifa_store import EmailStore
+from hudhud.worker.sandbox.clock import iso_time
+from hudhud.worker.sandbox.knobs import DEFAULT_BALANCE, Knobs, apply_patch, check_patch
+from hudhud.worker.sandbox.taifa_store import EmailStore
 
 DEFAULT_TAQNYAT_TOKEN = "sandbox-taqnyat-token"
 DEFAULT_TAIFA_KEY = "tfm_k_sandbox"

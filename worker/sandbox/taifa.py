@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox.bodies import Unreadable, parse_json
-from worker.sandbox.clock import iso_micros, parse_iso_micros
-from worker.sandbox.knobs import PLANS
-from worker.sandbox.responses import (
+from hudhud.worker.sandbox.bodies import Unreadable, parse_json
+from hudhud.worker.sandbox.clock import iso_micros, parse_iso_micros
+from hudhud.worker.sandbox.knobs import PLANS
+from hudhud.worker.sandbox.responses import (
     bearer,
     field_errors,
     reply,
@@ -20,10 +20,10 @@ from worker.sandbox.responses import (
     taifa_not_found,
     taifa_unauthorized,
 )
-from worker.sandbox.state import STATE, State
-from worker.sandbox.taifa_checks import Checked, check_send, refusal
-from worker.sandbox.taifa_model import REJECT, SUPPRESSED, Email, SendRequest
-from worker.sandbox.taifa_store import Filters, paginate
+from hudhud.worker.sandbox.state import STATE, State
+from hudhud.worker.sandbox.taifa_checks import Checked, check_send, refusal
+from hudhud.worker.sandbox.taifa_model import REJECT, SUPPRESSED, Email, SendRequest
+from hudhud.worker.sandbox.taifa_store import Filters, paginate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRYABLE = ("bounced", "rejected", "failed")

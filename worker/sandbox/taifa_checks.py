@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox.bodies import is_unicode
-from worker.sandbox.clock import parse_iso
-from worker.sandbox.taifa_model import Address, SendRequest
+from hudhud.worker.sandbox.bodies import is_unicode
+from hudhud.worker.sandbox.clock import parse_iso
+from hudhud.worker.sandbox.taifa_model import Address, SendRequest
 
 MAX_ATTACHMENT_BYTES = 24 * 1024 * 1024
 MIN_LEAD_SECONDS = 60.0

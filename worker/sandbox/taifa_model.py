@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox.clock import iso_time
+from hudhud.worker.sandbox.clock import iso_time
 
 NORMAL, BOUNCE, FAIL, OPEN, REJECT = "normal", "bounce", "fail", "open", "reject"
 SUPPRESSED = "recipient is on the suppression list"

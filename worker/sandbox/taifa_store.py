@@ -6,8 +6,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from worker.sandbox.clock import micros
-from worker.sandbox.taifa_model import Email
+from hudhud.worker.sandbox.clock import micros
+from hudhud.worker.sandbox.taifa_model import Email
 
 UPDATES_PAGE = 50
 SEARCH_PREFIXES = ("to", "from", "status", "domain", "tag")

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.sandbox.bodies import form_fields, load_json, plain
-from worker.sandbox.clock import parse_iso
-from worker.sandbox.responses import bearer, reply, taqnyat_error
-from worker.sandbox.state import (
+from hudhud.worker.sandbox.bodies import form_fields, load_json, plain
+from hudhud.worker.sandbox.clock import parse_iso
+from hudhud.worker.sandbox.responses import bearer, reply, taqnyat_error
+from hudhud.worker.sandbox.state import (
     STATE,
     TOKEN_API_DISABLED,
     TOKEN_IP_BLOCKED,

@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from worker.sandbox.bodies import form_fields, load_json
-from worker.sandbox.responses import bearer, reply
-from worker.sandbox.state import STATE, TOKEN_API_DISABLED, TOKEN_IP_BLOCKED, State, money
-from worker.sandbox.taifa_checks import is_email
-from worker.sandbox.taqnyat import FORM_TYPES, UNASSIGNED_PREFIX, blocked_code, list_string
+from hudhud.worker.sandbox.bodies import form_fields, load_json
+from hudhud.worker.sandbox.responses import bearer, reply
+from hudhud.worker.sandbox.state import STATE, TOKEN_API_DISABLED, TOKEN_IP_BLOCKED, State, money
+from hudhud.worker.sandbox.taifa_checks import is_email
+from hudhud.worker.sandbox.taqnyat import FORM_TYPES, UNASSIGNED_PREFIX, blocked_code, list_string
 
 UNVERIFIED_DOMAIN = "unverified.example"
 _NUMBER = re.compile(r"[0-9]{8,15}")
