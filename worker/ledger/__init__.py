@@ -1,20 +1,6 @@
 """The message ledger in Redis: one record per message, its history, and the atomic claims.
 
-Keys (all under `hudhud:`):
-- `m:{id}` hash: the record (status, attempts, payload, provider ids, cost, error, ...)
-- `e:{id}` list: JSON events `{type, at, ...}` (status history and provider events)
-- `idem:{key}` string: `{id}|{request hash}`, kept `HUDHUD_IDEMPOTENCY_TTL` seconds
-- `scheduled` zset: parked messages by due time (scheduled sends and long back-offs)
-- `queued` zset: messages that should have a task in the broker, by enqueue time
-- `leases` zset: claimed messages by lease expiry
-- `held:{provider}` zset: messages waiting while that provider is paused
-- `pause:{provider}` string: JSON reason of a provider pause
-- `tracking` zset: handed-over Taifa emails waiting for a final event
-- `rate:{provider}` string: the global rate limiter's theoretical arrival time
-- `slow:{provider}` hash: until when that provider asked every caller to wait (Retry-After)
-- `doubt` zset: messages whose hand-over is in doubt and that wait for an operator's decision
-- `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
-- `gone` list: ids found in an index without their record (evicted or expired), for `check`
+Every key is built in `keys.py`, which lists them; statuses are `status.Status`.
 
 Every transition is one Lua script, so a record is never half-written and a message is
 claimed for a provider call by one worker only.
@@ -34,54 +20,32 @@ import redis
 
 from hudhud.worker.ledger import scripts
 from hudhud.worker.ledger.fingerprint import Fingerprints
+from hudhud.worker.ledger.keys import (
+    DOUBT,
+    GONE,
+    LEASES,
+    PREFIX,
+    QUEUED,
+    SCHEDULED,
+    TRACKING,
+    events_key,
+    held_key,
+    idem_key,
+    msg_key,
+    pause_key,
+    rate_key,
+    short_key,
+    slow_key,
+)
+from hudhud.worker.ledger.status import ERASE_AT, FINAL, WAITING
+from hudhud.worker.ledger.status import ClaimOutcome as ClaimOutcome
+from hudhud.worker.ledger.status import Status as Status
 
-PREFIX = "hudhud:"
-SCHEDULED = PREFIX + "scheduled"
-QUEUED = PREFIX + "queued"
-LEASES = PREFIX + "leases"
-TRACKING = PREFIX + "tracking"
-DOUBT = PREFIX + "doubt"
-GONE = PREFIX + "gone"
+FINAL_STATUSES = FINAL
 GONE_KEEP = 1000
 GONE_TTL = 7 * 86400
 SAFETY_DAYS = 7  # a live record outlives its retention by this much before Redis drops it
-
-FINAL_STATUSES = frozenset({"delivered", "bounced", "failed", "rejected", "cancelled"})
-# Once a message reaches one of these, nothing is sent from its payload again: it is erased.
-ERASE_AT = FINAL_STATUSES | {"sent"}
-CANCELLABLE = "scheduled,queued"
-
-
-def msg_key(message_id: str) -> str:
-    return f"{PREFIX}m:{message_id}"
-
-
-def events_key(message_id: str) -> str:
-    return f"{PREFIX}e:{message_id}"
-
-
-def idem_key(key: str) -> str:
-    return f"{PREFIX}idem:{key}"
-
-
-def pause_key(provider: str) -> str:
-    return f"{PREFIX}pause:{provider}"
-
-
-def held_key(provider: str) -> str:
-    return f"{PREFIX}held:{provider}"
-
-
-def rate_key(provider: str) -> str:
-    return f"{PREFIX}rate:{provider}"
-
-
-def slow_key(provider: str) -> str:
-    return f"{PREFIX}slow:{provider}"
-
-
-def short_key(provider: str) -> str:
-    return f"{PREFIX}short:{provider}"
+CANCELLABLE = ",".join(sorted(WAITING))
 
 
 def op_token() -> str:

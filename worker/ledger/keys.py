@@ -1,0 +1,102 @@
+"""Every Redis key hudhud uses, built here and nowhere else.
+
+Per message (`{id}` is the message id; a campaign batch is a message too):
+- `m:{id}` hash: the record (status, attempts, payload, provider ids, cost, error, ...)
+- `e:{id}` list: JSON events `{type, at, ...}` (status history and provider events)
+- `rs:{id}` hash: a campaign batch's per-recipient final outcomes (recipient -> JSON)
+- `r:{campaign}` hash: a campaign's recipients (recipient index -> number)
+Indexes and shared state:
+- `idem:{key}` string: `{id}|{request hash}`, kept `HUDHUD_IDEMPOTENCY_TTL` seconds
+- `scheduled` zset: parked messages by due time (scheduled sends and long back-offs)
+- `queued` zset: messages that should have a task in the broker, by enqueue time
+- `leases` zset: claimed messages by lease expiry
+- `held:{provider}` zset: messages waiting while that provider is paused
+- `pause:{provider}` string: JSON reason of a provider pause
+- `tracking` zset: handed-over emails waiting for a final event
+- `rate:{provider}` string: the global rate limiter's theoretical arrival time
+- `slow:{provider}` hash: until when that provider asked every caller to wait (Retry-After)
+- `doubt` zset: messages whose hand-over is in doubt and that wait for an operator's decision
+- `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
+- `gone` list: ids found in an index without their record (evicted or expired), for `check`
+- `changes` stream: every status change, in order (the outbox); `changes:dead` its dead letters
+- `taifa:id:{email id}` string: the message (and recipient) a Taifa email id belongs to
+- `taifa:updates-since` string: the cursor of Taifa's feed of status changes
+- `lock:{name}` string: a beat job's lock
+- `data-key` string: the key of recipient fingerprints (never expires)
+- `unreadable` list: queue items that were not broker messages, set aside
+- `broker:idle`, `broker:write-probe`, `check:write-probe`: the transport's and check's own
+"""
+
+from __future__ import annotations
+
+PREFIX = "hudhud:"
+NONE = PREFIX + "none"  # a placeholder for "no key" in a script's KEYS: never written
+
+SCHEDULED = PREFIX + "scheduled"
+QUEUED = PREFIX + "queued"
+LEASES = PREFIX + "leases"
+TRACKING = PREFIX + "tracking"
+DOUBT = PREFIX + "doubt"
+GONE = PREFIX + "gone"
+CHANGES = PREFIX + "changes"
+CHANGES_DEAD = PREFIX + "changes:dead"
+DATA_KEY = PREFIX + "data-key"
+UNREADABLE = PREFIX + "unreadable"
+BROKER_IDLE = PREFIX + "broker:idle"
+BROKER_WRITE_PROBE = PREFIX + "broker:write-probe"
+CHECK_WRITE_PROBE = PREFIX + "check:write-probe"
+TAIFA_ID_PREFIX = PREFIX + "taifa:id:"
+TAIFA_UPDATES_CURSOR = PREFIX + "taifa:updates-since"
+
+
+def msg_key(message_id: str) -> str:
+    return f"{PREFIX}m:{message_id}"
+
+
+def events_key(message_id: str) -> str:
+    return f"{PREFIX}e:{message_id}"
+
+
+def outcomes_key(batch: str) -> str:
+    return f"{PREFIX}rs:{batch}"
+
+
+def recipients_key(campaign_id: str) -> str:
+    return f"{PREFIX}r:{campaign_id}"
+
+
+def idem_key(key: str) -> str:
+    return f"{PREFIX}idem:{key}"
+
+
+def pause_key(provider: str) -> str:
+    return f"{PREFIX}pause:{provider}"
+
+
+def held_key(provider: str) -> str:
+    return f"{PREFIX}held:{provider}"
+
+
+def rate_key(provider: str) -> str:
+    return f"{PREFIX}rate:{provider}"
+
+
+def slow_key(provider: str) -> str:
+    return f"{PREFIX}slow:{provider}"
+
+
+def short_key(provider: str) -> str:
+    return f"{PREFIX}short:{provider}"
+
+
+def taifa_id_key(email_id: str) -> str:
+    return f"{TAIFA_ID_PREFIX}{email_id}"
+
+
+def lock_key(name: str) -> str:
+    return f"{PREFIX}lock:{name}"
+
+
+def unkeyed(key: str) -> str:
+    """The part of a key after the prefix (`hudhud:held:taifa` -> `held:taifa`)."""
+    return key.removeprefix(PREFIX)
