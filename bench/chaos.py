@@ -127,31 +127,44 @@ class Log:
         print(line, file=sys.stderr, flush=True)
 
 
+_PLANS = {
+    # quick: messages, kills, then the timings and mix of the run
+    True: (
+        300,
+        3,
+        {
+            "send_seconds": 15,
+            "chaos_seconds": 30,
+            "outage_seconds": 8,
+            "drain_timeout": 120,
+            "campaigns": 3,
+            "short_campaigns": 1,
+            "short_seconds": 6,
+        },
+    ),
+    False: (
+        5000,
+        10,
+        {
+            "send_seconds": 60,
+            "chaos_seconds": 90,
+            "outage_seconds": 30,
+            "drain_timeout": 300,
+            "campaigns": 10,
+            "short_campaigns": 2,
+            "short_seconds": 12,
+        },
+    ),
+}
+
+
 def plan_for(quick: bool, messages: int | None, kills: int | None) -> Plan:
-    if quick:
-        return Plan(
-            messages or 300,
-            3 if kills is None else kills,
-            send_seconds=15,
-            chaos_seconds=30,
-            outage_seconds=8,
-            drain_timeout=120,
-            lost_replies=0.1,
-            campaigns=3,
-            short_campaigns=1,
-            short_seconds=6,
-        )
+    default_messages, default_kills, timings = _PLANS[quick]
     return Plan(
-        messages or 5000,
-        10 if kills is None else kills,
-        send_seconds=60,
-        chaos_seconds=90,
-        outage_seconds=30,
-        drain_timeout=300,
+        messages or default_messages,
+        default_kills if kills is None else kills,
         lost_replies=0.1,
-        campaigns=10,
-        short_campaigns=2,
-        short_seconds=12,
+        **timings,
     )
 
 

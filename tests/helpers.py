@@ -257,3 +257,9 @@ def running(server: RedisServer | Sandbox) -> Iterator[RedisServer | Sandbox]:
         yield server
     finally:
         server.stop()
+
+
+# The fields of Taqnyat's 201 answer to an SMS send.
+SMS_201_FIELDS = frozenset(
+    {"statusCode", "messageId", "cost", "currency", "totalCount", "msgLength", "accepted", "rejected"}
+)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.bad_input import bad_email_text, bad_number_text, digits, not_unicode
-from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, Sandbox
+from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, SMS_201_FIELDS, Sandbox
 
 FUZZ = settings(
     max_examples=120,
@@ -345,16 +345,7 @@ def check_sms_reply(reply: requests.Response) -> None:
     status = reply.status_code
     if status == 201:
         assert body["statusCode"] == 201 and isinstance(body["messageId"], int)
-        assert set(body) == {
-            "statusCode",
-            "messageId",
-            "cost",
-            "currency",
-            "totalCount",
-            "msgLength",
-            "accepted",
-            "rejected",
-        }
+        assert set(body) == SMS_201_FIELDS
         assert body["accepted"].startswith("[") and body["rejected"].startswith("[")
         return
     assert status in (400, 401, 413), (status, body)
@@ -446,36 +437,25 @@ def send_form(
     return http.request(method, f"{sb.url}{path}", headers=headers, timeout=30, **options)
 
 
-@FUZZ
-@given(
-    request=form_request(mail_fields),
-    method=st.sampled_from(["GET", "POST"]),
-    authorization=auth(SANDBOX_TAQNYAT_TOKEN),
+@pytest.mark.parametrize(
+    ("path", "fields", "codes"),
+    [("/mailSend.php", mail_fields, MAIL_CODES), ("/voiceSend.php", voice_fields, VOICE_CODES)],
+    ids=["mail", "voice"],
 )
-def test_taqnyat_mail_send_answers_bad_requests_with_its_error_codes(
+@FUZZ
+@given(data=st.data(), method=st.sampled_from(["GET", "POST"]), authorization=auth(SANDBOX_TAQNYAT_TOKEN))
+def test_taqnyat_mail_and_voice_sends_answer_bad_requests_with_their_error_codes(
     sb: Sandbox,
     http: requests.Session,
-    request: tuple[str, dict[str, Any]],
+    path: str,
+    fields: Any,
+    codes: Any,
+    data: st.DataObject,
     method: str,
     authorization: str | None,
 ) -> None:
-    check_form_reply(send_form(sb, http, "/mailSend.php", request, method, authorization), MAIL_CODES)
-
-
-@FUZZ
-@given(
-    request=form_request(voice_fields),
-    method=st.sampled_from(["GET", "POST"]),
-    authorization=auth(SANDBOX_TAQNYAT_TOKEN),
-)
-def test_taqnyat_voice_send_answers_bad_requests_with_its_error_codes(
-    sb: Sandbox,
-    http: requests.Session,
-    request: tuple[str, dict[str, Any]],
-    method: str,
-    authorization: str | None,
-) -> None:
-    check_form_reply(send_form(sb, http, "/voiceSend.php", request, method, authorization), VOICE_CODES)
+    request = data.draw(form_request(fields))
+    check_form_reply(send_form(sb, http, path, request, method, authorization), codes)
 
 
 # --- Taifa Mail ------------------------------------------------------------------------------

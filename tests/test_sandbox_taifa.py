@@ -243,22 +243,22 @@ def test_bounce_over_time(fresh_sandbox: Sandbox) -> None:
     assert all(set(event) == {"id", "event_type", "metadata", "created_at"} for event in events)
 
 
-def test_fail_recipient_fails(fresh_sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(
+    ("recipient", "steps", "status", "types"),
+    [
+        ("fail@example.com", 2.5, "failed", ["queued", "failed"]),
+        ("open@example.com", 3.5, "delivered", ["queued", "sent", "delivered", "opened", "clicked"]),
+    ],
+    ids=["fail-recipient-fails", "open-recipient-opens-and-clicks"],
+)
+def test_special_recipients_follow_their_story(
+    fresh_sandbox: Sandbox, recipient: str, steps: float, status: str, types: list[str]
+) -> None:
     fresh_sandbox.knobs(progress_seconds=STEP)
-    email_id = send_to(fresh_sandbox, "fail@example.com")
-    time.sleep(2.5 * STEP)
-    assert status_of(fresh_sandbox, email_id) == "failed"
-    types = [event["event_type"] for event in get(fresh_sandbox, f"/{email_id}/events").json()]
-    assert types == ["queued", "failed"]
-
-
-def test_open_recipient_opens_and_clicks(fresh_sandbox: Sandbox) -> None:
-    fresh_sandbox.knobs(progress_seconds=STEP)
-    email_id = send_to(fresh_sandbox, "open@example.com")
-    time.sleep(3.5 * STEP)
-    assert status_of(fresh_sandbox, email_id) == "delivered"
-    types = [event["event_type"] for event in get(fresh_sandbox, f"/{email_id}/events").json()]
-    assert types == ["queued", "sent", "delivered", "opened", "clicked"]
+    email_id = send_to(fresh_sandbox, recipient)
+    time.sleep(steps * STEP)
+    assert status_of(fresh_sandbox, email_id) == status
+    assert [event["event_type"] for event in get(fresh_sandbox, f"/{email_id}/events").json()] == types
 
 
 def test_reject_recipient_is_rejected_at_once(fresh_sandbox: Sandbox) -> None:

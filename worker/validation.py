@@ -228,16 +228,22 @@ def header_pairs(pairs: list[tuple[Any, Any]], field: str) -> dict[str, str]:
     return out
 
 
-def tags(value: Any, field: str, *, limit: int = MAX_TAGS + 2) -> list[str]:
-    """A list of at most `limit` short single-line strings (by default room for the
-    worker's own two besides a producer's `MAX_TAGS`)."""
+def _bounded_list(value: Any, field: str, shape: str, limit: int, noun: str) -> list[Any]:
+    """`value` as a list of at most `limit` items (none for None), or InvalidInput naming `field`."""
     if value is None:
         return []
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise InvalidInput(field, "must be a list of strings")
+        raise InvalidInput(field, f"must be {shape}")
     items = list(value)
     if len(items) > limit:
-        raise InvalidInput(field, f"has too many tags ({len(items)}, at most {limit})")
+        raise InvalidInput(field, f"has too many {noun} ({len(items)}, at most {limit})")
+    return items
+
+
+def tags(value: Any, field: str, *, limit: int = MAX_TAGS + 2) -> list[str]:
+    """A list of at most `limit` short single-line strings (by default room for the
+    worker's own two besides a producer's `MAX_TAGS`)."""
+    items = _bounded_list(value, field, "a list of strings", limit, "tags")
     return [text(tag, f"{field}[{i}]", max_len=MAX_TAG, single_line=True) for i, tag in enumerate(items)]
 
 
@@ -277,13 +283,9 @@ def base64_size(data: str) -> int:
 
 def attachments(value: Any, field: str) -> list[dict[str, str]]:
     """Taifa attachment rules: base64 without `data:` prefix, safe names, 24 MiB each and total."""
-    if value is None:
-        return []
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise InvalidInput(field, "must be a list of {filename, content_base64, content_type}")
-    items = list(value)
-    if len(items) > MAX_ATTACHMENTS:
-        raise InvalidInput(field, f"has too many attachments ({len(items)}, at most {MAX_ATTACHMENTS})")
+    items = _bounded_list(
+        value, field, "a list of {filename, content_base64, content_type}", MAX_ATTACHMENTS, "attachments"
+    )
     total = 0
     out: list[dict[str, str]] = []
     for index, item in enumerate(items):

@@ -303,24 +303,24 @@ def scheduled_email(request: web.Request, now: float) -> Email | web.Response:
     return email
 
 
-@authed
-async def cancel(request: web.Request) -> web.StreamResponse:
+def _reschedule(request: web.Request, field: str, status: str) -> web.StreamResponse:
+    """Stamp a scheduled email's `cancelled_at` or `start_at` with now."""
     now = time.time()
     email = scheduled_email(request, now)
     if isinstance(email, web.Response):
         return email
-    email.cancelled_at = request.app[STATE].emails.stamp(now)
-    return reply({"id": email.id, "status": "cancelled"})
+    setattr(email, field, request.app[STATE].emails.stamp(now))
+    return reply({"id": email.id, "status": status})
+
+
+@authed
+async def cancel(request: web.Request) -> web.StreamResponse:
+    return _reschedule(request, "cancelled_at", "cancelled")
 
 
 @authed
 async def send_now(request: web.Request) -> web.StreamResponse:
-    now = time.time()
-    email = scheduled_email(request, now)
-    if isinstance(email, web.Response):
-        return email
-    email.start_at = request.app[STATE].emails.stamp(now)
-    return reply({"id": email.id, "status": "queued"})
+    return _reschedule(request, "start_at", "queued")
 
 
 @authed
