@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,9 +40,11 @@ class Settings(BaseSettings):
     taqnyat_caller_id: str | None = Field(None, validation_alias=_env("TAQNYAT_CALLER_ID"))
     taifa_base_url: str = Field("https://govconnect.ke/v1", validation_alias=_env("TAIFA_BASE_URL"))
     taifa_api_key: SecretStr | None = Field(None, validation_alias=_env("TAIFA_API_KEY"))
-    email_provider: Literal["taifa", "taqnyat"] = Field(
-        "taifa", validation_alias=_env("HUDHUD_EMAIL_PROVIDER")
-    )
+    # modules that register providers of their own, imported before the names below are checked
+    providers_extra: str = Field("", validation_alias=_env("HUDHUD_PROVIDERS_EXTRA"))
+    email_provider: str = Field("taifa", validation_alias=_env("HUDHUD_EMAIL_PROVIDER"))
+    sms_provider: str = Field("taqnyat", validation_alias=_env("HUDHUD_SMS_PROVIDER"))
+    voice_provider: str = Field("taqnyat", validation_alias=_env("HUDHUD_VOICE_PROVIDER"))
     visibility_timeout: int = Field(60, ge=10, validation_alias=_env("HUDHUD_VISIBILITY_TIMEOUT"))
 
     # --- delivery -------------------------------------------------------------------
@@ -80,6 +82,13 @@ class Settings(BaseSettings):
     # Workers and beat refuse a Redis whose maxmemory-policy evicts keys, unless this is set.
     allow_eviction: bool = Field(False, validation_alias=_env("HUDHUD_ALLOW_EVICTION"))
 
+    # --- the change stream ------------------------------------------------------------
+    # Entries kept (about: trimmed with MAXLEN ~); a consumer's unacknowledged entries are
+    # taken over after `claim_after` idle seconds; one tried that often is dead-lettered.
+    changes_maxlen: int = Field(100000, gt=0, validation_alias=_env("HUDHUD_CHANGES_MAXLEN"))
+    changes_claim_after: float = Field(60.0, gt=0, validation_alias=_env("HUDHUD_CHANGES_CLAIM_AFTER"))
+    changes_max_deliveries: int = Field(5, ge=1, validation_alias=_env("HUDHUD_CHANGES_MAX_DELIVERIES"))
+
     # --- HTTP -----------------------------------------------------------------------
     http_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_HTTP_CONNECT_TIMEOUT"))
     http_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("HUDHUD_HTTP_READ_TIMEOUT"))
@@ -105,6 +114,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("email_provider", "sms_provider", "voice_provider")
+    @classmethod
+    def _registered_provider(cls, value: str, info: ValidationInfo) -> str:
+        from hudhud.worker.providers import registry
+
+        registry.load_extra(str(info.data.get("providers_extra") or ""))
+        allowed = registry.serving(info.field_name.removesuffix("_provider") if info.field_name else "")
+        if value not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -1,4 +1,7 @@
-"""Periodic jobs, scheduled by `hudhud beat` (see `hudhud.worker.celery_app._beat_schedule`)."""
+"""Periodic jobs, scheduled by `hudhud beat` (see `hudhud.worker.celery_app._beat_schedule`).
+
+The task names stay as deployments know them; each job loops over every registered provider.
+"""
 
 from __future__ import annotations
 
@@ -29,14 +32,13 @@ def recover_leases() -> int:
 
 
 @app.task(name="hudhud.beat.taqnyat_status", ignore_result=True)
-def taqnyat_status() -> bool:
-    return jobs().taqnyat_status()
+def watch_outages() -> bool:
+    return jobs().watch_outages()
 
 
 @app.task(name="hudhud.beat.taqnyat_balance", ignore_result=True)
-def taqnyat_balance() -> str | None:
-    balance = jobs().taqnyat_balance()
-    return None if balance is None else str(balance)
+def watch_balances() -> dict[str, str | None]:
+    return {name: None if amount is None else str(amount) for name, amount in jobs().watch_balances().items()}
 
 
 @app.task(name="hudhud.beat.probe_paused", ignore_result=True)
@@ -45,5 +47,5 @@ def probe_paused() -> list[str]:
 
 
 @app.task(name="hudhud.beat.taifa_events", ignore_result=True)
-def taifa_events() -> int:
-    return jobs().taifa_events()
+def follow_deliveries() -> int:
+    return jobs().follow_deliveries()

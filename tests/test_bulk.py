@@ -18,6 +18,7 @@ from hudhud.config import Settings
 from hudhud.worker import campaign, runtime
 from hudhud.worker.celery_app import create_app
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.ledger import keys
 from hudhud.worker.producer import Hudhud, IdempotencyConflict
 from tests.helpers import RedisServer
 from tests.stack import Stack, running_stack, wait_until
@@ -111,7 +112,7 @@ def test_campaign_is_split_into_deduplicated_batches_recorded_whole(
     assert sorted(t["args"][0] for t in queued_tasks(redis_client, "sms")) == sorted(  # type: ignore[index]
         campaign.batch_id(receipt.id, n) for n in range(3)
     )
-    assert redis_client.hlen(campaign.recipients_key(receipt.id)) == 2500
+    assert redis_client.hlen(keys.recipients_key(receipt.id)) == 2500
     summary = hudhud.status(receipt.id)
     assert summary["status"] == "queued" and summary["recipient_counts"]["pending"] == 2500
     assert hudhud.recipient_status(receipt.id, number(2400))["batch"] == campaign.batch_id(receipt.id, 2)
@@ -255,4 +256,4 @@ def test_taifa_campaign_emails_are_followed_to_delivered_or_bounced(stack: Stack
     before = stack.redis.hgetall(f"hudhud:m:{receipt.id}")
     time.sleep(4)
     assert stack.redis.hgetall(f"hudhud:m:{receipt.id}") == before
-    assert not stack.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "no email left to follow"
+    assert not stack.redis.keys(f"{keys.TAIFA_ID_PREFIX}*"), "no email left to follow"

@@ -32,6 +32,8 @@ STRUCTURAL = {
     "hudhud:doubt",
     "hudhud:data-key",
     "hudhud:taifa:updates-since",
+    "hudhud:changes",  # the change stream: bounded by its length, and it names no one
+    "hudhud:changes:dead",
 }
 
 

@@ -10,8 +10,9 @@ import redis
 from hudhud.config import Settings
 from hudhud.worker import campaign
 from hudhud.worker.celery_app import create_app
-from hudhud.worker.jobs import EVENTS_LOCK, Jobs
-from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, msg_key
+from hudhud.worker.jobs import Jobs
+from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, keys, msg_key
+from hudhud.worker.ledger.keys import follow_lock_key
 from hudhud.worker.providers.taifa import TaifaClient
 from tests.helpers import Sandbox
 from tests.stack import wait_until
@@ -202,12 +203,13 @@ def test_taifa_events_poll_runs_one_at_a_time(ledger: Ledger, fresh_sandbox: San
     jobs = Jobs(ledger, settings, create_app(settings), lambda name: TaifaClient.from_settings(settings))
     ledger.create(new("t1"), now=time.time())
     ledger.redis.zadd("hudhud:tracking", {"t1": time.time()})
-    ledger.redis.set(EVENTS_LOCK, "another poller")
-    assert jobs.taifa_events() == 0 and ledger.redis.zcard("hudhud:tracking") == 1, "left to the other"
-    ledger.redis.delete(EVENTS_LOCK)
-    assert jobs.taifa_events() == 0
+    events_lock = follow_lock_key("taifa")
+    ledger.redis.set(events_lock, "another poller")
+    assert jobs.follow_deliveries() == 0 and ledger.redis.zcard("hudhud:tracking") == 1, "left to the other"
+    ledger.redis.delete(events_lock)
+    assert jobs.follow_deliveries() == 0
     assert ledger.redis.zcard("hudhud:tracking") == 0, "not a sent email: no longer tracked"
-    assert not ledger.redis.exists(EVENTS_LOCK), "the lock is released"
+    assert not ledger.redis.exists(events_lock), "the lock is released"
 
 
 def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
@@ -227,19 +229,19 @@ def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
         claim = ledger.claim(mid, "taifa", now=now, rate=0.0, burst=1.0)
         fields = {"provider_message_id": email_id}
         ledger.transition(mid, to="sent", expect="sending", now=now, token=claim.attempts, fields=fields)
-        campaign.follow_recipients(ledger.redis, mid, {"": email_id}, now=now, keep_seconds=3600)
+        campaign.follow_recipients(ledger, mid, {"": email_id}, now=now, keep_seconds=3600)
     assert ledger.redis.zcard("hudhud:tracking") == 0
 
     def finished() -> bool:
-        jobs.taifa_events()
+        jobs.follow_deliveries()
         return ledger.status_of(["e-ok", "e-bounce"]) == ["delivered", "bounced"]
 
     wait_until(finished, timeout=20, interval=0.3)
     bounced = ledger.get("e-bounce")
     assert bounced is not None and bounced["error"].startswith("taifa: bounced: 550 5.1.1")
     assert [e["type"] for e in bounced["events"] if e.get("via") == "taifa events"] == ["bounced"]
-    assert ledger.redis.get(campaign.UPDATES_CURSOR) is not None
-    assert not ledger.redis.keys(f"{campaign.TAIFA_ID_PREFIX}*"), "nothing left to follow"
+    assert ledger.redis.get(keys.TAIFA_UPDATES_CURSOR) is not None
+    assert not ledger.redis.keys(f"{keys.TAIFA_ID_PREFIX}*"), "nothing left to follow"
 
 
 def test_beat_reports_queue_entries_whose_record_is_gone(

@@ -14,14 +14,7 @@ import pytest
 import requests
 
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.providers.errors import (
-    AccountError,
-    BalanceError,
-    InDoubtError,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-)
+from hudhud.worker.providers import errors as pe
 from hudhud.worker.providers.taifa import TaifaClient
 from hudhud.worker.providers.taqnyat import TaqnyatClient
 from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, Sandbox
@@ -63,7 +56,7 @@ def eventually(check: Callable[[], T], *, timeout: float = 10.0) -> T:
             time.sleep(0.05)
 
 
-def assert_clean(error: ProviderError, *secrets: str) -> None:
+def assert_clean(error: pe.ProviderError, *secrets: str) -> None:
     for secret in (SANDBOX_TAQNYAT_TOKEN, SANDBOX_TAIFA_KEY, *secrets):
         assert secret not in str(error)
 
@@ -101,14 +94,14 @@ def test_sms_unassigned_recipients_come_back_rejected(taqnyat: TaqnyatClient) ->
 
 
 def test_sms_with_no_valid_recipient_is_permanent_code_15(taqnyat: TaqnyatClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taqnyat.send_sms([UNASSIGNED], "hi", SENDER)
     assert (caught.value.code, caught.value.field, caught.value.http_status) == ("15", "recipients", 400)
     assert_clean(caught.value, UNASSIGNED)
 
 
 def test_sms_unknown_sender_is_permanent_code_14(taqnyat: TaqnyatClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taqnyat.send_sms([NUMBER], "hi", "NOBODY")
     assert (caught.value.code, caught.value.field) == ("14", "sender")
     assert "Invalid sender" in str(caught.value)
@@ -119,7 +112,7 @@ def test_sms_without_enough_balance_is_a_balance_error(
     taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, balance: str, code: str
 ) -> None:
     set_balance(fresh_sandbox, balance)
-    with pytest.raises(BalanceError) as caught:
+    with pytest.raises(pe.BalanceError) as caught:
         taqnyat.send_sms([NUMBER], "hi", SENDER)
     assert caught.value.code == code
     assert fresh_sandbox.sends() == []
@@ -136,7 +129,7 @@ def test_sms_without_enough_balance_is_a_balance_error(
 def test_sms_refused_credentials_are_account_errors(
     fresh_sandbox: Sandbox, token: str, code: str | None
 ) -> None:
-    with TaqnyatClient(fresh_sandbox.url, token) as client, pytest.raises(AccountError) as caught:
+    with TaqnyatClient(fresh_sandbox.url, token) as client, pytest.raises(pe.AccountError) as caught:
         client.send_sms([NUMBER], "hi", SENDER)
     assert caught.value.code == code
     assert token not in str(caught.value)
@@ -153,7 +146,7 @@ def test_scheduled_sms_is_charged_then_refunded_when_deleted(taqnyat: TaqnyatCli
 
 
 def test_deleting_an_unknown_scheduled_sms_is_permanent(taqnyat: TaqnyatClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taqnyat.delete_scheduled_sms("never-sent")
     assert caught.value.http_status == 422
     assert caught.value.field == "deleteId"
@@ -197,7 +190,7 @@ def test_balance_is_an_exact_decimal(taqnyat: TaqnyatClient) -> None:
 
 
 def test_balance_with_a_wrong_token_is_an_account_error(fresh_sandbox: Sandbox) -> None:
-    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(AccountError) as caught:
+    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(pe.AccountError) as caught:
         client.balance()
     assert caught.value.http_status == 401
     assert "invalid credentials information" in str(caught.value)
@@ -248,7 +241,7 @@ def test_email_failure_is_read_from_the_body_whatever_the_status(
     taqnyat: TaqnyatClient, fresh_sandbox: Sandbox, fail_status: int
 ) -> None:
     fresh_sandbox.knobs(form_fail_http_status=fail_status)
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taqnyat.send_email(
             ["a@example.com"], "Hi", "Body", sender_email="x@unverified.example", campaign_name="c"
         )
@@ -258,7 +251,7 @@ def test_email_failure_is_read_from_the_body_whatever_the_status(
 
 
 def test_email_with_a_wrong_token_is_code_104(fresh_sandbox: Sandbox) -> None:
-    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(AccountError) as caught:
+    with TaqnyatClient(fresh_sandbox.url, "wrong-token") as client, pytest.raises(pe.AccountError) as caught:
         client.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa", campaign_name="c")
     assert caught.value.code == "104"
     assert_clean(caught.value, "wrong-token", "a@example.com")
@@ -266,7 +259,7 @@ def test_email_with_a_wrong_token_is_code_104(fresh_sandbox: Sandbox) -> None:
 
 def test_email_without_balance_is_a_balance_error(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
     set_balance(fresh_sandbox, "0")
-    with pytest.raises(BalanceError) as caught:
+    with pytest.raises(pe.BalanceError) as caught:
         taqnyat.send_email(["a@example.com"], "Hi", "Body", sender_email="x@example.sa", campaign_name="c")
     assert caught.value.code == "2"
 
@@ -297,14 +290,14 @@ def test_voice_call_is_sent_with_its_price(taqnyat: TaqnyatClient, fresh_sandbox
 
 
 def test_voice_audio_that_is_not_mp3_or_wav_is_code_17(taqnyat: TaqnyatClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taqnyat.send_voice([NUMBER], "https://cdn.example.sa/otp.ogg", "966500000009")
     assert (caught.value.code, caught.value.field) == ("17", "audioUrl")
 
 
 def test_voice_with_api_disabled_is_code_101(taqnyat: TaqnyatClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(api_disabled=True)
-    with pytest.raises(AccountError) as caught:
+    with pytest.raises(pe.AccountError) as caught:
         taqnyat.send_voice([NUMBER], AUDIO, "966500000009")
     assert caught.value.code == "101"
 
@@ -347,7 +340,7 @@ def test_a_provider_that_always_fails_is_retryable_after_the_retries(fresh_sandb
     fresh_sandbox.knobs(error_rate_5xx=1.0)
     with (
         TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=2) as client,
-        pytest.raises(RetryableError) as caught,
+        pytest.raises(pe.RetryableError) as caught,
     ):
         client.balance()
     assert caught.value.http_status in (502, 503)
@@ -359,7 +352,7 @@ def test_a_read_that_times_out_is_retryable(fresh_sandbox: Sandbox) -> None:
     started = time.monotonic()
     with (
         TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3, retries=1) as client,
-        pytest.raises(RetryableError) as caught,
+        pytest.raises(pe.RetryableError) as caught,
     ):
         client.balance()
     assert not caught.value.in_doubt
@@ -371,7 +364,7 @@ def test_a_send_that_times_out_is_in_doubt_and_sent_once(fresh_sandbox: Sandbox)
     started = time.monotonic()
     with (
         TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, read_timeout=0.3, retries=3) as client,
-        pytest.raises(InDoubtError) as caught,
+        pytest.raises(pe.InDoubtError) as caught,
     ):
         client.send_sms([NUMBER], "hi", SENDER)
     assert time.monotonic() - started < 1.0  # one attempt, no resend
@@ -382,7 +375,7 @@ def test_a_send_answered_504_by_the_gateway_is_in_doubt(fresh_sandbox: Sandbox) 
     fresh_sandbox.knobs(timeout_rate=1.0, timeout_seconds=0.1)
     with (
         TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY, retries=3) as client,
-        pytest.raises(InDoubtError) as caught,
+        pytest.raises(pe.InDoubtError) as caught,
     ):
         client.send(FROM, "a@example.com", "Hi", text="Body")
     assert caught.value.http_status == 504
@@ -393,13 +386,13 @@ def test_429_surfaces_its_retry_after(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(rate_429=1.0, retry_after=30)
     with (
         TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN) as taqnyat,
-        pytest.raises(RetryableError) as caught,
+        pytest.raises(pe.RetryableError) as caught,
     ):
         taqnyat.send_sms([NUMBER], "hi", SENDER)
     assert (caught.value.http_status, caught.value.retry_after) == (429, 30.0)
     with (
         TaifaClient(fresh_sandbox.taifa_url, SANDBOX_TAIFA_KEY) as taifa,
-        pytest.raises(RetryableError) as caught,
+        pytest.raises(pe.RetryableError) as caught,
     ):
         taifa.list()
     assert (caught.value.http_status, caught.value.retry_after) == (429, 30.0)
@@ -417,7 +410,7 @@ def test_a_lost_reply_after_acceptance_surfaces_as_retryable(fresh_sandbox: Sand
     fresh_sandbox.knobs(fault_after_accept=1.0)
     with (
         TaqnyatClient(fresh_sandbox.url, SANDBOX_TAQNYAT_TOKEN, retries=0) as client,
-        pytest.raises(RetryableError),
+        pytest.raises(pe.RetryableError),
     ):
         client.send_sms([NUMBER], "hi", SENDER)
     assert len(fresh_sandbox.sends()) == 1
@@ -466,7 +459,7 @@ def test_taifa_suppressed_recipient_is_rejected_not_raised(taifa: TaifaClient) -
 
 
 def test_taifa_unverified_sender_is_permanent_on_from(taifa: TaifaClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taifa.send({"email": "x@unverified.example"}, "a@example.com", "Hi", text="Body")
     assert caught.value.http_status == 422
     assert caught.value.field == "from_.email"
@@ -474,7 +467,10 @@ def test_taifa_unverified_sender_is_permanent_on_from(taifa: TaifaClient) -> Non
 
 
 def test_taifa_wrong_key_is_an_account_error(fresh_sandbox: Sandbox) -> None:
-    with TaifaClient(fresh_sandbox.taifa_url, "tfm_k_wrong") as client, pytest.raises(AccountError) as caught:
+    with (
+        TaifaClient(fresh_sandbox.taifa_url, "tfm_k_wrong") as client,
+        pytest.raises(pe.AccountError) as caught,
+    ):
         client.send(FROM, "a@example.com", "Hi", text="Body")
     assert caught.value.http_status == 401
     assert "tfm_k_wrong" not in str(caught.value)
@@ -483,7 +479,7 @@ def test_taifa_wrong_key_is_an_account_error(fresh_sandbox: Sandbox) -> None:
 def test_taifa_send_limit_is_an_account_error(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(send_limit=1)
     taifa.send(FROM, "a@example.com", "Hi", text="Body")
-    with pytest.raises(AccountError) as caught:
+    with pytest.raises(pe.AccountError) as caught:
         taifa.send(FROM, "a@example.com", "Hi", text="Body")
     assert (caught.value.http_status, caught.value.code) == (403, "send_limit_reached")
 
@@ -549,7 +545,7 @@ def test_taifa_get_and_events_follow_the_progress(taifa: TaifaClient, fresh_sand
 
 
 def test_taifa_get_unknown_id_is_permanent_not_found(taifa: TaifaClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taifa.get(str(uuid.uuid4()))
     assert (caught.value.http_status, caught.value.code) == (404, "not_found")
     assert "Email not found" in str(caught.value)
@@ -570,7 +566,7 @@ def test_taifa_retry_of_a_bounce_links_back(taifa: TaifaClient, fresh_sandbox: S
 
 def test_taifa_retry_of_a_queued_email_is_a_conflict(taifa: TaifaClient) -> None:
     sent = taifa.send(FROM, "a@example.com", "Hi", text="Body")
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taifa.retry(str(sent.provider_message_id))
     assert (caught.value.http_status, caught.value.code) == (409, "not_retryable")
 
@@ -614,7 +610,7 @@ def test_taifa_scheduled_email_can_be_listed_cancelled_or_sent_now(taifa: TaifaC
     now = taifa.send_now(str(second.provider_message_id))
     assert now.status == "queued"
     assert taifa.scheduled().total == 0
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taifa.cancel_scheduled(str(first.provider_message_id))
     assert caught.value.http_status == 409
 
@@ -638,7 +634,7 @@ def test_taifa_batch_sends_the_good_and_reports_the_refused(
 
 def test_taifa_batch_on_the_free_plan_is_an_account_error(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(plan="free")
-    with pytest.raises(AccountError) as caught:
+    with pytest.raises(pe.AccountError) as caught:
         taifa.batch_send([{"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"}])
     assert caught.value.code == "plan_feature"
 
@@ -646,7 +642,7 @@ def test_taifa_batch_on_the_free_plan_is_an_account_error(taifa: TaifaClient, fr
 def test_taifa_batch_over_the_plan_limit_is_permanent(taifa: TaifaClient, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(plan="starter")
     message = {"from_": FROM, "to": "a@example.com", "subject": "s", "text": "t"}
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(pe.PermanentError) as caught:
         taifa.batch_send([message] * 26)
     assert (caught.value.http_status, caught.value.code) == (400, "batch_too_large")
 

@@ -18,17 +18,13 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from hudhud.worker.errors import ConfigurationError
-from hudhud.worker.providers.errors import (
-    AccountError,
-    BalanceError,
-    InDoubtError,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-)
-from hudhud.worker.providers.http import HttpClient, Redactor, Reply, decode_body
-from hudhud.worker.providers.taifa import TaifaClient, taifa_failure
-from hudhud.worker.providers.taqnyat import TaqnyatClient, form_failure, rest_failure
+from hudhud.worker.providers import errors as pe
+from hudhud.worker.providers.http import HttpClient, Redactor, Reply
+from hudhud.worker.providers.taifa import TaifaClient
+from hudhud.worker.providers.taifa.failures import taifa_failure
+from hudhud.worker.providers.taqnyat import TaqnyatClient
+from hudhud.worker.providers.taqnyat.failures import form_failure, rest_failure
+from hudhud.worker.providers.taqnyat.salvage import decode as decode_body
 from tests.helpers import free_port
 
 TOKEN = "tok-3f9a7c1e5b"
@@ -41,7 +37,7 @@ def reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Repl
     return Reply(status, CaseInsensitiveDict(headers or {}), decode_body(text), text)
 
 
-def assert_clean(error: ProviderError) -> None:
+def assert_clean(error: pe.ProviderError) -> None:
     for secret in (TOKEN, RECIPIENT, ADDRESS):
         assert secret not in str(error)
         assert secret not in repr(error)
@@ -57,37 +53,37 @@ def sms_error(code: str, reason: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "kind", "code", "field", "words"),
     [
-        (sms_error("2", "Your balance is 0"), BalanceError, "2", None, "Your balance is 0"),
-        (sms_error("3", "Your balance is not enough"), BalanceError, "3", None, "not enough"),
-        (sms_error("14", "Invalid sender"), PermanentError, "14", "sender", "Invalid sender"),
+        (sms_error("2", "Your balance is 0"), pe.BalanceError, "2", None, "Your balance is 0"),
+        (sms_error("3", "Your balance is not enough"), pe.BalanceError, "3", None, "not enough"),
+        (sms_error("14", "Invalid sender"), pe.PermanentError, "14", "sender", "Invalid sender"),
         (
             sms_error("15", "Mobile(s) number(s) is not specified or incorrect"),
-            PermanentError,
+            pe.PermanentError,
             "15",
             "recipients",
             "Mobile(s) number(s)",
         ),
-        (sms_error("17", "error msg"), PermanentError, "17", "body", "error msg"),
-        (sms_error("101", "sending by API is disabled"), AccountError, "101", None, "disabled"),
+        (sms_error("17", "error msg"), pe.PermanentError, "17", "body", "error msg"),
+        (sms_error("101", "sending by API is disabled"), pe.AccountError, "101", None, "disabled"),
         (
             sms_error("102", "this ip Not authorized to using the API"),
-            AccountError,
+            pe.AccountError,
             "102",
             None,
             "Not authorized",
         ),
-        (sms_error("104", "Invalid Bearer Tokens"), AccountError, "104", None, "Invalid Bearer"),
-        ({"message": "102"}, AccountError, "102", None, "Not authorized"),
+        (sms_error("104", "Invalid Bearer Tokens"), pe.AccountError, "104", None, "Invalid Bearer"),
+        ({"message": "102"}, pe.AccountError, "102", None, "Not authorized"),
         (
             {"statusCode": 400, "message": "body is required"},
-            PermanentError,
+            pe.PermanentError,
             None,
             "body",
             "body is required",
         ),
         (
             {"statusCode": 400, "message": "sender is required"},
-            PermanentError,
+            pe.PermanentError,
             None,
             "sender",
             "sender is required",
@@ -98,7 +94,7 @@ def test_taqnyat_sms_codes_map_to_their_class(
     body: dict[str, Any], kind: type, code: str | None, field: str | None, words: str
 ) -> None:
     error = rest_failure(reply(400, body), channel="sms")
-    assert isinstance(error, ProviderError)
+    assert isinstance(error, pe.ProviderError)
     assert type(error) is kind
     assert error.code == code
     assert error.field == field
@@ -109,25 +105,25 @@ def test_taqnyat_sms_codes_map_to_their_class(
 @pytest.mark.parametrize(
     ("status", "body", "kind", "field"),
     [
-        (401, {"statusCode": 401, "message": "invalid credentials information"}, AccountError, None),
-        (403, {"statusCode": 403, "message": "Forbidden"}, AccountError, None),
+        (401, {"statusCode": 401, "message": "invalid credentials information"}, pe.AccountError, None),
+        (403, {"statusCode": 403, "message": "Forbidden"}, pe.AccountError, None),
         (
             400,
             {"statusCode": 400, "message": "scheduledDatetime is not valid"},
-            PermanentError,
+            pe.PermanentError,
             "scheduledDatetime",
         ),
-        (404, {"statusCode": 404, "message": "Not Found"}, PermanentError, None),
-        (405, {"statusCode": 405, "message": "Method Not Allowed"}, PermanentError, None),
-        (413, "<html><body><h1>413 Request Entity Too Large</h1></body></html>", PermanentError, None),
-        (422, {"statusCode": 422, "message": "deleteId not found"}, PermanentError, "deleteId"),
+        (404, {"statusCode": 404, "message": "Not Found"}, pe.PermanentError, None),
+        (405, {"statusCode": 405, "message": "Method Not Allowed"}, pe.PermanentError, None),
+        (413, "<html><body><h1>413 Request Entity Too Large</h1></body></html>", pe.PermanentError, None),
+        (422, {"statusCode": 422, "message": "deleteId not found"}, pe.PermanentError, "deleteId"),
     ],
 )
 def test_taqnyat_http_statuses_map_to_their_class(
     status: int, body: Any, kind: type, field: str | None
 ) -> None:
     error = rest_failure(reply(status, body))
-    assert isinstance(error, ProviderError)
+    assert isinstance(error, pe.ProviderError)
     assert type(error) is kind
     assert error.http_status == status
     assert error.field == field
@@ -140,9 +136,9 @@ def test_taqnyat_401_shows_the_providers_words() -> None:
 
 def test_taqnyat_failure_inside_a_2xx_body_is_detected() -> None:
     error = rest_failure(reply(200, sms_error("3", "Your balance is not enough")))
-    assert isinstance(error, BalanceError)
+    assert isinstance(error, pe.BalanceError)
     error = rest_failure(reply(201, {"statusCode": 401, "message": "invalid credentials"}))
-    assert isinstance(error, AccountError) and error.http_status == 401
+    assert isinstance(error, pe.AccountError) and error.http_status == 401
 
 
 def test_taqnyat_success_is_no_failure() -> None:
@@ -156,7 +152,7 @@ def test_taqnyat_transient_statuses_are_retryable_for_reads(status: int) -> None
         reply(status, {"statusCode": status, "message": "Service Unavailable"}, {"Retry-After": "4"}),
         safe=True,
     )
-    assert type(error) is RetryableError
+    assert type(error) is pe.RetryableError
     assert error.retry_after == 4.0
     assert not error.in_doubt
 
@@ -164,18 +160,18 @@ def test_taqnyat_transient_statuses_are_retryable_for_reads(status: int) -> None
 @pytest.mark.parametrize(
     ("status", "kind"),
     [
-        (429, RetryableError),
-        (502, RetryableError),
-        (503, RetryableError),
-        (500, InDoubtError),
-        (504, InDoubtError),
+        (429, pe.RetryableError),
+        (502, pe.RetryableError),
+        (503, pe.RetryableError),
+        (500, pe.InDoubtError),
+        (504, pe.InDoubtError),
     ],
 )
 def test_taqnyat_send_answered_500_or_504_is_in_doubt(status: int, kind: type) -> None:
     error = rest_failure(reply(status, "<html><body><h1>Gateway</h1></body></html>"), safe=False)
-    assert isinstance(error, ProviderError)
+    assert isinstance(error, pe.ProviderError)
     assert type(error) is kind
-    assert isinstance(error, RetryableError)
+    assert isinstance(error, pe.RetryableError)
     assert "Gateway" in str(error)
 
 
@@ -184,7 +180,7 @@ def test_taqnyat_retry_after_as_an_http_date() -> None:
     error = rest_failure(
         reply(429, {"statusCode": 429, "message": "Too Many Requests"}, {"Retry-After": when})
     )
-    assert isinstance(error, RetryableError)
+    assert isinstance(error, pe.RetryableError)
     assert error.retry_after is not None and 55 <= error.retry_after <= 61
 
 
@@ -208,23 +204,23 @@ def form_fail(code: int, words: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("channel", "code", "kind", "field"),
     [
-        ("email", 2, BalanceError, None),
-        ("email", 3, BalanceError, None),
-        ("email", 14, PermanentError, "from"),
-        ("email", 15, PermanentError, "to"),
-        ("email", 16, PermanentError, "subject"),
-        ("email", 17, PermanentError, "msg"),
-        ("email", 101, AccountError, None),
-        ("email", 102, AccountError, None),
-        ("email", 104, AccountError, None),
-        ("voice", 2, BalanceError, None),
-        ("voice", 3, BalanceError, None),
-        ("voice", 14, PermanentError, "callerId"),
-        ("voice", 15, PermanentError, "recipients"),
-        ("voice", 17, PermanentError, "audioUrl"),
-        ("voice", 101, AccountError, None),
-        ("voice", 102, AccountError, None),
-        ("voice", 104, AccountError, None),
+        ("email", 2, pe.BalanceError, None),
+        ("email", 3, pe.BalanceError, None),
+        ("email", 14, pe.PermanentError, "from"),
+        ("email", 15, pe.PermanentError, "to"),
+        ("email", 16, pe.PermanentError, "subject"),
+        ("email", 17, pe.PermanentError, "msg"),
+        ("email", 101, pe.AccountError, None),
+        ("email", 102, pe.AccountError, None),
+        ("email", 104, pe.AccountError, None),
+        ("voice", 2, pe.BalanceError, None),
+        ("voice", 3, pe.BalanceError, None),
+        ("voice", 14, pe.PermanentError, "callerId"),
+        ("voice", 15, pe.PermanentError, "recipients"),
+        ("voice", 17, pe.PermanentError, "audioUrl"),
+        ("voice", 101, pe.AccountError, None),
+        ("voice", 102, pe.AccountError, None),
+        ("voice", 104, pe.AccountError, None),
     ],
 )
 @pytest.mark.parametrize("status", [400, 200, 201])
@@ -232,7 +228,7 @@ def test_taqnyat_form_codes_map_to_their_class_whatever_the_http_status(
     channel: str, code: int, kind: type, field: str | None, status: int
 ) -> None:
     error = form_failure(reply(status, form_fail(code, f"words for {code}")), channel=channel)
-    assert isinstance(error, ProviderError)
+    assert isinstance(error, pe.ProviderError)
     assert type(error) is kind
     assert error.code == str(code)
     assert error.field == field
@@ -241,21 +237,21 @@ def test_taqnyat_form_codes_map_to_their_class_whatever_the_http_status(
 
 def test_taqnyat_form_code_without_words_gets_the_seed_words() -> None:
     error = form_failure(reply(400, {"ResponseStatus": "fail", "Error": {"ErrorCode": 2}}), channel="email")
-    assert isinstance(error, BalanceError)
+    assert isinstance(error, pe.BalanceError)
     assert "Your balance is 0" in str(error)
 
 
 def test_taqnyat_form_401_and_5xx_without_a_form_body() -> None:
     assert isinstance(
-        form_failure(reply(401, {"statusCode": 401, "message": "invalid"}), channel="email"), AccountError
+        form_failure(reply(401, {"statusCode": 401, "message": "invalid"}), channel="email"), pe.AccountError
     )
     error = form_failure(reply(503, {"statusCode": 503, "message": "Service Unavailable"}), channel="voice")
-    assert type(error) is RetryableError
+    assert type(error) is pe.RetryableError
 
 
 def test_taqnyat_form_2xx_that_cannot_be_read_is_in_doubt() -> None:
     error = form_failure(reply(200, "<html><body>Welcome to the hotel wifi</body></html>"), channel="email")
-    assert isinstance(error, InDoubtError)
+    assert isinstance(error, pe.InDoubtError)
 
 
 def test_taqnyat_form_success_is_no_failure() -> None:
@@ -281,39 +277,51 @@ def detail(code: str, message: str) -> dict[str, Any]:
         (
             400,
             detail("invalid_attachment", "attachment is not valid base64"),
-            PermanentError,
+            pe.PermanentError,
             "invalid_attachment",
             "attachments",
         ),
         (
             400,
             detail("invalid_send_at", "send_at must be 1 minute to 30 days ahead"),
-            PermanentError,
+            pe.PermanentError,
             "invalid_send_at",
             "send_at",
         ),
         (
             400,
             detail("batch_too_large", "batch is larger than your plan allows"),
-            PermanentError,
+            pe.PermanentError,
             "batch_too_large",
             None,
         ),
-        (401, detail("unauthorized", "Missing or invalid API key"), AccountError, "unauthorized", None),
-        (403, detail("plan_feature", "batch sending needs a paid plan"), AccountError, "plan_feature", None),
-        (403, detail("send_limit_reached", "send limit reached"), AccountError, "send_limit_reached", None),
-        (404, detail("not_found", "Email not found"), PermanentError, "not_found", None),
+        (401, detail("unauthorized", "Missing or invalid API key"), pe.AccountError, "unauthorized", None),
+        (
+            403,
+            detail("plan_feature", "batch sending needs a paid plan"),
+            pe.AccountError,
+            "plan_feature",
+            None,
+        ),
+        (
+            403,
+            detail("send_limit_reached", "send limit reached"),
+            pe.AccountError,
+            "send_limit_reached",
+            None,
+        ),
+        (404, detail("not_found", "Email not found"), pe.PermanentError, "not_found", None),
         (
             409,
             detail("not_retryable", "only bounced, rejected or failed emails"),
-            PermanentError,
+            pe.PermanentError,
             "not_retryable",
             None,
         ),
         (
             413,
             detail("payload_too_large", "attachments exceed 24 MiB"),
-            PermanentError,
+            pe.PermanentError,
             "payload_too_large",
             "attachments",
         ),
@@ -329,18 +337,18 @@ def detail(code: str, message: str) -> dict[str, Any]:
                     }
                 ]
             },
-            PermanentError,
+            pe.PermanentError,
             "value_error",
             "to[0].email",
         ),
-        (422, {"detail": "Unprocessable"}, PermanentError, None, None),
+        (422, {"detail": "Unprocessable"}, pe.PermanentError, None, None),
     ],
 )
 def test_taifa_statuses_map_to_their_class(
     status: int, body: dict[str, Any], kind: type, code: str | None, field: str | None
 ) -> None:
     error = taifa_failure(reply(status, body))
-    assert isinstance(error, ProviderError)
+    assert isinstance(error, pe.ProviderError)
     assert type(error) is kind
     assert error.code == code
     assert error.field == field
@@ -361,7 +369,7 @@ def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
         ]
     }
     error = taifa_failure(reply(422, body))
-    assert isinstance(error, PermanentError)
+    assert isinstance(error, pe.PermanentError)
     assert "to[0].email: not a valid email" in str(error)
     assert "subject: Field required" in str(error)
     assert ADDRESS not in json.dumps(error.raw)
@@ -370,23 +378,23 @@ def test_taifa_422_lists_every_field_and_drops_echoed_input() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (429, detail("rate_limited", "Too many requests"), RetryableError),
-        (500, {"detail": "Internal Server Error"}, RetryableError),
-        (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", RetryableError),
-        (503, {"detail": "Service Unavailable"}, RetryableError),
-        (504, "", RetryableError),
+        (429, detail("rate_limited", "Too many requests"), pe.RetryableError),
+        (500, {"detail": "Internal Server Error"}, pe.RetryableError),
+        (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", pe.RetryableError),
+        (503, {"detail": "Service Unavailable"}, pe.RetryableError),
+        (504, "", pe.RetryableError),
     ],
 )
 def test_taifa_transient_statuses_are_retryable(status: int, body: Any, kind: type) -> None:
     error = taifa_failure(reply(status, body, {"Retry-After": "2"}), safe=True)
-    assert isinstance(error, RetryableError)
+    assert isinstance(error, pe.RetryableError)
     assert type(error) is kind
     assert error.retry_after == 2.0
 
 
 def test_taifa_send_answered_504_is_in_doubt() -> None:
-    assert isinstance(taifa_failure(reply(504, ""), safe=False), InDoubtError)
-    assert type(taifa_failure(reply(503, ""), safe=False)) is RetryableError
+    assert isinstance(taifa_failure(reply(504, ""), safe=False), pe.InDoubtError)
+    assert type(taifa_failure(reply(503, ""), safe=False)) is pe.RetryableError
 
 
 # --- secrets and recipients never shown ----------------------------------------------
@@ -396,7 +404,7 @@ def test_provider_words_echoing_token_or_recipients_are_redacted() -> None:
     redact = Redactor((TOKEN,))
     body = form_fail(104, f"Invalid Bearer Tokens {TOKEN} for {ADDRESS} and +{RECIPIENT}")
     error = form_failure(reply(200, body), channel="email", redact=redact)
-    assert isinstance(error, AccountError)
+    assert isinstance(error, pe.AccountError)
     assert "Invalid Bearer Tokens" in str(error)
     assert_clean(error)
     error = taifa_failure(reply(422, {"detail": f"{ADDRESS} is suppressed"}), redact=redact)
@@ -417,7 +425,7 @@ def test_missing_credentials_are_a_configuration_error() -> None:
         TaqnyatClient.from_settings(settings)
     with pytest.raises(ConfigurationError, match="TAIFA_API_KEY"):
         TaifaClient.from_settings(settings)
-    assert not issubclass(ConfigurationError, ProviderError)
+    assert not issubclass(ConfigurationError, pe.ProviderError)
 
 
 def test_client_reprs_show_no_secret() -> None:
@@ -591,7 +599,7 @@ def test_429_with_a_long_retry_after_is_handed_back_at_once(script: Script) -> N
 def test_read_timeout_is_retried_for_reads(script: Script) -> None:
     script.play(Step(delay=0.6))
     client, sleeps = http(script, retries=1, read_timeout=0.2)
-    with pytest.raises(RetryableError) as caught:
+    with pytest.raises(pe.RetryableError) as caught:
         client.request("GET", "/account/balance", safe=True)
     assert not caught.value.in_doubt
     assert len(script.seen) == 2 and len(sleeps) == 1
@@ -600,7 +608,7 @@ def test_read_timeout_is_retried_for_reads(script: Script) -> None:
 def test_read_timeout_on_a_send_is_in_doubt_and_not_resent(script: Script) -> None:
     script.play(Step(delay=0.6))
     client, sleeps = http(script, retries=2, read_timeout=0.2)
-    with pytest.raises(InDoubtError) as caught:
+    with pytest.raises(pe.InDoubtError) as caught:
         client.request("POST", "/v1/messages", safe=False, json_body={"body": "x"})
     assert "may have been accepted" in str(caught.value)
     assert len(script.seen) == 1 and sleeps == []
@@ -610,7 +618,7 @@ def test_read_timeout_on_a_send_is_in_doubt_and_not_resent(script: Script) -> No
 def test_read_timeout_on_a_send_is_resent_only_when_asked(script: Script) -> None:
     script.play(Step(delay=0.6))
     client, _ = http(script, retries=1, read_timeout=0.2, retry_sends_on_read_timeout=True)
-    with pytest.raises(InDoubtError):
+    with pytest.raises(pe.InDoubtError):
         client.request("POST", "/v1/messages", safe=False)
     assert len(script.seen) == 2
 
@@ -618,9 +626,9 @@ def test_read_timeout_on_a_send_is_resent_only_when_asked(script: Script) -> Non
 def test_refused_connection_is_retried_even_for_a_send_and_is_not_in_doubt() -> None:
     sleeps = Sleeps()
     client = HttpClient("taifa", f"http://127.0.0.1:{free_port()}", token=TOKEN, retries=2, sleep=sleeps)
-    with pytest.raises(RetryableError) as caught:
+    with pytest.raises(pe.RetryableError) as caught:
         client.request("POST", "/emails/", safe=False, params={"q": f"to:{ADDRESS}"})
-    assert type(caught.value) is RetryableError
+    assert type(caught.value) is pe.RetryableError
     assert len(sleeps) == 2
     assert "could not connect" in str(caught.value)
     assert ADDRESS not in str(caught.value) and "127.0.0.1" not in str(caught.value)
@@ -660,7 +668,7 @@ def test_form_sends_carry_the_token_as_header_and_field(script: Script) -> None:
 def test_a_provider_echoing_the_token_never_shows_it(script: Script) -> None:
     script.play(Step(200, json.dumps(form_fail(104, f"Invalid Bearer Tokens: {TOKEN}"))))
     client = TaqnyatClient(script.url, TOKEN)
-    with pytest.raises(AccountError) as caught:
+    with pytest.raises(pe.AccountError) as caught:
         client.send_voice([RECIPIENT], "https://cdn.example.sa/otp.mp3", "966500000001")
     assert_clean(caught.value)
     assert "Invalid Bearer Tokens" in str(caught.value)
@@ -683,7 +691,7 @@ def test_a_connection_dropped_after_sending_is_retried_for_reads(script: Script)
 def test_a_connection_dropped_after_sending_a_send_is_in_doubt(script: Script) -> None:
     script.play(Step(hang_up=True))
     client, sleeps = http(script, retries=2)
-    with pytest.raises(InDoubtError):
+    with pytest.raises(pe.InDoubtError):
         client.request("POST", "/v1/messages", safe=False, json_body={})
     assert len(script.seen) == 1 and sleeps == []
 

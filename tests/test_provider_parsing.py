@@ -20,10 +20,10 @@ from hudhud.worker.providers.errors import (
     PermanentError,
     ProviderError,
 )
-from hudhud.worker.providers.http import Reply, decode_body, page_summary, parse_retry_after, plain
+from hudhud.worker.providers.http import Reply, page_summary, parse_retry_after, plain
 from hudhud.worker.providers.results import exact_id, list_like, money, timestamp
-from hudhud.worker.providers.taifa import (
-    loc_field,
+from hudhud.worker.providers.taifa.failures import loc_field
+from hudhud.worker.providers.taifa.replies import (
     parse_batch,
     parse_email,
     parse_events,
@@ -31,18 +31,18 @@ from hudhud.worker.providers.taifa import (
     parse_send,
     parse_updates,
     parse_validation,
-    send_at_text,
 )
-from hudhud.worker.providers.taqnyat import (
-    form_failure,
+from hudhud.worker.providers.taifa.requests import send_at_text
+from hudhud.worker.providers.taqnyat.failures import form_failure, rest_failure
+from hudhud.worker.providers.taqnyat.replies import (
     parse_balance,
     parse_form_sent,
     parse_senders,
     parse_sms_sent,
     parse_system_status,
-    rest_failure,
     schedule_text,
 )
+from hudhud.worker.providers.taqnyat.salvage import decode as decode_body
 
 
 def reply(status: int, text: str, headers: dict[str, str] | None = None) -> Reply:

@@ -24,15 +24,12 @@ from hudhud.worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from hudhud.worker.providers.http import Reply, decode_body
+from hudhud.worker.providers.http import Reply
 from hudhud.worker.providers.results import BatchResult, SendResult
-from hudhud.worker.providers.taifa import (
-    account_fault,
-    refused_batch,
-    refused_send,
-    taifa_failure,
-)
-from hudhud.worker.providers.taqnyat import diagnose, form_failure, plain_words, rest_failure
+from hudhud.worker.providers.taifa.failures import account_fault, refused_batch, refused_send, taifa_failure
+from hudhud.worker.providers.taqnyat.failures import form_failure, rest_failure
+from hudhud.worker.providers.taqnyat.salvage import decode as decode_body
+from hudhud.worker.providers.taqnyat.words import diagnose, plain_words
 from tests.test_provider_parsing import SEED1_ERRORS, SEED2_ERRORS
 
 HOLD = (BalanceError, AccountError)

@@ -9,9 +9,9 @@ single send. The provider's reply says which recipients it accepted and which it
 the batch record keeps both lists, and an index maps each recipient to its batch, so the
 status of any one recipient is a lookup.
 
-Keys, besides the batches' own: `m:{id}` (the campaign record, `kind` = campaign), `e:{id}`
-(its events), `r:{id}` (hash: recipient fingerprint -> batch number). All are written in one Redis
-transaction: a campaign is recorded whole or not at all.
+The campaign record (`kind` = campaign), its events and its recipient index are written with
+the batches in one Redis transaction, so a campaign is recorded whole or not at all; the keys
+and how they are read and written are the ledger's (`hudhud.worker.ledger.campaigns`).
 """
 
 from __future__ import annotations
@@ -19,25 +19,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-
-import redis
+from typing import Any
 
 from hudhud.config.settings import Settings
 from hudhud.worker import messages
 from hudhud.worker import validation as v
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, event, events_key, idem_key, iso, msg_key
+from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, Status, campaigns, event, iso
+from hudhud.worker.providers import registry
 from hudhud.worker.public import money_text, ordered_events
 
 MAX_CAMPAIGN_RECIPIENTS = 1_000_000
 EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much
 
-PENDING = frozenset({"scheduled", "queued", "sending"})
-
-
-def recipients_key(campaign_id: str) -> str:
-    return f"hudhud:r:{campaign_id}"
+PENDING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.SENDING})
+BATCH_FIELDS = ("status", "accepted", "rejected", "cost", "currency", "error", "attempts")
 
 
 def batch_id(campaign_id: str, number: int) -> str:
@@ -76,7 +72,7 @@ class CampaignReceipt:
 
 
 def batch_size(provider: str, settings: Settings) -> int:
-    return settings.taifa_batch_size if provider == "taifa" else settings.sms_batch_size
+    return registry.get(provider).batch_limit(settings)[0]
 
 
 def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaign:
@@ -100,8 +96,8 @@ def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaig
     size = batch_size(request.provider, settings)
     batches = tuple(ordered[i : i + size] for i in range(0, len(ordered), size))
     payload = dict(request.payload)
-    if request.provider == "taifa":
-        payload["each"] = True  # one email per recipient, through the batch endpoint
+    if registry.get(request.provider).one_per_recipient:
+        payload["each"] = True  # one message per recipient, through the batch endpoint
     whole = messages.SendRequest(
         request.channel, request.provider, {**payload, "to": list(ordered)}, request.due, request.key
     )
@@ -130,21 +126,19 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
     -> (outcome, id, status): outcome `created`, `duplicate` (same key, same request: the
     first campaign's id) or `conflict` (same key, another request)."""
     request = campaign.request
-    batches = batch_messages(campaign, campaign_id)
     keyed_hash = ledger.keyed(campaign.request_hash)
-    status = "scheduled" if request.due else "queued"
-    ikey = idem_key(request.key) if request.key else None
+    status = Status.SCHEDULED if request.due else Status.QUEUED
     expire_at = int((request.due.timestamp() if request.due else now) + ledger.retention_seconds) + (
         EXTRA_DAYS * 86400
     )
-    header: dict[Any, Any] = {
+    header: dict[str, Any] = {
         "id": campaign_id,
         "kind": "campaign",
         "channel": request.channel,
         "provider": request.provider,
         "status": status,
         "recipients": campaign.recipients,
-        "batches": len(batches),
+        "batches": len(campaign.batches),
         "created_at": iso(now),
         "updated_at": iso(now),
         "request_hash": keyed_hash,
@@ -153,42 +147,18 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
         header["key"] = request.key
     if request.due:
         header["at"] = iso(request.due.timestamp())
-
-    prints = ledger.fingerprints
-    prints.key()  # made (or read) before the transaction, which cannot read it
-
-    def write(pipe: redis.client.Pipeline) -> tuple[str, str, str]:
-        if ikey is not None:
-            existing = pipe.get(ikey)
-            if existing is not None:
-                first, _, hashed = _text(existing).partition("|")
-                if hashed != keyed_hash:
-                    return "conflict", first, ""
-                found = pipe.hget(msg_key(first), "status")
-                return "duplicate", first, _text(found) if found else ""
-        pipe.multi()
-        if ikey is not None:
-            pipe.set(ikey, f"{campaign_id}|{keyed_hash}", ex=ledger.idempotency_ttl)
-        pipe.hset(msg_key(campaign_id), mapping=header)
-        pipe.rpush(events_key(campaign_id), event(status, now, recipients=campaign.recipients))
-        for key in (msg_key(campaign_id), events_key(campaign_id)):
-            pipe.expireat(key, expire_at)
-        index = recipients_key(campaign_id)
-        for number, recipients in enumerate(campaign.batches):
-            pipe.hset(index, mapping=dict.fromkeys(prints.of_all(recipients), number))
-        pipe.expireat(index, expire_at)
-        for msg in batches:
-            keys, args = ledger._create_args(msg, now)
-            ledger._create(keys=keys, args=args, client=pipe)
-        return "created", campaign_id, status
-
-    watch = [ikey] if ikey is not None else []
-    outcome = ledger.redis.transaction(write, *watch, value_from_callable=True)  # type: ignore[arg-type]
-    return cast(tuple[str, str, str], outcome)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    new = campaigns.NewCampaign(
+        id=campaign_id,
+        header=header,
+        first_event=event(status, now, recipients=campaign.recipients),
+        batches=batch_messages(campaign, campaign_id),
+        recipients=campaign.batches,
+        request_hash=keyed_hash,
+        key=request.key,
+        expire_at=expire_at,
+    )
+    created = campaigns.record(ledger, new, now=now)
+    return created.outcome, created.id, created.status
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -199,23 +169,8 @@ def is_campaign(record: Mapping[str, Any]) -> bool:
 
 
 def batch_rows(ledger: Ledger, campaign_id: str, count: int) -> list[dict[str, str]]:
-    pipe = ledger.redis.pipeline(transaction=False)
-    for number in range(count):
-        pipe.hmget(
-            msg_key(batch_id(campaign_id, number)),
-            "status",
-            "accepted",
-            "rejected",
-            "cost",
-            "currency",
-            "error",
-            "attempts",
-        )
-    names = ("status", "accepted", "rejected", "cost", "currency", "error", "attempts")
-    return [
-        {n: (x.decode() if isinstance(x, bytes) else "") for n, x in zip(names, row, strict=True)}
-        for row in pipe.execute()
-    ]
+    ids = [batch_id(campaign_id, number) for number in range(count)]
+    return campaigns.batch_fields(ledger, ids, BATCH_FIELDS)
 
 
 def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,7 +190,7 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
     cost = 0.0
     currency = None
     errors = []
-    for row, size in zip(rows, _batch_sizes(ledger, campaign_id, len(rows)), strict=True):
+    for row, size in zip(rows, campaigns.recipients_per_batch(ledger, campaign_id, len(rows)), strict=True):
         status = row["status"] or "missing"
         batch_counts[status] = batch_counts.get(status, 0) + 1
         if status in PENDING:
@@ -292,16 +247,6 @@ def campaign_error(status: str, errors: list[tuple[str, str]], batches: int) -> 
     return f"{len(errors)} of {batches} batches ended {ended} or worse; the first: {words}"
 
 
-def _batch_sizes(ledger: Ledger, campaign_id: str, count: int) -> list[int]:
-    """Recipients per batch, from the index (batches are full but for the last)."""
-    sizes = [0] * count
-    for _field, number in ledger.redis.hscan_iter(recipients_key(campaign_id), count=5000):
-        index = int(number)
-        if 0 <= index < count:
-            sizes[index] += 1
-    return sizes
-
-
 def overall_status(batch_counts: Mapping[str, int]) -> str:
     pending = {s: n for s, n in batch_counts.items() if s in PENDING}
     if pending:
@@ -320,26 +265,22 @@ def overall_status(batch_counts: Mapping[str, int]) -> str:
 
 def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[str, Any] | None:
     """What became of one recipient of a campaign, or None if it is not one of them."""
-    plain = recipient
-    recipient = ledger.fingerprints.of(plain)
-    number = ledger.redis.hget(recipients_key(campaign_id), recipient)
-    if number is None:  # a campaign recorded before recipients were kept as fingerprints
-        recipient = plain
-        number = ledger.redis.hget(recipients_key(campaign_id), plain)
-    if number is None:
+    # a campaign recorded before recipients were kept as fingerprints holds them plain
+    found = campaigns.batch_of(ledger, campaign_id, (ledger.fingerprints.of(recipient), recipient))
+    if found is None:
         return None
-    bid = batch_id(campaign_id, int(number))
-    row = ledger.redis.hmget(msg_key(bid), "status", "rejected", "provider_ids", "error")
-    status, rejected, ids, error = (x.decode() if isinstance(x, bytes) else "" for x in row)
+    recipient, number = found
+    bid = batch_id(campaign_id, number)
+    row = campaigns.batch_fields(ledger, [bid], ("status", "rejected", "provider_ids", "error"))[0]
+    status, rejected, ids, error = row["status"], row["rejected"], row["provider_ids"], row["error"]
     out: dict[str, Any] = {"campaign": campaign_id, "batch": bid, "status": status or "missing"}
-    if status in ("sent", "delivered", "bounced"):
+    if status in (Status.SENT, Status.DELIVERED, Status.BOUNCED):
         if rejected and recipient in json.loads(rejected):
-            out["status"] = "rejected"
+            out["status"] = Status.REJECTED.value
         if ids:
             out["provider_message_id"] = json.loads(ids).get(recipient)
-        after = ledger.redis.hget(outcomes_key(bid), recipient) if out["status"] == "sent" else None
-        if after is not None:
-            known = json.loads(after)
+        known = campaigns.recipient_outcome(ledger, bid, recipient) if out["status"] == Status.SENT else None
+        if known is not None:
             out["status"] = known["status"]
             error = known.get("error") or ""
             out["final_at"] = known.get("at")
@@ -359,61 +300,22 @@ def cancel(ledger: Ledger, record: Mapping[str, Any], *, now: float) -> int:
 
 
 # --- what became of each Taifa email after the hand-over ---------------------------------
-# A Taifa batch gives one email id per accepted recipient, a single send one email id. Each
-# id gets a key `taifa:id:{email id}` -> "{message id}|{recipient}" (the recipient empty for
-# a single send; kept `HUDHUD_TRACKING_DAYS`); beat reads Taifa's account-wide feed of status
-# changes (`GET /emails/updates`, from the cursor `taifa:updates-since`). A campaign email's
-# final status is recorded once in `rs:{batch id}` (hash: recipient -> JSON) and counted on
-# the campaign record (`recipients_<status>`); a single email's is the message's own status.
-TAIFA_ID_PREFIX = "hudhud:taifa:id:"
-UPDATES_CURSOR = "hudhud:taifa:updates-since"
+# A Taifa batch gives one email id per accepted recipient, a single send one email id. The
+# ledger follows each (kept `HUDHUD_TRACKING_DAYS`) while beat reads Taifa's account-wide feed
+# of status changes (`GET /emails/updates`). A campaign email's final status is recorded once
+# per recipient and counted on the campaign record (`recipients_<status>`); a single email's
+# is the message's own status.
 AFTER_SENT = ("delivered", "bounced", "failed")
 UPDATES_FULL_PAGE = 50  # Taifa's updates feed gives at most this many changes per call
-
-
-def outcomes_key(batch: str) -> str:
-    return f"hudhud:rs:{batch}"
-
-
-def campaign_of(batch: str) -> str:
-    return batch.rpartition(".")[0]
+CLOCK_SKEW = 60  # seconds the feed is read from before a hand-over, for the clocks' skew
 
 
 def follow_recipients(
-    client: redis.Redis, batch: str, item_ids: Mapping[str, str], *, now: float, keep_seconds: int
+    ledger: Ledger, message_id: str, item_ids: Mapping[str, str], *, now: float, keep_seconds: int
 ) -> None:
     """Remember which message (and recipient, for a batch) each Taifa email id stands for,
-    and make sure the updates feed is read from before this hand-over (a minute early, for
-    clock skew). `item_ids`: recipient ("" for a single send) -> Taifa email id."""
-    if not item_ids:
-        return
-    pipe = client.pipeline(transaction=False)
-    for recipient, email_id in item_ids.items():
-        pipe.set(f"{TAIFA_ID_PREFIX}{email_id}", f"{batch}|{recipient}", ex=keep_seconds)
-    pipe.set(UPDATES_CURSOR, iso(now - 60), nx=True)
-    pipe.execute()
-
-
-def followed(client: redis.Redis, email_ids: list[str]) -> list[tuple[str, str] | None]:
-    """(batch id, recipient) for each Taifa email id that belongs to a campaign, else None."""
-    if not email_ids:
-        return []
-    out: list[tuple[str, str] | None] = []
-    for raw in client.mget([f"{TAIFA_ID_PREFIX}{i}" for i in email_ids]):
-        if raw is None:
-            out.append(None)
-            continue
-        batch, _, recipient = _text(raw).partition("|")
-        out.append((batch, recipient))
-    return out
-
-
-def finish_recipient(
-    ledger: Ledger, batch: str, recipient: str, email_id: str, status: str, *, now: float, error: str | None
-) -> bool:
-    """Record a campaign email's final status once; False if it was already recorded."""
-    outcome = {"status": status, "at": iso(now), **({"error": error} if error else {})}
-    keys = [outcomes_key(batch), msg_key(campaign_of(batch)), f"{TAIFA_ID_PREFIX}{email_id}"]
-    return bool(
-        ledger.finish_recipient(keys=keys, args=[recipient, json.dumps(outcome), f"recipients_{status}"])
+    and make sure the updates feed is read from before this hand-over. `item_ids`:
+    recipient ("" for a single send) -> Taifa email id."""
+    campaigns.follow_emails(
+        ledger, message_id, item_ids, since=iso(now - CLOCK_SKEW), keep_seconds=keep_seconds
     )

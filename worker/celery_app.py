@@ -37,15 +37,6 @@ CELERY_DEFAULT_QUEUE = "celery"
 INTAKE_TASKS = {"hudhud.send_sms": "sms", "hudhud.send_email": "email", "hudhud.send_voice": "voice"}
 
 
-def _redact(value: Any) -> str:
-    """Only the shape of arguments: field names, never their values."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!s}: …" for k in value) + "}"
-    if isinstance(value, list | tuple):
-        return f"({len(value)} args)"
-    return "…"
-
-
 class RedactedRequest(Request):
     """A worker-side request whose argument reprs (events, Flower, inspect) carry no data.
 
@@ -64,7 +55,7 @@ class RedactedRequest(Request):
         if name == "hudhud.deliver":
             return  # its only argument is a message id
         self._argsrepr = "()"
-        self._kwargsrepr = _redact(self.kwargs)
+        self._kwargsrepr = redaction.argument_shape(self.kwargs)
 
     def info(self, safe: bool = False) -> dict[str, Any]:
         """What `inspect reserved/scheduled` (and Flower's worker page) show: the redacted

@@ -205,7 +205,7 @@ def _attachment(index: int, path: str) -> dict[str, str]:
 @click.option("--text")
 @click.option("--html")
 @click.option("--from", "from_")
-@click.option("--provider", type=click.Choice(["taifa", "taqnyat"]))
+@click.option("--provider", help="a registered email provider (default: HUDHUD_EMAIL_PROVIDER)")
 @click.option("--cc", multiple=True)
 @click.option("--bcc", multiple=True)
 @click.option("--reply-to")
@@ -379,6 +379,44 @@ def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None
         record = delivery.ledger.get(message_id) or {}
         dispatch(_producer().app, message_id, record.get("channel", "sms"), record.get("provider", ""))
     _emit(as_json, {"id": message_id, "status": status}, f"{message_id} {status}")
+
+
+@main.command()
+@click.option("--follow", is_flag=True, help="then print each change as it is recorded (Ctrl-C stops)")
+@click.option("--last", type=click.IntRange(min=1), help="the last N changes (20 unless --follow or --since)")
+@click.option("--since", help="the changes after this stream entry id (e.g. 1764646800000-0)")
+@_json_option
+def changes(follow: bool, last: int | None, since: str | None, as_json: bool) -> None:
+    """Status changes as recorded, oldest first, one a line (--json: one JSON object a line)."""
+    import signal
+    import threading
+
+    from hudhud.worker import runtime
+    from hudhud.worker.ledger import changes as feed
+
+    if since is not None and (last is not None or not feed.is_entry_id(since)):
+        problem = "give --last or --since, not both" if last else "not a stream entry id (1764646800000-0)"
+        _fail(as_json, f"since: {problem}", EXIT_INPUT, field="since")
+    ledger = runtime.ledger()
+    cursor = since or "$"
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM) if follow else ():
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if since:
+            shown: Any = feed.after(ledger, since)
+        else:
+            shown = feed.last(ledger, last or 20) if last or not follow else []
+        for change in shown:
+            _emit(as_json, change.as_dict(), change.line())
+            cursor = change.entry
+        if follow:
+            live = feed.follow(ledger, since=cursor, stop=stop)
+            click.echo("following the status changes (Ctrl-C stops)", err=True)
+            for change in live:
+                _emit(as_json, change.as_dict(), change.line())
+    except redis.RedisError as exc:
+        _fail(as_json, _redis_failure(exc), 1)
 
 
 @main.command()

@@ -20,9 +20,13 @@ import redis
 
 from hudhud.config import Settings
 from hudhud.worker import campaign
+from hudhud.worker.enqueue import Placement, placement
 from hudhud.worker.errors import ConfigurationError, InvalidInput
 from hudhud.worker.ledger import Claim, Ledger, event, iso, op_token
 from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.providers import registry
+from hudhud.worker.providers.base import Follow
+from hudhud.worker.providers.base import reconcile_tag as reconcile_tag
 from hudhud.worker.providers.errors import (
     AccountError,
     BalanceError,
@@ -31,13 +35,11 @@ from hudhud.worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
-from hudhud.worker.providers.results import SendResult
 
 log = logging.getLogger("hudhud.delivery")
 
 MAX_INLINE_WAIT = 1.0  # seconds a worker sleeps for the rate limiter before re-queuing
 MAX_INLINE_WAITING = 3.0  # seconds of such sleeps in all, for one task
-RECONCILE_TAG = "hudhud-"
 # Outcomes that carry the provider's own answer (as opposed to "try again later").
 ANSWERED = frozenset({"sent", "rejected", "failed"})
 DEFAULT_SLOW_DOWN = 2.0  # seconds every worker waits after a 429 without Retry-After
@@ -49,10 +51,6 @@ class Outcome:
 
     result: str  # sent | failed | rejected | retry | held | skip | missing | parked | doubt
     retry_in: float | None = None
-
-
-def reconcile_tag(message_id: str) -> str:
-    return f"{RECONCILE_TAG}{message_id}"
 
 
 def recipients_of(payload: dict[str, Any]) -> list[str]:
@@ -67,9 +65,7 @@ class Delivery:
         self.clients = clients  # callable: provider name -> client
 
     def rate_for(self, provider: str) -> float:
-        return {"taqnyat": self.settings.rate_limit_taqnyat, "taifa": self.settings.rate_limit_taifa}.get(
-            provider, 0.0
-        )
+        return registry.get(provider).rate_limit(self.settings) if registry.known(provider) else 0.0
 
     def patiently(self, what: str, call: Any) -> Any:
         """A ledger call that waits while Redis refuses writes (full, restarting)."""
@@ -131,9 +127,9 @@ class Delivery:
     def wait(self, message_id: str, provider: str, seconds: float) -> Outcome:
         """Not claimed yet (not due, rate limit, a provider's Retry-After): a short wait is a
         task retry; a long one parks the message, so no ETA outlives the visibility timeout."""
-        if seconds <= self.ledger.park_after:
-            return Outcome("retry", retry_in=seconds)
         now = time.time()
+        if placement(now + seconds, now, self.ledger.park_after) is not Placement.PARK:
+            return Outcome("retry", retry_in=seconds)
         due = float(self.ledger.field(message_id, "due") or 0)
         self.patiently(
             f"the wait of {message_id}",
@@ -164,45 +160,10 @@ class Delivery:
 
     # --- the provider call --------------------------------------------------------
     def call(self, message_id: str, claim: Claim) -> Any:
-        payload = claim.payload
         client = self.clients(claim.provider)
-        if claim.channel == "sms":
-            return client.send_sms(payload["to"], payload["body"], payload["sender"], sms_id=message_id)
-        if claim.channel == "voice":
-            return client.send_voice(payload["to"], payload["audio_url"], payload["caller_id"])
-        if claim.provider == "taqnyat":
-            html = payload.get("html")
-            return client.send_email(
-                payload["to"],
-                payload["subject"],
-                html or payload.get("text", ""),
-                sender_email=payload["from"],
-                campaign_name=payload.get("campaign") or "hudhud",
-                html=bool(html),
-            )
-        if "retry_of_provider_id" in payload:
-            return client.retry(payload["retry_of_provider_id"])
-        tags = [*payload.get("tags", []), reconcile_tag(message_id)]
-        if payload.get("campaign"):
-            tags.append(f"campaign-{payload['campaign']}"[:100])
-        common = {
-            "html": payload.get("html"),
-            "text": payload.get("text"),
-            "reply_to": payload.get("reply_to"),
-            "headers": payload.get("headers"),
-            "tags": tags,
-            "attachments": payload.get("attachments"),
-        }
-        if payload.get("each"):
-            return taifa_batch(client, payload, {k: v for k, v in common.items() if v})
-        return client.send(
-            payload["from"],
-            payload["to"],
-            payload["subject"],
-            cc=payload.get("cc"),
-            bcc=payload.get("bcc"),
-            **common,
-        )
+        if claim.payload.get("batch"):
+            return client.deliver_batch(claim.channel, message_id, claim.payload)
+        return client.deliver(claim.channel, message_id, claim.payload)
 
     # --- outcomes -----------------------------------------------------------------
     def result_fields(self, result: Any) -> dict[str, Any]:
@@ -235,8 +196,8 @@ class Delivery:
             fields["reconcile"] = ""
         if claim.reconciled or how == "reconciled":
             fields["in_doubt"] = ""  # the provider said what it has: no longer in doubt
-        each = bool(claim.payload.get("each"))
-        tracking = claim.provider == "taifa" and claim.channel == "email" and not each
+        follow = self.clients(claim.provider).follow(claim.channel, claim.payload)
+        tracking = follow is Follow.MESSAGE
         ev = event(
             how,
             now,
@@ -249,16 +210,16 @@ class Delivery:
         recorded = self.record(
             message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
         )
-        if recorded and claim.provider == "taifa" and claim.channel == "email":
-            # Follow each email's fate (delivered, bounced) through Taifa's feed of changes: a
-            # campaign batch's emails by recipient, a single email as the message itself.
-            emails = result.item_ids if each else {"": result.provider_message_id}
+        if recorded and follow is not Follow.NONE:
+            # Follow each provider id's fate (delivered, bounced) through the provider's feed
+            # of changes: a batch's by recipient, a single send's as the message itself.
+            emails = result.item_ids if follow is Follow.RECIPIENTS else {"": result.provider_message_id}
             prints = self.ledger.fingerprints
             followed = {(prints.of(r) if r else ""): i for r, i in emails.items() if i}
             self.patiently(
                 f"the tracking of {message_id}",
                 lambda: campaign.follow_recipients(
-                    self.ledger.redis,
+                    self.ledger,
                     message_id,
                     followed,
                     now=now,
@@ -326,7 +287,7 @@ class Delivery:
         delay = backoff(max(1, tries), self.settings.backoff_base, self.settings.backoff_cap)
         delay = max(delay, retry_after or 0.0)
         now = time.time()
-        park = delay > self.ledger.park_after
+        park = placement(now + delay, now, self.ledger.park_after) is Placement.PARK
         log.info("message %s retry in %.1fs (attempt %d): %s", message_id, delay, claim.attempts, error)
         self.record(
             message_id,
@@ -443,40 +404,6 @@ class Delivery:
 def narrowed(claim: Claim, recipients: list[str]) -> Claim:
     """The claim with its payload sent to `recipients` only."""
     return replace(claim, payload={**claim.payload, "to": recipients})
-
-
-def taifa_batch(client: Any, payload: dict[str, Any], common: dict[str, Any]) -> SendResult:
-    """A campaign batch to Taifa: one email per recipient in one `/emails/batch` call.
-
-    Taifa answers per item, in order: an item it refuses comes back "failed" or "rejected"
-    with its reason, and the others were accepted."""
-    recipients = list(payload["to"])
-    items = [
-        {"from_": payload["from"], "to": [r], "subject": payload["subject"], **common} for r in recipients
-    ]
-    reply = client.batch_send(items)
-    accepted: list[str] = []
-    rejected: list[str] = []
-    ids: dict[str, str] = {}
-    reasons = []
-    for recipient, item in zip(recipients, reply.results, strict=False):
-        if item.status in ("failed", "rejected"):
-            rejected.append(recipient)
-            reasons.append(item.rejection_reason or item.status)
-        else:
-            accepted.append(recipient)
-            if item.provider_message_id:
-                ids[recipient] = item.provider_message_id
-    rejected += recipients[len(reply.results) :]
-    return SendResult(
-        provider="taifa",
-        provider_message_id=None,
-        status="queued" if accepted else "rejected",
-        accepted=tuple(accepted),
-        rejected=tuple(rejected),
-        rejection_reason=reasons[0] if reasons else None,
-        item_ids=ids,
-    )
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from hudhud.worker.delivery import Delivery, Outcome, recipients_of, reconcile_tag
+from hudhud.worker.delivery import Delivery, Outcome, recipients_of
 from hudhud.worker.ledger import Claim, event
 from hudhud.worker.providers.errors import AccountError, BalanceError, ProviderError
 from hudhud.worker.providers.results import SendResult
@@ -33,8 +33,7 @@ log = logging.getLogger("hudhud.doubt")
 
 
 def can_reconcile(delivery: Delivery, claim: Claim) -> bool:
-    client = delivery.clients(claim.provider)
-    return callable(getattr(client, "reconcile", None)) and "retry_of_provider_id" not in claim.payload
+    return bool(delivery.clients(claim.provider).reconcilable(claim.payload))
 
 
 def after_lost_reply(delivery: Delivery, message_id: str, claim: Claim, error: str) -> Outcome:
@@ -108,7 +107,7 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
     settles it, else the claim narrowed to what is still to send."""
     client = delivery.clients(claim.provider)
     try:
-        found: dict[str, str] = client.reconcile(reconcile_tag(message_id))
+        found: dict[str, str] = client.reconcile(message_id) or {}
     except (AccountError, BalanceError) as exc:
         return delivery.hold(message_id, claim, exc)
     except ProviderError as exc:

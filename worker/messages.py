@@ -16,9 +16,11 @@ from typing import Any
 from hudhud.config.settings import Settings
 from hudhud.worker import validation as v
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.providers import registry
+from hudhud.worker.providers.base import Provider
 
 CHANNELS = ("sms", "email", "voice")
-EMAIL_PROVIDERS = ("taifa", "taqnyat")
+EMAIL_PROVIDERS = registry.Serving("email")
 MAX_AHEAD = timedelta(days=366)
 
 _COMMON = {"to", "at", "key"}
@@ -41,7 +43,6 @@ EMAIL_FIELDS = _COMMON | {
     "attachments",
     "campaign",
 }
-_TAQNYAT_EMAIL_UNSUPPORTED = ("cc", "bcc", "reply_to", "headers", "attachments", "tags")
 
 
 @dataclass(frozen=True)
@@ -118,41 +119,47 @@ def _default(value: Any, setting: str | None, field: str, variable: str) -> Any:
     raise InvalidInput(field, f"is required (not given, and {variable} is not set)")
 
 
-def sms(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
-    current = now or datetime.now(UTC)
-    _known(fields, SMS_FIELDS)
+def _routed(channel: str, settings: Settings) -> type[Provider]:
+    """The provider a send on `channel` goes to (its setting names a registered one)."""
+    return registry.get(registry.for_channel(channel, settings))
+
+
+def _sender(provider: type[Provider], channel: str, given: Any, settings: Settings, field: str) -> Any:
+    configured, variable = provider.default_sender(channel, settings)
+    return _default(given, configured, field, variable)
+
+
+def _request(
+    channel: str, provider: type[Provider], payload: dict[str, Any], fields: Mapping[str, Any], now: datetime
+) -> SendRequest:
+    return SendRequest(channel, provider.name, payload, _due(fields, now), _key(fields))
+
+
+def _phones(
+    channel: str, fields: Mapping[str, Any], allowed: set[str], settings: Settings
+) -> tuple[type[Provider], list[str]]:
+    """The provider of a send to phone numbers, and its checked recipients (one call's worth)."""
+    _known(fields, allowed)
+    provider = _routed(channel, settings)
     recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
-    _within_one_send({"to": recipients}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
+    _within_one_send({"to": recipients}, *provider.batch_limit(settings))
+    return provider, recipients
+
+
+def sms(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
+    provider, recipients = _phones("sms", fields, SMS_FIELDS, settings)
     body = v.text(_present(fields, "body"), "body", max_len=v.MAX_SMS_BODY)
-    sender = v.sender_name(
-        _default(fields.get("sender"), settings.taqnyat_sender, "sender", "TAQNYAT_SENDER"), "sender"
-    )
-    return SendRequest(
-        "sms",
-        "taqnyat",
-        {"to": recipients, "body": body, "sender": sender},
-        _due(fields, current),
-        _key(fields),
-    )
+    sender = v.sender_name(_sender(provider, "sms", fields.get("sender"), settings, "sender"), "sender")
+    payload = {"to": recipients, "body": body, "sender": sender}
+    return _request("sms", provider, payload, fields, now or datetime.now(UTC))
 
 
 def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
-    current = now or datetime.now(UTC)
-    _known(fields, VOICE_FIELDS)
-    recipients = v.recipients(_listify(_present(fields, "to")), "to", v.msisdn)
-    _within_one_send({"to": recipients}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
+    provider, recipients = _phones("voice", fields, VOICE_FIELDS, settings)
     audio = v.url(_present(fields, "audio_url"), "audio_url")
-    caller = v.msisdn(
-        _default(fields.get("caller_id"), settings.taqnyat_caller_id, "caller_id", "TAQNYAT_CALLER_ID"),
-        "caller_id",
-    )
-    return SendRequest(
-        "voice",
-        "taqnyat",
-        {"to": recipients, "audio_url": audio, "caller_id": caller},
-        _due(fields, current),
-        _key(fields),
-    )
+    caller = v.msisdn(_sender(provider, "voice", fields.get("caller_id"), settings, "caller_id"), "caller_id")
+    payload = {"to": recipients, "audio_url": audio, "caller_id": caller}
+    return _request("voice", provider, payload, fields, now or datetime.now(UTC))
 
 
 def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -191,9 +198,10 @@ def _within_one_send(lists: Mapping[str, list[str]], limit: int, variable: str) 
 def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
     current = now or datetime.now(UTC)
     _known(fields, EMAIL_FIELDS)
-    provider = fields["provider"] if _given(fields.get("provider")) else settings.email_provider
-    if not isinstance(provider, str) or provider not in EMAIL_PROVIDERS:
-        raise InvalidInput("provider", "must be taifa or taqnyat")
+    name = fields["provider"] if _given(fields.get("provider")) else settings.email_provider
+    if name not in EMAIL_PROVIDERS:
+        raise InvalidInput("provider", f"must be {' or '.join(EMAIL_PROVIDERS)}")
+    provider = registry.get(name)
     to = v.recipients(_listify(_present(fields, "to")), "to", v.email)
     subject = v.text(_present(fields, "subject"), "subject", max_len=v.MAX_SUBJECT, single_line=True)
     text_body, html_body = fields.get("text"), fields.get("html")
@@ -204,10 +212,8 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
         payload["text"] = v.text(text_body, "text", max_len=v.MAX_EMAIL_BODY)
     if _given(html_body):
         payload["html"] = v.text(html_body, "html", max_len=v.MAX_EMAIL_BODY)
-    from_setting = settings.taifa_from if provider == "taifa" else settings.taqnyat_email_from
-    variable = "TAIFA_FROM" if provider == "taifa" else "TAQNYAT_EMAIL_FROM"
     sender = fields.get("from") if _given(fields.get("from")) else fields.get("from_")
-    payload["from"] = v.email(_default(sender, from_setting, "from", variable), "from")
+    payload["from"] = v.email(_sender(provider, "email", sender, settings, "from"), "from")
     if _given(fields.get("campaign")):
         payload["campaign"] = v.text(fields["campaign"], "campaign", max_len=100, single_line=True)
     tags = fields.get("tags") if _given(fields.get("tags")) else fields.get("tag")
@@ -221,19 +227,14 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
         "tags": v.own_tags(_listify(tags), "tags"),
         "attachments": v.attachments(fields.get("attachments"), "attachments"),
     }
-    for name, value in extras.items():
+    for field, value in extras.items():
         if not value:
             continue
-        if provider == "taqnyat" and name in _TAQNYAT_EMAIL_UNSUPPORTED:
-            raise InvalidInput(name, "is not supported by the taqnyat email provider")
-        payload[name] = value
-    if provider == "taifa":
-        _within_one_send(
-            {"to": to, "cc": cc, "bcc": bcc}, settings.taifa_batch_size, "HUDHUD_TAIFA_BATCH_SIZE"
-        )
-    else:
-        _within_one_send({"to": to}, settings.sms_batch_size, "HUDHUD_SMS_BATCH_SIZE")
-    return SendRequest("email", provider, payload, _due(fields, current), _key(fields))
+        if field in provider.unsupported_fields("email"):
+            raise InvalidInput(field, f"is not supported by the {provider.name} email provider")
+        payload[field] = value
+    _within_one_send({"to": to, "cc": cc, "bcc": bcc}, *provider.batch_limit(settings))
+    return _request("email", provider, payload, fields, current)
 
 
 BUILDERS = {"sms": sms, "email": email, "voice": voice}

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import redis
@@ -26,9 +26,10 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from hudhud.config import Settings, get_settings
-from hudhud.worker import campaign, messages, publish, runtime, validation
+from hudhud.worker import campaign, enqueue, messages, publish, runtime, validation
 from hudhud.worker.errors import InvalidInput, RedisFull
 from hudhud.worker.ledger import Created, Ledger, NewMessage
+from hudhud.worker.providers import registry
 from hudhud.worker.public import public_record
 
 DELIVER_TASK = publish.DELIVER_TASK
@@ -111,19 +112,9 @@ class Receipt:
         return {"id": self.id, "status": self.status, "duplicate": self.duplicate}
 
 
-def dispatch(
-    app: Celery,
-    message_id: str,
-    channel: str,
-    provider: str,
-    due: float | None = None,
-    now: float | None = None,
-) -> None:
-    """Enqueue the delivery of one recorded message on its channel's queue."""
-    options: dict[str, Any] = {"queue": channel, "routing_key": channel}
-    if due is not None and due > (now or time.time()) + 0.05:
-        options["eta"] = datetime.fromtimestamp(due, UTC)
-    app.send_task(DELIVER_TASK, args=[message_id, provider], **options)
+def dispatch(app: Celery, message_id: str, channel: str, provider: str) -> None:
+    """Enqueue the delivery of one recorded message, due now (`enqueue.enqueue` does it all)."""
+    enqueue.enqueue(app, runtime.ledger(), enqueue.DeliveryTask(message_id, provider, channel))
 
 
 class Hudhud:
@@ -238,16 +229,16 @@ class Hudhud:
 
     def _record_and_enqueue(self, requests: list[messages.SendRequest], now: float) -> list[Receipt]:
         ledger = self.ledger
-        builder = publish.messages_for(self.app)
         news = [self._new(r, None, None) for r in requests]
-        tasks: list[tuple[str, str] | None] = []
-        for msg in news:
-            due = msg.due
-            if due is None or due - now <= ledger.park_after:
-                eta = datetime.fromtimestamp(due, UTC) if due is not None and due > now + 0.05 else None
-                tasks.append((msg.channel, builder.build(msg.id, msg.provider, msg.channel, eta)))
-            else:
-                tasks.append(None)
+        tasks = [
+            enqueue.broker_message(
+                self.app,
+                enqueue.DeliveryTask(msg.id, msg.provider, msg.channel, msg.due),
+                window=ledger.park_after,
+                now=now,
+            )
+            for msg in news
+        ]
         receipts = []
         for item in ledger.create_many(news, now=now, tasks=tasks):
             if item.outcome == "conflict":
@@ -275,14 +266,11 @@ class Hudhud:
             return campaign.CampaignReceipt(found, status, plan.recipients, size, duplicate=True)
         request = plan.request
         due = request.due.timestamp() if request.due else None
-        if due is None or due - now <= self.ledger.park_after:
-            eta = datetime.fromtimestamp(due, UTC) if due is not None and due > now + 0.05 else None
-            builder = publish.messages_for(self.app)
-            pipe = self.ledger.redis.pipeline(transaction=False)
-            for number in range(size):
-                bid = campaign.batch_id(cid, number)
-                pipe.lpush(request.channel, builder.build(bid, request.provider, request.channel, eta))
-            pipe.execute()
+        batches = (
+            enqueue.DeliveryTask(campaign.batch_id(cid, n), request.provider, request.channel, due)
+            for n in range(size)
+        )
+        enqueue.enqueue_many(self.app, self.ledger, batches, now=now)
         return campaign.CampaignReceipt(cid, status, plan.recipients, size)
 
     @_redis_errors
@@ -315,8 +303,8 @@ class Hudhud:
         if created.outcome != "created":
             return Receipt(created.id, created.status, duplicate=True)
         due = request.due.timestamp() if request.due else None
-        if due is None or due - now <= self.ledger.park_after:
-            dispatch(self.app, created.id, request.channel, request.provider, due, now)
+        task = enqueue.DeliveryTask(created.id, request.provider, request.channel, due)
+        enqueue.enqueue(self.app, self.ledger, task, now=now)
         return Receipt(created.id, created.status)
 
     # --- other operations -----------------------------------------------------------
@@ -357,7 +345,9 @@ class Hudhud:
         record = self.ledger.get(message_id)
         if record is None:
             raise NotFound(message_id)
-        if record.get("channel") != "email" or record.get("provider") != "taifa":
+        provider = record.get("provider", "")
+        retries = registry.known(provider) and registry.get(provider).retries_by_id
+        if record.get("channel") != "email" or not retries:
             raise Refused(f"message {message_id} is not a Taifa email: only those can be retried")
         if record.get("status") not in ("bounced", "failed", "rejected"):
             raise Refused(
@@ -365,9 +355,9 @@ class Hudhud:
                 "or rejected emails can be retried"
             )
         if not record.get("provider_message_id"):
-            raise Refused(f"message {message_id} never reached Taifa: send it again instead")
+            raise Refused(f"message {message_id} never reached {provider}: send it again instead")
         request = messages.SendRequest(
-            "email", "taifa", {"retry_of_provider_id": record["provider_message_id"]}
+            "email", provider, {"retry_of_provider_id": record["provider_message_id"]}
         )
         if new_id is not None:
             validation.message_id(new_id, "id")

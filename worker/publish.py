@@ -1,11 +1,10 @@
-"""Pipelined publishing of `hudhud.deliver` tasks for the bulk producer API.
+"""The broker message of a `hudhud.deliver` task, built without Celery's per-message cost.
 
-Celery's `send_task` costs a few Redis round trips and much Python per message. For bulk
-sends the producer instead builds each task message once with Celery's own protocol-2
-builder (`app.amqp.as_task_v2`), wraps it as kombu's Redis transport stores it, and pushes
-many at once in one pipeline together with the ledger records: a message is pushed only
-when its record was created in the same round trip (so a duplicate or a key conflict
-enqueues nothing).
+Celery's `send_task` costs a few Redis round trips and much Python per message. hudhud
+instead builds each task message with Celery's own protocol-2 builder (`app.amqp.as_task_v2`)
+once per app, wrapped as kombu's Redis transport stores it, and fills in what changes from one
+message to the next (`hudhud.worker.enqueue` decides when a message goes; the ledger pushes
+it, many in one round trip, or in the script that creates their records).
 
 The broker is the Redis of `HUDHUD_REDIS_URL`, the same server as the ledger, and a queue
 with the default priority is the Redis list named after it (kombu's layout).
@@ -16,24 +15,12 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from celery import Celery
 
 DELIVER_TASK = "hudhud.deliver"
-
-# KEYS: the message record, the queue list; ARGV: the kombu message.
-# Pushes only when the record exists, i.e. when CREATE (run just before) made it.
-PUSH_IF_RECORDED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
 
 _SLOTS = ("task_id", "eta", "argsrepr", "queue", "tag", "body")
 
@@ -119,19 +106,6 @@ class TaskMessages:
 def _inner(text: str) -> str:
     """`text` escaped as the inside of a JSON string."""
     return json.dumps(text)[1:-1]
-
-
-def push(client: Any, app: Celery, tasks: Iterable[tuple[str, str, str, datetime | None]]) -> int:
-    """Enqueue `hudhud.deliver` for (message id, provider, channel, eta) in one pipeline."""
-    builder = messages_for(app)
-    pipe = client.pipeline(transaction=False)
-    count = 0
-    for message_id, provider, channel, eta in tasks:
-        pipe.lpush(channel, builder.build(message_id, provider, channel, eta))
-        count += 1
-    if count:
-        pipe.execute()
-    return count
 
 
 def messages_for(app: Celery) -> TaskMessages:

@@ -1,9 +1,17 @@
-"""Keep message contents out of Celery's own error logs.
+"""Keeping secrets and personal data out of what hudhud shows: the one place that redacts.
 
-When the worker discards a message it cannot run (an unregistered task name, a malformed
-task, a body it cannot decode) Celery logs the whole body and headers, `argsrepr` and
-`kwargsrepr` included, and a foreign producer's message carries a send's recipients and text.
-This filter rewrites those records to name the task and the fault only.
+- `mask_url`: a URL with its password masked (the Redis URL in errors and reports);
+- `Redactor`: a provider's words without its token, email addresses and phone numbers;
+- `scrubbed`: a provider's structured data (event metadata, error replies) walked whole,
+  keys that echo input dropped and every text redacted;
+- `argument_shape`: the shape of a task's arguments (field names, never values), for the
+  reprs that Flower, events and `inspect` show;
+- `MessageContentFilter`: Celery's own log lines about a message it discards, without the
+  message's body and headers;
+- `set_aside_summary`: what is kept of a queue item that could not be read.
+
+Which keys of a provider's reply echo input is that provider's quirk and stays in its
+module; the walking and the rewriting live here.
 """
 
 from __future__ import annotations
@@ -12,45 +20,137 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from celery.worker.consumer import consumer
+from kombu.utils.url import maybe_sanitize_url
+
+MASK = "***"
+
+# --- URLs -------------------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`."""
+    return str(maybe_sanitize_url(url, mask=MASK))
+
+
+# --- a provider's words and data ----------------------------------------------------------
+
+_ADDRESS = re.compile(r"[^\s@<>\"',;:()\[\]]+@[^\s@<>\"',;:()\[\]]+")
+_LONG_NUMBER = re.compile(r"(?<![\w.])\+?\d{8,}(?![\w.])")
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Takes secrets, email addresses and phone numbers out of a provider's words."""
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __call__(self, words: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                words = words.replace(secret, MASK)
+        words = _ADDRESS.sub("<address>", words)
+        return _LONG_NUMBER.sub("<number>", words)
+
+
+NO_SECRETS = Redactor()
+
+
+def scrubbed(
+    value: Any,
+    *,
+    drop: Collection[str] = (),
+    redact: Callable[[str], str] | None = NO_SECRETS,
+) -> Any:
+    """`value` (JSON-like) with the keys in `drop` left out at every depth and every text
+    passed through `redact` (None: texts kept as they are)."""
+    if isinstance(value, Mapping):
+        return {str(k): scrubbed(v, drop=drop, redact=redact) for k, v in value.items() if k not in drop}
+    if isinstance(value, list | tuple):
+        return [scrubbed(v, drop=drop, redact=redact) for v in value]
+    if isinstance(value, str) and redact is not None:
+        return redact(value)
+    return value
+
+
+# --- task arguments -----------------------------------------------------------------------
+
+
+def argument_shape(value: Any) -> str:
+    """Only the shape of arguments: field names, never their values."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!s}: …" for k in value) + "}"
+    if isinstance(value, list | tuple):
+        return f"({len(value)} args)"
+    return "…"
+
+
+# --- Celery's log lines -------------------------------------------------------------------
 
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
-_NAME = re.compile(r"[\w.:-]{1,200}")
 _WITHHELD = "(body and headers withheld: they may carry personal data)"
 
 
 class MessageContentFilter(logging.Filter):
+    """When the worker discards a message it cannot run (an unregistered task name, a
+    malformed task, a body it cannot decode) Celery logs the whole body and headers,
+    `argsrepr` and `kwargsrepr` included, and a foreign producer's message carries a send's
+    recipients and text. This filter rewrites those records to name the task and the fault."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from celery.worker.consumer import consumer
+
+        self._rewrites: dict[str, Callable[[tuple[Any, ...]], tuple[str, tuple[Any, ...]]]] = {
+            consumer.UNKNOWN_TASK_ERROR: _unknown_task,
+            consumer.INVALID_TASK_ERROR: _invalid_task,
+            consumer.MESSAGE_DECODE_ERROR: _undecodable,
+            consumer.UNKNOWN_FORMAT: _unknown_format,
+        }
+
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        if record.msg == consumer.UNKNOWN_TASK_ERROR:
-            record.msg = "Received unregistered task of type %s; the message was discarded %s"
-            record.args = (args[0] if args else "?", _WITHHELD)
-        elif record.msg == consumer.INVALID_TASK_ERROR:
-            record.msg = "Received an invalid task message (%s); the message was discarded %s"
-            record.args = (type(args[0]).__name__ if args else "?", _WITHHELD)
-        elif record.msg == consumer.MESSAGE_DECODE_ERROR:
-            record.msg = "Cannot decode a message body (%s, type %r); the message was discarded %s"
-            record.args = (
-                type(args[0]).__name__ if args else "?",
-                args[1] if len(args) > 1 else "?",
-                _WITHHELD,
-            )
-        elif record.msg == consumer.UNKNOWN_FORMAT:
-            record.msg = "Received a message in an unknown format; it was rejected %s"
-            record.args = (_WITHHELD,)
-        else:
+        rewrite = self._rewrites.get(record.msg) if isinstance(record.msg, str) else None
+        if rewrite is None:
             return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        record.msg, record.args = rewrite(args)
         record.exc_info = None
         record.exc_text = None
         return True
+
+
+def _unknown_task(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    text = "Received unregistered task of type %s; the message was discarded %s"
+    return text, (args[0] if args else "?", _WITHHELD)
+
+
+def _invalid_task(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    text = "Received an invalid task message (%s); the message was discarded %s"
+    return text, (type(args[0]).__name__ if args else "?", _WITHHELD)
+
+
+def _undecodable(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    text = "Cannot decode a message body (%s, type %r); the message was discarded %s"
+    return text, (type(args[0]).__name__ if args else "?", args[1] if len(args) > 1 else "?", _WITHHELD)
+
+
+def _unknown_format(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    return "Received a message in an unknown format; it was rejected %s", (_WITHHELD,)
 
 
 def install() -> None:
     logger = logging.getLogger(CONSUMER_LOGGER)
     if not any(isinstance(f, MessageContentFilter) for f in logger.filters):
         logger.addFilter(MessageContentFilter())
+
+
+# --- queue items set aside ----------------------------------------------------------------
+
+_NAME = re.compile(r"[\w.:-]{1,200}")
 
 
 def set_aside_summary(item: bytes | str, reason: str, now: float) -> str:

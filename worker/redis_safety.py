@@ -7,64 +7,42 @@
   scheduled message. Workers and beat warn at start.
 - **Memory**: `used_memory` near `maxmemory` (under `noeviction`, Redis then refuses writes).
 
-The settings are read with CONFIG GET where it is allowed and from INFO where it is not
-(managed Redis services often disable CONFIG); what neither tells is reported as not verified.
-`hudhud check` reports the same findings (see `hudhud.worker.check`).
+The facts are read by the ledger (`hudhud.worker.ledger.inspect`); what it cannot read is
+reported as not verified. `hudhud check` reports the same findings (see `hudhud.worker.check`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from hudhud.config import Settings, get_settings
+from hudhud.worker.ledger import inspect
+from hudhud.worker.ledger.inspect import ServerFacts
 
 log = logging.getLogger("hudhud.redis_safety")
 
 NOEVICTION = "noeviction"
 MEMORY_WARNING = 0.80
 MEMORY_PROBLEM = 0.95
-PROBE_KEY = "hudhud:check:write-probe"
 EXIT_REFUSED = os.EX_CONFIG if hasattr(os, "EX_CONFIG") else 78
 ALLOW_VARIABLE = "HUDHUD_ALLOW_EVICTION"
 
 
-@dataclass(frozen=True)
-class ServerFacts:
-    """What could be read of the server's settings (None: it could not be read)."""
-
-    policy: str | None
-    aof: bool | None
-    save: str | None  # the RDB `save` setting; "" means no snapshots
-    used_memory: int | None
-    maxmemory: int | None
-
-    @property
-    def rdb(self) -> bool | None:
-        return None if self.save is None else bool(self.save.strip())
-
-    @property
-    def memory_share(self) -> float | None:
-        if not self.maxmemory or self.used_memory is None:
-            return None  # maxmemory 0: no limit
-        return self.used_memory / self.maxmemory
-
-    def as_dict(self) -> dict[str, Any]:
-        share = self.memory_share
-        return {
-            "maxmemory_policy": self.policy or "unknown",
-            "aof": _yes_no(self.aof),
-            "rdb": "unknown" if self.save is None else (f"save {self.save}" if self.rdb else "off"),
-            "used_memory": _size(self.used_memory),
-            "maxmemory": "none" if self.maxmemory == 0 else _size(self.maxmemory),
-            "memory_used": "n/a" if share is None else f"{share:.0%}",
-        }
+def facts_report(facts: ServerFacts) -> dict[str, str]:
+    """The facts as `hudhud check` shows them."""
+    share = facts.memory_share
+    return {
+        "maxmemory_policy": facts.policy or "unknown",
+        "aof": _yes_no(facts.aof),
+        "rdb": "unknown" if facts.save is None else (f"save {facts.save}" if facts.rdb else "off"),
+        "used_memory": _size(facts.used_memory),
+        "maxmemory": "none" if facts.maxmemory == 0 else _size(facts.maxmemory),
+        "memory_used": "n/a" if share is None else f"{share:.0%}",
+    }
 
 
 def _yes_no(value: bool | None) -> str:
@@ -75,62 +53,6 @@ def _size(value: int | None) -> str:
     if value is None:
         return "unknown"
     return f"{value / (1024 * 1024):.1f} MiB"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _config(client: redis.Redis, name: str) -> str | None:
-    """CONFIG GET `name`, or None where CONFIG is refused (disabled, renamed, no ACL right)."""
-    try:
-        reply = client.config_get(name)
-    except redis.ResponseError:
-        return None
-    for key, value in (reply or {}).items():
-        if _text(key) == name:
-            return _text(value)
-    return None
-
-
-def _info(client: redis.Redis, section: str) -> dict[str, Any]:
-    try:
-        return dict(client.info(section))
-    except redis.ResponseError:
-        return {}
-
-
-def _number(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def read_facts(client: redis.Redis) -> ServerFacts:
-    """The server's eviction policy, persistence and memory. Raises `redis.RedisError` only
-    when Redis cannot be reached; a refused command leaves its fact unknown."""
-    memory = _info(client, "memory")
-    persistence = _info(client, "persistence")
-    policy = _config(client, "maxmemory-policy") or (
-        _text(memory["maxmemory_policy"]) if "maxmemory_policy" in memory else None
-    )
-    appendonly = _config(client, "appendonly")
-    if appendonly is not None:
-        aof: bool | None = appendonly == "yes"
-    else:
-        enabled = _number(persistence.get("aof_enabled"))
-        aof = None if enabled is None else enabled == 1
-    maxmemory = _number(memory.get("maxmemory"))
-    if maxmemory is None:
-        maxmemory = _number(_config(client, "maxmemory"))
-    return ServerFacts(
-        policy=policy,
-        aof=aof,
-        save=_config(client, "save"),  # INFO does not tell the snapshot schedule
-        used_memory=_number(memory.get("used_memory")),
-        maxmemory=maxmemory,
-    )
 
 
 # --- findings ---------------------------------------------------------------------------
@@ -207,37 +129,20 @@ def judge(facts: ServerFacts, *, allow_eviction: bool) -> tuple[list[str], list[
     return problems, warnings
 
 
-def write_refused(client: redis.Redis) -> str | None:
-    """Why a short-lived test write is refused (out of memory, a read-only replica), if it is."""
-    try:
-        client.set(PROBE_KEY, "1", ex=60)
-        client.delete(PROBE_KEY)
-    except redis.exceptions.OutOfMemoryError:
+def refusal_text(error: str) -> str:
+    """Words for a test write that Redis refused with the error named `error`."""
+    if error == "OutOfMemoryError":
         return "redis: out of memory: it refuses writes (OOM), so every send fails"
-    except redis.ResponseError as exc:
-        return f"redis: a test write was refused ({type(exc).__name__}), so every send fails"
-    return None
+    return f"redis: a test write was refused ({error}), so every send fails"
 
 
 # --- at the start of a worker or beat -------------------------------------------------------
-def _client(settings: Settings) -> redis.Redis:
-    """A client of its own: short timeouts and no retries, so that an unreachable Redis does not
-    hold up the start (Celery then reports it and retries as it does)."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
-    )
-
-
 def check_at_start(role: str, settings: Settings | None = None) -> None:
     """Log what is unsafe about the Redis of `settings` (as warnings); raise SystemExit when
     its policy evicts keys and HUDHUD_ALLOW_EVICTION is not set."""
     cfg = settings or get_settings()
     try:
-        client = _client(cfg)
-        try:
-            facts = read_facts(client)
-        finally:
-            client.close()
+        facts = inspect.server_facts_at(cfg.redis_url)
     except redis.RedisError as exc:
         log.warning(
             "hudhud %s: the Redis eviction policy and persistence could not be verified (%s)",

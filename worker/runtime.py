@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import redis
 
 from hudhud.config import Settings, get_settings
 from hudhud.worker.ledger import Ledger
+from hudhud.worker.providers import registry
+from hudhud.worker.providers.base import Provider
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
@@ -27,6 +32,15 @@ def _fresh() -> dict[str, Any]:
     return _cache
 
 
+def _once(key: str, make: Callable[[], T]) -> T:
+    """The process's one `key` resource, made by `make` on first use."""
+    with _lock:
+        cache = _fresh()
+        if key not in cache:
+            cache[key] = make()
+        return cast(T, cache[key])
+
+
 def redis_client(settings: Settings | None = None) -> redis.Redis:
     """The process's Redis client, shared by all its threads (and green threads). Its pool
     holds `redis_pool_size` connections; a caller that finds them all taken waits up to
@@ -34,24 +48,23 @@ def redis_client(settings: Settings | None = None) -> redis.Redis:
     failing at once with "Too many connections" as redis-py's default pool does."""
     cfg = settings or get_settings()
     size = redis_pool_size(cfg)
-    with _lock:
-        cache = _fresh()
-        key = f"redis:{cfg.redis_url}:{size}:{cfg.redis_pool_timeout}"
-        if key not in cache:
-            # from_url understands redis://, rediss:// (with ssl_* query options) and unix://
-            pool = redis.BlockingConnectionPool.from_url(
-                cfg.redis_url,
-                max_connections=size,
-                timeout=cfg.redis_pool_timeout,
-                socket_timeout=30,
-                socket_connect_timeout=10,
-                health_check_interval=25,
-                retry_on_timeout=True,
-            )
-            client = redis.Redis(connection_pool=pool)
-            client.auto_close_connection_pool = True
-            cache[key] = client
-        return cache[key]
+
+    def make() -> redis.Redis:
+        # from_url understands redis://, rediss:// (with ssl_* query options) and unix://
+        pool = redis.BlockingConnectionPool.from_url(
+            cfg.redis_url,
+            max_connections=size,
+            timeout=cfg.redis_pool_timeout,
+            socket_timeout=30,
+            socket_connect_timeout=10,
+            health_check_interval=25,
+            retry_on_timeout=True,
+        )
+        client = redis.Redis(connection_pool=pool)
+        client.auto_close_connection_pool = True
+        return client
+
+    return _once(f"redis:{cfg.redis_url}:{size}:{cfg.redis_pool_timeout}", make)
 
 
 def redis_pool_size(settings: Settings) -> int:
@@ -69,18 +82,14 @@ def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
         park_after=park_after(settings),
         tracking_seconds=int(settings.tracking_days * 86400),
         data_key=settings.data_key.get_secret_value() if settings.data_key else None,
+        changes_maxlen=settings.changes_maxlen,
     )
 
 
 def ledger(settings: Settings | None = None) -> Ledger:
     cfg = settings or get_settings()
     client = redis_client(cfg)
-    with _lock:
-        cache = _fresh()
-        key = f"ledger:{cfg.redis_url}"
-        if key not in cache:
-            cache[key] = make_ledger(cfg, client)
-        return cache[key]
+    return _once(f"ledger:{cfg.redis_url}", lambda: make_ledger(cfg, client))
 
 
 def park_after(settings: Settings) -> float:
@@ -104,24 +113,11 @@ def pool_size(settings: Settings) -> int:
         return 10
 
 
-def provider_client(name: str, settings: Settings | None = None) -> Any:
-    """The process's client for `taqnyat` or `taifa` (built on first use)."""
+def provider_client(name: str, settings: Settings | None = None) -> Provider:
+    """The process's client of the registered provider `name` (built on first use)."""
     cfg = settings or get_settings()
-    with _lock:
-        cache = _fresh()
-        key = f"client:{name}"
-        if key not in cache:
-            if name == "taqnyat":
-                from hudhud.worker.providers.taqnyat import TaqnyatClient
-
-                cache[key] = TaqnyatClient.from_settings(cfg, pool_size=pool_size(cfg))
-            elif name == "taifa":
-                from hudhud.worker.providers.taifa import TaifaClient
-
-                cache[key] = TaifaClient.from_settings(cfg, pool_size=pool_size(cfg))
-            else:
-                raise ValueError(f"unknown provider {name!r}")
-        return cache[key]
+    provider = registry.get(name)
+    return _once(f"client:{name}", lambda: provider.from_settings(cfg, pool_size=pool_size(cfg)))
 
 
 def reset() -> None:

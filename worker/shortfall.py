@@ -31,13 +31,11 @@ NOT_ENOUGH = "3"
 
 def balance_now(delivery: Delivery, provider: str) -> str:
     """The provider's balance as text ("" when it cannot be read)."""
-    balance = getattr(delivery.clients(provider), "balance", None)
-    if balance is None:
-        return ""
     try:
-        return str(balance().balance)
+        found = delivery.clients(provider).balance()
     except ProviderError:
         return ""
+    return "" if found is None else str(found.balance)
 
 
 def on_balance_error(delivery: Delivery, message_id: str, claim: Claim, exc: BalanceError) -> Outcome:

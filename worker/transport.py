@@ -73,56 +73,27 @@ from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from hudhud.worker import redaction
+from hudhud.worker.ledger import keys, scripts
 
 log = logging.getLogger("hudhud.transport")
 
 UNREADABLE = "application/x-hudhud-unreadable"
-UNREADABLE_KEY = "hudhud:unreadable"
+UNREADABLE_KEY = keys.UNREADABLE
 UNREADABLE_KEEP = 1000
 UNREADABLE_TTL = 7 * 86400
-WRITE_PROBE_KEY = "hudhud:broker:write-probe"
+WRITE_PROBE_KEY = keys.BROKER_WRITE_PROBE
 WRITE_PROBE_TTL = 10
 WRITE_PROBE_EVERY = 1.0  # seconds between two probes while Redis refuses writes
 OOM_PUBLISH_WAIT = 10.0  # seconds a publish waits for Redis to take writes again
 LOG_EVERY = 30.0  # a refusal is logged at once if none was in this many seconds,
 LOG_AFTER = 5.0  # else once it has lasted this long
-IDLE_KEY = "hudhud:broker:idle"  # a list nobody writes: a BRPOP on it is a short wait
+IDLE_KEY = keys.BROKER_IDLE  # a list nobody writes: a BRPOP on it is a short wait
 IDLE_WAIT = 0.05  # seconds a channel whose queues were empty waits before it takes again
 LATE_READ = 5.0  # a take answered this long before it was read gets its index time renewed
 
-# TAKE(unacked, unacked_index, queue keys...; now, acks) -> {position of the key, item, tag or
-# false} or nil. `acks` has a 1 for each queue key whose consumer acknowledges, a 0 for one
-# consuming without acks (kombu writes no entry for those: nobody would remove it). The unacked
-# entry is `[item, exchange, routing_key]` as kombu's QoS.append writes it, built around the
-# item as it was on the list: cjson would write an empty array as {}. `#!lua` makes it a
-# script Redis knows to write: a full Redis refuses it before it pops.
-TAKE = """#!lua
-local unacked, index, now, acks = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local function name(value)
-  return type(value) == 'string' or value == cjson.null
-end
-local function record(item)
-  local ok, message = pcall(cjson.decode, item)
-  if not ok or type(message) ~= 'table' or type(message['properties']) ~= 'table' then
-    return false
-  end
-  local tag, info = message['properties']['delivery_tag'], message['properties']['delivery_info']
-  if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table' then return false end
-  local exchange, routing_key = info['exchange'], info['routing_key']
-  if not (name(exchange) and name(routing_key)) then return false end
-  redis.call('HSET', unacked, tag,
-    '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
-  redis.call('ZADD', index, now, tag)
-  return tag
-end
-for i = 3, #KEYS do
-  local item = redis.call('RPOP', KEYS[i])
-  if item then
-    return {i - 2, item, string.sub(acks, i - 2, i - 2) == '1' and record(item)}
-  end
-end
-return nil
-"""
+# TAKE pops the first message of a channel's queues and records its unacked entry in the same
+# step (`lua/take.lua` says how).
+TAKE = scripts.source("take")
 TAKE_SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()  # how Redis names it
 
 

@@ -19,9 +19,10 @@ Indexes and shared state:
 - `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
 - `gone` list: ids found in an index without their record (evicted or expired), for `check`
 - `changes` stream: every status change, in order (the outbox); `changes:dead` its dead letters
-- `taifa:id:{email id}` string: the message (and recipient) a Taifa email id belongs to
-- `taifa:updates-since` string: the cursor of Taifa's feed of status changes
-- `lock:{name}` string: a beat job's lock
+- `{provider}:id:{provider id}` string: the message (and recipient) a provider's id belongs
+  to (`taifa:id:{email id}`: Taifa's emails)
+- `{provider}:updates-since` string: the cursor of a provider's feed of status changes
+- `lock:{name}` string: a beat job's lock (`lock:{provider}-events`: the tracking run)
 - `data-key` string: the key of recipient fingerprints (never expires)
 - `unreadable` list: queue items that were not broker messages, set aside
 - `broker:idle`, `broker:write-probe`, `check:write-probe`: the transport's and check's own
@@ -95,6 +96,18 @@ def taifa_id_key(email_id: str) -> str:
 
 def lock_key(name: str) -> str:
     return f"{PREFIX}lock:{name}"
+
+
+def provider_id_key(provider: str, provider_id: str) -> str:
+    return f"{PREFIX}{provider}:id:{provider_id}"
+
+
+def feed_cursor_key(provider: str) -> str:
+    return f"{PREFIX}{provider}:updates-since"
+
+
+def follow_lock_key(provider: str) -> str:
+    return lock_key(f"{provider}-events")
 
 
 def unkeyed(key: str) -> str:

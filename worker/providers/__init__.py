@@ -1,49 +1,10 @@
-"""Provider clients: one module per provider over one small HTTP base."""
+"""Provider clients: one interface (`base`), one registry (`registry`), one package per
+provider (`taqnyat`, `taifa`) over one small HTTP base (`http`, `client`).
 
-from hudhud.worker.providers.errors import (
-    AccountError,
-    BalanceError,
-    InDoubtError,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-)
-from hudhud.worker.providers.results import (
-    Balance,
-    BatchResult,
-    EmailStatus,
-    Page,
-    Sender,
-    SendResult,
-    SystemStatus,
-    TaifaEmail,
-    TaifaEvent,
-    Updates,
-    Validation,
-    ValidationIssue,
-)
-from hudhud.worker.providers.taifa import TaifaClient
-from hudhud.worker.providers.taqnyat import TaqnyatClient
+Errors live in `errors`, results in `results`: import them from there.
+"""
 
-__all__ = [
-    "AccountError",
-    "Balance",
-    "BalanceError",
-    "BatchResult",
-    "EmailStatus",
-    "InDoubtError",
-    "Page",
-    "PermanentError",
-    "ProviderError",
-    "RetryableError",
-    "SendResult",
-    "Sender",
-    "SystemStatus",
-    "TaifaClient",
-    "TaifaEmail",
-    "TaifaEvent",
-    "TaqnyatClient",
-    "Updates",
-    "Validation",
-    "ValidationIssue",
-]
+from hudhud.worker.providers.base import Provider
+from hudhud.worker.providers.registry import get, register
+
+__all__ = ["Provider", "get", "register"]

@@ -1,11 +1,13 @@
 """The small HTTP base under every provider client.
 
 It owns the `requests.Session` (one connection pool sized to the worker's concurrency),
-the (connect, read) timeouts, the User-Agent, tolerant JSON decoding and the SHORT retries
-of transient faults. It answers with a `Reply` for every HTTP answer, whatever its status:
-mapping statuses and bodies to the error hierarchy is the provider module's job. Faults
-without a usable HTTP answer (no connection, timeouts, a reply cut short) become
-`RetryableError` (or `InDoubtError`) here, and a malformed base URL a `ConfigurationError`.
+the (connect, read) timeouts, the User-Agent, JSON decoding (a provider passes its own
+decoder when its bodies need it) and the SHORT retries of transient faults. It knows no
+provider: the name it is given only labels its log lines and errors. It answers with a
+`Reply` for every HTTP answer, whatever its status: mapping statuses and bodies to the
+error hierarchy is the provider module's job. Faults without a usable HTTP answer (no
+connection, timeouts, a reply cut short) become `RetryableError` (or `InDoubtError`) here,
+and a malformed base URL a `ConfigurationError`.
 
 Retry policy
 ------------
@@ -36,21 +38,15 @@ recipients and message text.
 
 from __future__ import annotations
 
-import email.utils
 import functools
-import json
 import logging
-import math
 import os
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from importlib import metadata
-from typing import Any, Self
+from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -59,7 +55,11 @@ from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from hudhud.worker.errors import ConfigurationError
+from hudhud.worker.providers.decoding import decode_body, page_summary, parse_retry_after, plain
 from hudhud.worker.providers.errors import InDoubtError, RetryableError
+from hudhud.worker.redaction import Redactor
+
+__all__ = ["HttpClient", "Redactor", "Reply", "decode_body", "page_summary", "parse_retry_after", "plain"]
 
 log = logging.getLogger(__name__)
 
@@ -76,177 +76,6 @@ def user_agent() -> str:
     except metadata.PackageNotFoundError:
         version = "0"
     return f"hudhud/{version}"
-
-
-# --- decoding ------------------------------------------------------------------------
-
-
-def decode_json(text: str) -> Any:
-    """The JSON value of a body, exact: integers stay `int`, fractions become `Decimal`."""
-    return json.loads(text, parse_int=int, parse_float=Decimal)
-
-
-def decode_body(text: str) -> Any:
-    """A body's JSON value; the seeds' invalid JSON salvaged; None for anything else."""
-    stripped = text.strip()
-    if not stripped:
-        return None
-    try:
-        return decode_json(stripped)
-    except ValueError:
-        pass
-    if stripped.startswith("<"):
-        return None  # an HTML page from a proxy or a load balancer
-    return salvage_json(stripped)
-
-
-# The seeds print replies that are not JSON: bare words (`"ResponseStatus": success`),
-# trailing commas, doubled closing quotes (`"MessageEn":" error From"",`), a repeated key
-# (`"MessageEn": "MessageEn":" this ip ..."`), unquoted keys (`statusCode: 200`), a missing
-# comma after `}` and missing braces. A real server may copy its own docs.
-_REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r'"(\w+)"\s*:\s*"\1"\s*:'), r'"\1":'),
-    (re.compile(r'([^"\s:,\[{\\])""(\s*[,}\]\n])'), r'\1"\2'),
-    (re.compile(r"([{,]\s*)([A-Za-z_]\w*)\s*:"), r'\1"\2":'),
-    (re.compile(r":\s*(?!(?:null|true|false)\b)([A-Za-z_]\w*)\s*(?=[,}\]\n])"), r': "\1"'),
-    (re.compile(r'([}\]])([ \t]*\n\s*")'), r"\1,\2"),
-    (re.compile(r",(\s*[}\]])"), r"\1"),
-)
-
-
-def salvage_json(text: str) -> Any:
-    """Best effort for a JSON-like body: repair it, else pick the known fields out of it."""
-    repaired = text if text.startswith(("{", "[")) else "{" + text
-    for pattern, replacement in _REPAIRS:
-        repaired = pattern.sub(replacement, repaired)
-    repaired = repaired.rstrip().rstrip(",") + _missing_closers(repaired)
-    try:
-        return decode_json(re.sub(r",(\s*[}\]])", r"\1", repaired))
-    except ValueError:
-        return _salvage_fields(text)
-
-
-def _missing_closers(text: str) -> str:
-    stack: list[str] = []
-    in_string = False
-    escaped = False
-    for char in text:
-        if in_string:
-            escaped = not escaped and char == "\\"
-            in_string = escaped or char != '"'
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            stack.append("}" if char == "{" else "]")
-        elif char in "}]" and stack:
-            stack.pop()
-    return "".join(reversed(stack))
-
-
-_PAIR = re.compile(
-    r'"?([A-Za-z_]\w*)"?\s*:\s*'
-    r'(?:"([^"\n]*)"(?!\s*:)|(-?\d+(?:\.\d+)?)\b|(null|true|false)\b|([A-Za-z_]\w*)\b(?!"?\s*:))'
-)
-_ERROR_KEYS = ("ErrorCode", "MessageAr", "MessageEn")
-_DATA_KEYS = ("msgId", "result", "MessageAr", "MessageEn", "price", "rejectedNumber")
-_TOP_KEYS = ("status", "statusCode", "ResponseStatus", "messageId", "message", "reason")
-
-
-def _salvage_fields(text: str) -> dict[str, Any] | None:
-    """The last resort: the fields a provider module reads, found by pattern."""
-    fields: dict[str, Any] = {}
-    for match in _PAIR.finditer(text):
-        key, quoted, number, literal, word = match.groups()
-        if quoted is not None:
-            fields.setdefault(key, quoted)
-        elif number is not None:
-            fields.setdefault(key, decode_json(number))
-        elif literal is not None:
-            fields.setdefault(key, json.loads(literal))
-        else:
-            fields.setdefault(key, word)
-    if not fields:
-        return None
-    out: dict[str, Any] = {k: fields[k] for k in _TOP_KEYS if k in fields}
-    if "ErrorCode" in fields:
-        out["Data"] = None
-        out["Error"] = {k: fields[k] for k in _ERROR_KEYS if k in fields}
-    elif "msgId" in fields or "price" in fields:
-        out["Data"] = {k: fields[k] for k in _DATA_KEYS if k in fields}
-    if "service" in fields or "description" in fields:
-        out["status"] = {k: fields[k] for k in ("service", "description") if k in fields}
-    out["salvaged"] = True
-    return out
-
-
-def plain(value: Any) -> Any:
-    """A decoded body in JSON-native types (Decimal -> float), to keep as the raw record."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
-def page_summary(text: str, limit: int = 200) -> str:
-    """The words of a non-JSON page (`<h1>502 Bad Gateway</h1>` -> `502 Bad Gateway`)."""
-    title = re.search(r"<(title|h1)[^>]*>(.*?)</\1>", text, re.I | re.S)
-    words = title.group(2) if title else re.sub(r"<[^>]*>", " ", text)
-    words = " ".join(words.split())
-    return words[:limit] + ("..." if len(words) > limit else "")
-
-
-# --- Retry-After ---------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    seconds: float | None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = _seconds_until(value, now)
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _seconds_until(value: str, now: datetime | None) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - (now or datetime.now(UTC))).total_seconds()
-
-
-# --- redaction -----------------------------------------------------------------------
-
-_ADDRESS = re.compile(r"[^\s@<>\"',;:()\[\]]+@[^\s@<>\"',;:()\[\]]+")
-_LONG_NUMBER = re.compile(r"(?<![\w.])\+?\d{8,}(?![\w.])")
-
-
-@dataclass(frozen=True)
-class Redactor:
-    """Takes secrets, email addresses and phone numbers out of a provider's words."""
-
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-
-    def __call__(self, words: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                words = words.replace(secret, "***")
-        words = _ADDRESS.sub("<address>", words)
-        return _LONG_NUMBER.sub("<number>", words)
-
-
-NO_SECRETS = Redactor()
 
 
 # --- the HTTP base -------------------------------------------------------------------
@@ -343,6 +172,8 @@ class HttpClient:
         base_url: str,
         *,
         token: str | None = None,
+        base_url_variable: str = "",
+        decode: Callable[[str], Any] = decode_body,
         connect_timeout: float = 5.0,
         read_timeout: float = 20.0,
         retries: int = 2,
@@ -363,6 +194,8 @@ class HttpClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_inline_wait = max_inline_wait
+        self.base_url_variable = base_url_variable or f"{provider.upper()}_BASE_URL"
+        self.decode = decode
         self.redact = Redactor((token,) if token else ())
         self._token = token
         self._sleep = sleep
@@ -388,12 +221,6 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
-
-    def __enter__(self) -> HttpClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- requests --------------------------------------------------------------------
 
@@ -467,7 +294,7 @@ class HttpClient:
         reply = Reply(
             status=response.status_code,
             headers=CaseInsensitiveDict(response.headers),
-            data=decode_body(text),
+            data=self.decode(text),
             text=text,
         )
         log.debug(
@@ -523,7 +350,7 @@ class HttpClient:
     ) -> RetryableError | ConfigurationError:
         fault = type(exc).__name__
         if isinstance(exc, _BAD_URL):
-            return ConfigurationError(f"{self.provider.upper()}_BASE_URL", fault)
+            return ConfigurationError(self.base_url_variable, fault)
         if failed_before_sending(exc):
             return RetryableError(self.provider, f"could not connect ({fault})", sent_nothing=True)
         if safe:
@@ -556,75 +383,3 @@ def unreadable_reply(provider: str, reply: Reply, *, safe: bool) -> RetryableErr
     """A 2xx whose body cannot be read: for a send, it may have been accepted."""
     kind = RetryableError if safe else InDoubtError
     return kind(provider, f"unreadable reply ({reply.summary()})", http_status=reply.status)
-
-
-def first_text(*values: Any) -> str | None:
-    """The first value that is a non-empty string once stripped (numbers count as text)."""
-    for value in values:
-        if isinstance(value, int | Decimal) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
-def join_words(parts: Iterable[str]) -> str:
-    return "; ".join(p for p in parts if p)
-
-
-class ProviderClient:
-    """What every provider client shares: its HTTP base, construction from settings, closing.
-
-    Subclasses name their provider and the settings holding their base URL and secret.
-    """
-
-    provider: str = ""
-    base_url_setting: str = ""
-    secret_setting: str = ""
-
-    def __init__(
-        self,
-        base_url: str,
-        secret: str,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 2,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        retry_sends_on_read_timeout: bool = False,
-    ) -> None:
-        self._secret = secret
-        self.http = HttpClient(
-            self.provider,
-            base_url,
-            token=secret,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            pool_size=pool_size,
-            retry_sends_on_read_timeout=retry_sends_on_read_timeout,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Any, pool_size: int | None = None) -> Self:
-        """A client from hudhud's settings; ConfigurationError naming an unset secret."""
-        return cls(
-            getattr(settings, cls.base_url_setting),
-            settings.require(cls.secret_setting),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-            retries=settings.http_retries,
-            pool_size=pool_size or settings.http_pool_size or DEFAULT_POOL_SIZE,
-        )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.http.base_url!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

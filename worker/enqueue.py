@@ -1,0 +1,87 @@
+"""Enqueue the delivery of recorded messages: the one place that decides ETA versus parking.
+
+A message is enqueued by its id, provider, channel and due time (none: now):
+- due now: a `hudhud.deliver` task on its channel's queue;
+- due within the ETA window (`HUDHUD_ETA_WINDOW`, at most half the broker's visibility
+  timeout: `runtime.park_after`, kept by the ledger as `park_after`): the same task with an
+  ETA, which a worker holds until the due time;
+- due later: parked, in the ledger's `scheduled` index, until beat's release finds it within
+  the window and enqueues it here again. An ETA task far ahead would sit in a worker's
+  memory and be handed out again once it outlived the visibility timeout.
+
+Parking is a ledger write: the write that records a due time (a new record, a retry's back-off,
+a wait) places the message in `scheduled` or `queued` by this module's `placement`, in the
+same script, so that the index and the record never disagree. Enqueueing a parked message
+pushes nothing.
+
+The task messages are built once per app (`publish.TaskMessages`) and pushed by the ledger,
+many in one round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, NamedTuple
+
+from hudhud.worker import publish
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from hudhud.worker.ledger import Ledger
+
+SOON = 0.05  # seconds: a due time closer than this is now
+
+
+class Placement(StrEnum):
+    NOW = "now"  # on its queue, to run at once
+    ETA = "eta"  # on its queue, held by a worker until due
+    PARK = "park"  # in the ledger's `scheduled` index, for beat to release
+
+
+class DeliveryTask(NamedTuple):
+    """The delivery of one recorded message, to enqueue."""
+
+    message_id: str
+    provider: str
+    channel: str
+    due: float | None = None  # epoch seconds; None: now
+
+
+def placement(due: float | None, now: float, window: float) -> Placement:
+    """Where a message due at `due` waits, `window` being the ledger's `park_after`."""
+    if due is None or due <= now + SOON:
+        return Placement.NOW
+    if due - now <= window:
+        return Placement.ETA
+    return Placement.PARK
+
+
+def broker_message(app: Celery, task: DeliveryTask, *, window: float, now: float) -> tuple[str, str] | None:
+    """The `(queue, task message)` that enqueues `task`; None when it is parked."""
+    where = placement(task.due, now, window)
+    if where is Placement.PARK:
+        return None
+    eta = datetime.fromtimestamp(task.due, UTC) if where is Placement.ETA and task.due is not None else None
+    body = publish.messages_for(app).build(task.message_id, task.provider, task.channel, eta)
+    return task.channel, body
+
+
+def enqueue(app: Celery, ledger: Ledger, task: DeliveryTask, *, now: float | None = None) -> Placement:
+    """Enqueue one delivery, or leave it parked; where it went."""
+    moment = time.time() if now is None else now
+    enqueue_many(app, ledger, (task,), now=moment)
+    return placement(task.due, moment, ledger.park_after)
+
+
+def enqueue_many(
+    app: Celery, ledger: Ledger, tasks: Iterable[DeliveryTask], *, now: float | None = None
+) -> int:
+    """Enqueue many deliveries in one round trip; the number pushed (parked ones are not)."""
+    moment = time.time() if now is None else now
+    window = ledger.park_after
+    messages = [m for m in (broker_message(app, t, window=window, now=moment) for t in tasks) if m]
+    return ledger.push_tasks(messages)
