@@ -31,8 +31,8 @@ dev: install redis
 	$(BIN)/hudhud dev
 
 lint: install
-	$(BIN)/ruff check hudhud/__init__.py config tasks worker tests
-	$(BIN)/ruff format --check hudhud/__init__.py config tasks worker
+	$(BIN)/ruff check hudhud/__init__.py hudhud/__main__.py config tasks worker tests
+	$(BIN)/ruff format --check hudhud/__init__.py hudhud/__main__.py config tasks worker
 	$(BIN)/mypy
 
 # The suite in two runs: most tests three at a time, then the timed proofs alone.

@@ -37,13 +37,13 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 from celery import Celery  # noqa: E402
 
-from hudhud.worker.campaign import batch_id  # noqa: E402
-from hudhud.worker.celery_app import create_app  # noqa: E402
-from hudhud.worker.delivery import Delivery  # noqa: E402
-from hudhud.worker.doubt import awaiting_decision  # noqa: E402
+from hudhud.worker.broker.celery_app import create_app  # noqa: E402
+from hudhud.worker.delivery.attempt import Delivery  # noqa: E402
+from hudhud.worker.delivery.doubt import awaiting_decision  # noqa: E402
 from hudhud.worker.ledger import events_key  # noqa: E402
-from hudhud.worker.processes import DEFAULT_QUEUES  # noqa: E402
-from hudhud.worker.producer import Hudhud  # noqa: E402
+from hudhud.worker.ops.processes import DEFAULT_QUEUES  # noqa: E402
+from hudhud.worker.producer.api import Hudhud  # noqa: E402
+from hudhud.worker.producer.campaign import batch_id  # noqa: E402
 from tests.helpers import RedisServer, Sandbox  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 

@@ -49,7 +49,7 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
 
-from hudhud.worker import campaign  # noqa: E402
+from hudhud.worker.producer import campaign  # noqa: E402
 from tests.helpers import SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 

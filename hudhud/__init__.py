@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hudhud.worker.errors import InvalidInput, RedisFull
-    from hudhud.worker.producer import Hudhud, IdempotencyConflict, NotFound, Receipt, Refused
+    from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, NotFound, Receipt, Refused
 
 _EXPORTS = {
-    "Hudhud": "hudhud.worker.producer",
-    "Receipt": "hudhud.worker.producer",
-    "IdempotencyConflict": "hudhud.worker.producer",
-    "NotFound": "hudhud.worker.producer",
-    "Refused": "hudhud.worker.producer",
+    "Hudhud": "hudhud.worker.producer.api",
+    "Receipt": "hudhud.worker.producer.api",
+    "IdempotencyConflict": "hudhud.worker.producer.api",
+    "NotFound": "hudhud.worker.producer.api",
+    "Refused": "hudhud.worker.producer.api",
     "InvalidInput": "hudhud.worker.errors",
     "RedisFull": "hudhud.worker.errors",
+    # `celery -A hudhud worker` finds the app here
+    "celery": "hudhud.worker.broker.celery_app",
 }
 
 __all__ = ["Hudhud", "IdempotencyConflict", "InvalidInput", "NotFound", "Receipt", "RedisFull", "Refused"]
@@ -31,4 +33,5 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'hudhud' has no attribute {name!r}")
     from importlib import import_module
 
-    return getattr(import_module(module), name)
+    found = import_module(module)
+    return found.app if name == "celery" else getattr(found, name)

@@ -1,4 +1,4 @@
-"""Periodic jobs, scheduled by `hudhud beat` (see `hudhud.worker.celery_app._beat_schedule`).
+"""Periodic jobs, scheduled by `hudhud beat` (see `hudhud.worker.broker.celery_app._beat_schedule`).
 
 The task names stay as deployments know them; each job loops over every registered provider.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hudhud.config import get_settings
 from hudhud.worker import runtime
-from hudhud.worker.celery_app import app
+from hudhud.worker.broker.celery_app import app
 from hudhud.worker.jobs import Jobs
 
 

@@ -1,5 +1,5 @@
 """The delivery tasks: intake of foreign producers' sends, and the delivery of one message.
-Their work lives in `hudhud.worker.intake`; these are its Celery bindings."""
+Their work lives in `hudhud.worker.delivery.intake`; these are its Celery bindings."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from celery import Task
 
-from hudhud.worker import intake
-from hudhud.worker.celery_app import RedactedRequest, app
+from hudhud.worker.broker.celery_app import RedactedRequest, app
+from hudhud.worker.delivery import intake
 
 log = logging.getLogger("hudhud.tasks")
 

@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from hudhud.config import Settings
-from hudhud.worker import messages
-from hudhud.worker.validation import example_time, field_name
+from hudhud.worker.producer import messages
+from hudhud.worker.producer.validation import example_time, field_name
 
 CHANNELS = ("sms", "email", "voice")
 SETTINGS = {

@@ -17,9 +17,9 @@ import redis
 from celery import Celery
 
 from hudhud.config import Settings
-from hudhud.worker.celery_app import create_app
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.ledger import Ledger
-from hudhud.worker.producer import Hudhud
+from hudhud.worker.producer.api import Hudhud
 from hudhud.worker.runtime import make_ledger
 from tests.helpers import RedisServer, Sandbox, free_port, wait_for_port
 
@@ -81,7 +81,7 @@ class Stack:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.log(name), "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hudhud.worker.cli", *args],
+            [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -149,7 +149,7 @@ class Stack:
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "hudhud.worker.cli", *args],
+            [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,

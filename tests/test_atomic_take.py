@@ -34,7 +34,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.asynchronous import Hub
 from kombu.utils.json import dumps
 
-from hudhud.worker.transport import IDLE_KEY, TRANSPORT, UNREADABLE_KEY
+from hudhud.worker.broker.transport import IDLE_KEY, TRANSPORT, UNREADABLE_KEY
 from tests.helpers import RedisServer
 from tests.stack import Stack, idle_stack
 
@@ -49,7 +49,7 @@ DIES_ON_TAKING = """
 import os, signal, sys
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.asynchronous import Hub
-from hudhud.worker import transport
+from hudhud.worker.broker import transport
 
 def die(self, message, queue):
     os.kill(os.getpid(), signal.SIGKILL)

@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hudhud.config.settings import reset_settings
-from hudhud.worker import cli, messages
-from hudhud.worker.celery_app import create_app
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.producer import Hudhud
+from hudhud.worker.ops import cli
+from hudhud.worker.producer import messages
+from hudhud.worker.producer.api import Hudhud
 from tests.bad_input import (
     CHANNELS,
     SETTINGS,
@@ -359,7 +360,7 @@ def process_env(redis_server: RedisServer) -> Iterator[dict[str, str]]:
 
 def run_cli(env: dict[str, str], *args: str | bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.cli", *args], env=env, capture_output=True, timeout=120
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *args], env=env, capture_output=True, timeout=120
     )
 
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from kombu import Connection, Exchange, Producer
 
+from hudhud.worker.broker.transport import UNREADABLE_KEY
 from hudhud.worker.ledger import LEASES, QUEUED, SCHEDULED, msg_key
-from hudhud.worker.transport import UNREADABLE_KEY
 from tests.bad_input import BadSend, bad_sends, good_fields
 from tests.helpers import RedisServer, Sandbox
 from tests.stack import Stack, running_stack, wait_until

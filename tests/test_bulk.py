@@ -15,11 +15,12 @@ import pytest
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker import campaign, runtime
-from hudhud.worker.celery_app import create_app
+from hudhud.worker import runtime
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import keys
-from hudhud.worker.producer import Hudhud, IdempotencyConflict
+from hudhud.worker.producer import campaign
+from hudhud.worker.producer.api import Hudhud, IdempotencyConflict
 from tests.helpers import RedisServer
 from tests.stack import Stack, running_stack, wait_until
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker.delivery import Delivery
+from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.ledger import CHANGES, QUEUED, SCHEDULED, Ledger, NewMessage, keys, scripts
 from tests.helpers import RedisServer
 from tests.stack import Stack, running_stack, wait_until

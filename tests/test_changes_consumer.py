@@ -355,7 +355,7 @@ def cli_env(redis_server: RedisServer) -> dict[str, str]:
 
 def hudhud(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.cli", *args],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -433,7 +433,7 @@ def following(
 ) -> Iterator[subprocess.Popen[str]]:
     record(redis_client, "before", Status.QUEUED)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hudhud.worker.cli", "changes", "--follow", "--json"],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", "changes", "--follow", "--json"],
         env=cli_env(redis_server),
         cwd=tmp_path,
         stdout=subprocess.PIPE,

@@ -45,7 +45,7 @@ def hudhud(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.cli", *args],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -288,7 +288,7 @@ def role(proc: psutil.Process) -> str:
     argv = proc.cmdline()
     if proc.name() == "redis-server":
         return "redis"
-    for marker in ("hudhud.worker.celery_app", "hudhud.worker.cli"):
+    for marker in ("hudhud.worker.broker.celery_app", "hudhud.worker.ops.cli"):
         if marker in argv and argv.index(marker) + 1 < len(argv):
             return argv[argv.index(marker) + 1]
     return " ".join(argv)
@@ -320,7 +320,7 @@ class DevRun:
         self.sandbox_port = sandbox_port or self.sandbox_port
         self.env = clean_env(**env)
         self.seen: dict[int, psutil.Process] = {}
-        argv = [python, "-m", "hudhud.worker.cli", "dev", "--redis-port", str(self.redis_port)]
+        argv = [python, "-m", "hudhud.worker.ops.cli", "dev", "--redis-port", str(self.redis_port)]
         argv += ["--sandbox-port", str(self.sandbox_port), "--flower-port", str(self.flower_port)]
         argv += ["--concurrency", str(concurrency)] if concurrency is not None else []
         with open(self.log, "wb") as out:

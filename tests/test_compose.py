@@ -28,8 +28,8 @@ import yaml
 from celery.beat import Scheduler
 
 from hudhud.config import Settings
-from hudhud.worker.cli import main
-from hudhud.worker.processes import flower_refusal
+from hudhud.worker.ops.cli import main
+from hudhud.worker.ops.processes import flower_refusal
 from tests.helpers import RedisServer, free_port, wait_for_port
 from tests.stack import Stack, idle_stack
 
@@ -224,7 +224,7 @@ def test_the_sandbox_trial_works_with_no_edits(
     command = [c if c != "8025" else str(port) for c in sandbox["command"]]
     command[command.index("--host") + 1] = "127.0.0.1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hudhud.worker.cli", *command],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *command],
         env={**base, **sandbox["environment"]},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -233,7 +233,7 @@ def test_the_sandbox_trial_works_with_no_edits(
         wait_for_port(port, 30, proc)
         worker_env = {k: _local(str(v), port, redis_server.url) for k, v in worker["environment"].items()}
         check = subprocess.run(
-            [sys.executable, "-m", "hudhud.worker.cli", "check", "--json"],
+            [sys.executable, "-m", "hudhud.worker.ops.cli", "check", "--json"],
             cwd=tmp_path,
             env={**base, **worker_env},
             capture_output=True,
@@ -296,7 +296,7 @@ def test_beat_health_check_watches_its_schedule_file(
     }
     assert _sh(command, env).returncode != 0, "no schedule file yet: not healthy"
     beat = subprocess.Popen(
-        [sys.executable, "-m", "hudhud.worker.cli", "beat"],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", "beat"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker import doubt, runtime
-from hudhud.worker.delivery import Delivery, reconcile_tag
+from hudhud.worker import runtime
+from hudhud.worker.delivery import doubt
+from hudhud.worker.delivery.attempt import Delivery, reconcile_tag
 from hudhud.worker.ledger import Ledger, NewMessage, held_key
 from hudhud.worker.providers.taifa import TaifaClient
 from hudhud.worker.runtime import make_ledger

@@ -17,8 +17,8 @@ import redis
 
 from hudhud.config import Settings
 from hudhud.worker import runtime
-from hudhud.worker.celery_app import create_app
-from hudhud.worker.enqueue import DeliveryTask, Placement, enqueue, enqueue_many, placement
+from hudhud.worker.broker.celery_app import create_app
+from hudhud.worker.broker.enqueue import DeliveryTask, Placement, enqueue, enqueue_many, placement
 from hudhud.worker.jobs import Jobs
 from hudhud.worker.ledger import Ledger, NewMessage
 from tests.helpers import RedisServer

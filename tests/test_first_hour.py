@@ -19,12 +19,13 @@ import redis
 
 from hudhud.config import Settings
 from hudhud.config.settings import _invalid
-from hudhud.worker import processes, runtime
-from hudhud.worker.celery_app import create_app
+from hudhud.worker import runtime
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.messages import MAX_AHEAD
-from hudhud.worker.producer import Hudhud, NotARecipient, NotFound
-from hudhud.worker.validation import example_time
+from hudhud.worker.ops import processes
+from hudhud.worker.producer.api import Hudhud, NotARecipient, NotFound
+from hudhud.worker.producer.messages import MAX_AHEAD
+from hudhud.worker.producer.validation import example_time
 from tests.helpers import RedisServer, free_port
 from tests.stack import FAST_BEAT
 from tests.test_cli_ops import clean_env
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def hudhud_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.cli", *args],
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
         cwd=cwd,
         env=clean_env(**env),
         capture_output=True,
@@ -67,7 +68,7 @@ def test_unreachable_redis_is_named_with_its_password_masked_and_where_it_was_re
 def test_a_default_redis_url_says_where_settings_are_read_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hudhud.worker.cli import _origin
+    from hudhud.worker.ops.cli import _origin
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HUDHUD_REDIS_URL", raising=False)
@@ -211,7 +212,7 @@ def run_beat(env: dict[str, str], folder: Path, *args: str, seconds: float = 6) 
             [
                 sys.executable,
                 "-m",
-                "hudhud.worker.cli",
+                "hudhud.worker.ops.cli",
                 "beat",
                 "-s",
                 str(folder / f"{log.stem}-schedule"),

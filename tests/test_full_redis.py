@@ -22,7 +22,7 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from hudhud.worker.transport import TRANSPORT
+from hudhud.worker.broker.transport import TRANSPORT
 from tests.helpers import RedisServer
 from tests.stack import Stack, idle_stack, wait_until
 

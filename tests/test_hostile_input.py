@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hudhud.config import Settings
-from hudhud.worker import messages, validation
-from hudhud.worker.celery_app import create_app
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.producer import Hudhud
+from hudhud.worker.producer import messages, validation
+from hudhud.worker.producer.api import Hudhud
 from tests.bad_input import SETTINGS, good_fields
 from tests.bad_input import settings as make_settings
 from tests.helpers import RedisServer

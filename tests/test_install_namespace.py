@@ -112,7 +112,7 @@ def _run_web_app(python: Path, app_dir: Path, stack: Stack) -> dict[str, str]:
     )
     assert done.returncode == 0, done.stderr
     where = subprocess.run(
-        [python, "-c", "import hudhud.worker.producer as p; print(p.__file__)"],
+        [python, "-c", "import hudhud.worker.producer.api as p; print(p.__file__)"],
         cwd=app_dir,
         env=stack.env,
         capture_output=True,

@@ -8,11 +8,11 @@ import pytest
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker import campaign
-from hudhud.worker.celery_app import create_app
+from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.jobs import Jobs
 from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, keys, msg_key
 from hudhud.worker.ledger.keys import follow_lock_key
+from hudhud.worker.producer import campaign
 from hudhud.worker.providers.taifa import TaifaClient
 from tests.helpers import Sandbox
 from tests.stack import wait_until
@@ -264,7 +264,7 @@ def test_beat_reports_queue_entries_whose_record_is_gone(
     assert ledger.redis.ttl("hudhud:gone") > 0
 
     from hudhud.worker import runtime
-    from hudhud.worker.check import run_checks
+    from hudhud.worker.ops.check import run_checks
 
     runtime.reset()
     report = run_checks(settings)

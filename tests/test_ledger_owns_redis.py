@@ -20,8 +20,7 @@ LEDGER = Path("worker/ledger")
 
 # Modules that may hold a client, each with its reason. Keys are checked everywhere.
 HOLDS_A_CLIENT = {
-    "worker/transport.py": "kombu's Redis channel: the broker's own plumbing, with kombu's client",
-    "worker/runtime.py": "makes the process's one client (its pool sized for the threads) for the Ledger",
+    "worker/broker/transport.py": "kombu's Redis channel: the broker's own plumbing, with kombu's client",
 }
 
 CLIENT_CALLS = frozenset({"pipeline", "transaction", "register_script", "from_url"})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hudhud.worker.transport import UNREADABLE_KEY
+from hudhud.worker.broker.transport import UNREADABLE_KEY
 from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e

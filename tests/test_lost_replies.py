@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from hudhud.worker.delivery import Delivery
-from hudhud.worker.doubt import awaiting_decision
+from hudhud.worker.delivery.attempt import Delivery
+from hudhud.worker.delivery.doubt import awaiting_decision
 from hudhud.worker.ledger import DOUBT
-from hudhud.worker.producer import Refused
+from hudhud.worker.producer.api import Refused
 from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ import redis
 
 from hudhud.config import Settings
 from hudhud.worker import runtime
-from hudhud.worker.celery_app import create_app
-from hudhud.worker.producer import Hudhud
+from hudhud.worker.broker.celery_app import create_app
+from hudhud.worker.producer.api import Hudhud
 from tests.helpers import RedisServer
 
 PRODUCERS = 200

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hudhud.config import Settings
-from hudhud.worker import messages
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import messages
 
 CFG = Settings(
     TAQNYAT_SENDER="HUDHUD",

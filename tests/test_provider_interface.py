@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hudhud.config import Settings
-from hudhud.worker import messages
 from hudhud.worker.errors import ConfigurationError, InvalidInput
+from hudhud.worker.producer import messages
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Follow, Provider
 from hudhud.worker.providers.taifa import TaifaClient
@@ -29,10 +29,11 @@ EXTRA = {"HUDHUD_PROVIDERS_EXTRA": "tests.fake_provider", "HUDHUD_SMS_PROVIDER":
 CORE = sorted(
     {
         *ROOT.glob("worker/*.py"),
-        *ROOT.glob("worker/jobs/*.py"),
+        *ROOT.glob("worker/*/*.py"),
         *ROOT.glob("tasks/*.py"),
     }
-    - {ROOT / "worker/devstack.py"}
+    - {*ROOT.glob("worker/providers/*.py"), *ROOT.glob("worker/sandbox/*.py"), *ROOT.glob("worker/ledger/*.py")}
+    - {ROOT / "worker/ops/devstack.py"}
 )
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hudhud.worker import devstack
-from hudhud.worker.cli import main
-from hudhud.worker.processes import DEFAULT_CONCURRENCY
+from hudhud.worker.ops import devstack
+from hudhud.worker.ops.cli import main
+from hudhud.worker.ops.processes import DEFAULT_CONCURRENCY
 from tests.test_cli_ops import ROLES, DevRun, clean_env, nothing_listens, role
 
 ROOT = Path(__file__).resolve().parents[1]

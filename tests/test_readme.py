@@ -29,7 +29,7 @@ import click
 import pytest
 import yaml
 
-from hudhud.worker.cli import main
+from hudhud.worker.ops.cli import main
 from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN
 from tests.stack import Stack, running_stack, wait_until
 

@@ -22,8 +22,8 @@ import redis
 from kombu.exceptions import OperationalError
 
 from hudhud.config import Settings
-from hudhud.worker.celery_app import create_app
-from hudhud.worker.producer import Hudhud
+from hudhud.worker.broker.celery_app import create_app
+from hudhud.worker.producer.api import Hudhud
 from tests.helpers import RedisServer, Sandbox, TlsFiles, make_tls_files
 from tests.stack import Stack
 

@@ -99,7 +99,7 @@ def test_worker_and_beat_refuse_a_redis_that_evicts(make_stack: MakeStack) -> No
             "-m",
             "celery",
             "-A",
-            "hudhud.worker.celery_app",
+            "hudhud.worker.broker.celery_app",
             "worker",
             "-P",
             "solo",

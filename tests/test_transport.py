@@ -8,8 +8,8 @@ import threading
 from kombu import Connection
 
 from hudhud.config import Settings
-from hudhud.worker.celery_app import create_app
-from hudhud.worker.transport import TRANSPORT
+from hudhud.worker.broker.celery_app import create_app
+from hudhud.worker.broker.transport import TRANSPORT
 from tests.helpers import RedisServer
 
 

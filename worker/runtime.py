@@ -10,10 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import redis
-
 from hudhud.config import Settings, get_settings
-from hudhud.worker.ledger import Ledger
+from hudhud.worker.ledger import Ledger, connection
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Provider
 
@@ -41,28 +39,13 @@ def _once(key: str, make: Callable[[], T]) -> T:
         return cast(T, cache[key])
 
 
-def redis_client(settings: Settings | None = None) -> redis.Redis:
-    """The process's Redis client, shared by all its threads (and green threads). Its pool
-    holds `redis_pool_size` connections; a caller that finds them all taken waits up to
-    HUDHUD_REDIS_POOL_TIMEOUT seconds for one (then `redis.ConnectionError`), instead of
-    failing at once with "Too many connections" as redis-py's default pool does."""
+def redis_client(settings: Settings | None = None) -> connection.Client:
+    """The process's Redis client (`ledger.connection`), made once per URL and pool size."""
     cfg = settings or get_settings()
     size = redis_pool_size(cfg)
 
-    def make() -> redis.Redis:
-        # from_url understands redis://, rediss:// (with ssl_* query options) and unix://
-        pool = redis.BlockingConnectionPool.from_url(
-            cfg.redis_url,
-            max_connections=size,
-            timeout=cfg.redis_pool_timeout,
-            socket_timeout=30,
-            socket_connect_timeout=10,
-            health_check_interval=25,
-            retry_on_timeout=True,
-        )
-        client = redis.Redis(connection_pool=pool)
-        client.auto_close_connection_pool = True
-        return client
+    def make() -> connection.Client:
+        return connection.connect(cfg.redis_url, size=size, timeout=cfg.redis_pool_timeout)
 
     return _once(f"redis:{cfg.redis_url}:{size}:{cfg.redis_pool_timeout}", make)
 
@@ -73,7 +56,7 @@ def redis_pool_size(settings: Settings) -> int:
     return settings.redis_pool_size or max(64, pool_size(settings) * 2)
 
 
-def make_ledger(settings: Settings, client: redis.Redis) -> Ledger:
+def make_ledger(settings: Settings, client: connection.Client) -> Ledger:
     return Ledger(
         client,
         retention_seconds=int(settings.retention_days * 86400),

@@ -10,8 +10,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from hudhud.worker.delivery import Delivery
-from hudhud.worker.enqueue import DeliveryTask, enqueue, enqueue_many
+from hudhud.worker.broker.enqueue import DeliveryTask, enqueue, enqueue_many
+from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.jobs.context import Context, log
 from hudhud.worker.ledger import held_key
 from hudhud.worker.ledger.status import Status
@@ -69,7 +69,7 @@ def _watch_balance(ctx: Context, name: str) -> Decimal | None:
 
 def release_short(ctx: Context, provider: str, balance: Decimal | None) -> int:
     """Sends the balance could not pay for go again after a top-up (or to end)."""
-    from hudhud.worker import shortfall
+    from hudhud.worker.delivery import shortfall
 
     now = time.time()
     delivery = Delivery(ctx.ledger, ctx.settings, ctx.clients)
@@ -110,7 +110,7 @@ def probe_paused(ctx: Context) -> list[str]:
 
 
 def _probe(ctx: Context, name: str, reason: dict[str, Any]) -> bool:
-    from hudhud.worker import shortfall
+    from hudhud.worker.delivery import shortfall
 
     try:
         probe = ctx.clients(name).probe()

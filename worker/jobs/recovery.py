@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from hudhud.worker.delivery import Delivery
-from hudhud.worker.enqueue import DeliveryTask, enqueue, enqueue_many
+from hudhud.worker.broker.enqueue import DeliveryTask, enqueue, enqueue_many
+from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.jobs.context import Context, log
 
 # A message waiting behind a backlog in its queue is enqueued again only once it is this many
@@ -31,8 +31,8 @@ def requeue_stale(ctx: Context) -> int:
 
 
 def recover_leases(ctx: Context) -> int:
-    """A worker died during a provider call: the send is in doubt (`hudhud.worker.doubt`)."""
-    from hudhud.worker import doubt
+    """A worker died during a provider call: the send is in doubt (`hudhud.worker.delivery.doubt`)."""
+    from hudhud.worker.delivery import doubt
 
     sweep = ctx.ledger.expired_leases(now=time.time())
     ctx.report_gone("sending", sweep.gone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from hudhud.worker.enqueue import DeliveryTask, enqueue_many
+from hudhud.worker.broker.enqueue import DeliveryTask, enqueue_many
 from hudhud.worker.jobs.context import Context
 
 SWEEP = 500  # messages released per ledger call

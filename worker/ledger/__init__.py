@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from hudhud.worker.enqueue import Placement, placement
+from hudhud.worker.broker.enqueue import Placement, placement
 from hudhud.worker.ledger import scripts
 from hudhud.worker.ledger.fingerprint import Fingerprints
 from hudhud.worker.ledger.indexes import GONE_KEEP as GONE_KEEP

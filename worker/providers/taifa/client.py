@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hudhud.worker import validation
+from hudhud.worker.producer import validation
 from hudhud.worker.providers import results
 from hudhud.worker.providers.base import Follow, Probe, reconcile_tag
 from hudhud.worker.providers.client import ProviderClient

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from hudhud.worker import validation
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import validation
 
 SEND_AT_MIN_AHEAD = timedelta(minutes=1)
 SEND_AT_MAX_AHEAD = timedelta(days=30)

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hudhud.config.settings import Settings
-from hudhud.worker import messages
-from hudhud.worker import validation as v
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, Status, campaigns, event, iso
+from hudhud.worker.producer import messages
+from hudhud.worker.producer import validation as v
+from hudhud.worker.producer.public import money_text, ordered_events
 from hudhud.worker.providers import registry
-from hudhud.worker.public import money_text, ordered_events
 
 MAX_CAMPAIGN_RECIPIENTS = 1_000_000
 EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much

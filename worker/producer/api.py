@@ -1,6 +1,6 @@
 """The Python producer API: check a send, record it, enqueue its delivery.
 
-    from hudhud.worker.producer import Hudhud
+    from hudhud.worker.producer.api import Hudhud
 
     hudhud = Hudhud()                      # settings from the environment / .env
     receipt = hudhud.send_sms(to=["966500000000"], body="Your code is 4831", key="otp-81-1")
@@ -26,11 +26,13 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from hudhud.config import Settings, get_settings
-from hudhud.worker import campaign, enqueue, messages, publish, runtime, validation
+from hudhud.worker import runtime
+from hudhud.worker.broker import enqueue, publish
 from hudhud.worker.errors import InvalidInput, RedisFull
 from hudhud.worker.ledger import Created, Ledger, NewMessage
+from hudhud.worker.producer import campaign, messages, validation
+from hudhud.worker.producer.public import public_record
 from hudhud.worker.providers import registry
-from hudhud.worker.public import public_record
 
 DELIVER_TASK = publish.DELIVER_TASK
 BULK_CHUNK = 500
@@ -127,7 +129,7 @@ class Hudhud:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from hudhud.worker.celery_app import app
+            from hudhud.worker.broker.celery_app import app
 
             self._app = app
         return self._app

@@ -16,9 +16,10 @@ import redis
 from kombu.exceptions import KombuError
 
 from hudhud.config import Settings, get_settings
-from hudhud.worker import redaction, redis_safety, runtime
+from hudhud.worker import redaction, runtime
 from hudhud.worker.errors import ConfigurationError
 from hudhud.worker.ledger import Ledger, inspect
+from hudhud.worker.ops import redis_safety
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import CheckReport
 
@@ -64,7 +65,7 @@ def _redis_server(settings: Settings, ledger: Ledger, problems: list[str], warni
 def _worker_queues(settings: Settings) -> dict[str, list[str]]:
     """The queues each running worker consumes, as the workers answer within the timeout.
     Raises KombuError (or OSError) when the broker cannot carry the question."""
-    from hudhud.worker.celery_app import create_app  # the app module reads the settings when imported
+    from hudhud.worker.broker.celery_app import create_app  # the app module reads the settings when imported
 
     app = create_app(settings)
     try:
@@ -116,7 +117,7 @@ def _tasks(count: int) -> str:
 def queue_depths(ledger: Ledger) -> dict[str, int]:
     """Tasks waiting on hudhud's queues, Celery's default one and every queue bound to an
     exchange (remote-control and event exchanges left out)."""
-    from hudhud.worker.celery_app import CELERY_DEFAULT_QUEUE, CHANNEL_QUEUES, CONTROL_QUEUE
+    from hudhud.worker.broker.celery_app import CELERY_DEFAULT_QUEUE, CHANNEL_QUEUES, CONTROL_QUEUE
 
     return inspect.queue_depths(ledger, (CELERY_DEFAULT_QUEUE, *CHANNEL_QUEUES, CONTROL_QUEUE))
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
-from hudhud.worker import publish
+from hudhud.worker.broker import publish
 
 if TYPE_CHECKING:
     from celery import Celery

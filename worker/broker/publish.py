@@ -3,7 +3,7 @@
 Celery's `send_task` costs a few Redis round trips and much Python per message. hudhud
 instead builds each task message with Celery's own protocol-2 builder (`app.amqp.as_task_v2`)
 once per app, wrapped as kombu's Redis transport stores it, and fills in what changes from one
-message to the next (`hudhud.worker.enqueue` decides when a message goes; the ledger pushes
+message to the next (`hudhud.worker.broker.enqueue` decides when a message goes; the ledger pushes
 it, many in one round trip, or in the script that creates their records).
 
 The broker is the Redis of `HUDHUD_REDIS_URL`, the same server as the ledger, and a queue

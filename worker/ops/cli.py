@@ -15,8 +15,8 @@ import click
 import redis
 
 from hudhud.worker.errors import ConfigurationError, InvalidInput, RedisFull, printable
-from hudhud.worker.messages import MAX_AHEAD
-from hudhud.worker.processes import DEFAULT_CONCURRENCY
+from hudhud.worker.ops.processes import DEFAULT_CONCURRENCY
+from hudhud.worker.producer.messages import MAX_AHEAD
 
 EXIT_INPUT = 2
 MAX_ATTACH_BYTES = 24 * 1024 * 1024
@@ -82,13 +82,13 @@ def _origin(variable: str) -> str:
 
 
 def _producer() -> Any:
-    from hudhud.worker.producer import Hudhud
+    from hudhud.worker.producer.api import Hudhud
 
     return Hudhud()
 
 
 def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
-    from hudhud.worker.producer import IdempotencyConflict
+    from hudhud.worker.producer.api import IdempotencyConflict
 
     try:
         receipt = _producer().send(channel, fields)
@@ -106,7 +106,7 @@ def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
 
 def _usage_problem(exc: click.UsageError) -> tuple[str, str]:
     """The field and the problem of a usage error of a send command (never the value)."""
-    from hudhud.worker.validation import field_name
+    from hudhud.worker.producer.validation import field_name
 
     param = getattr(exc, "param", None)
     option = getattr(exc, "option_name", None)
@@ -284,7 +284,7 @@ def send_voice(
 @_json_option
 def status(message_id: str, as_json: bool) -> None:
     """The record of one message: status, attempts, provider ids, cost, error, events."""
-    from hudhud.worker.producer import NotFound
+    from hudhud.worker.producer.api import NotFound
 
     try:
         record = _producer().status(message_id)
@@ -326,7 +326,7 @@ def status(message_id: str, as_json: bool) -> None:
 @_json_option
 def cancel(message_id: str, as_json: bool) -> None:
     """Cancel a message that has not been handed to a provider yet."""
-    from hudhud.worker.producer import NotFound, Refused
+    from hudhud.worker.producer.api import NotFound, Refused
 
     try:
         receipt = _producer().cancel(message_id)
@@ -342,7 +342,7 @@ def cancel(message_id: str, as_json: bool) -> None:
 @_json_option
 def retry(message_id: str, as_json: bool) -> None:
     """Ask Taifa to retry a bounced/failed/rejected email (a new, linked message)."""
-    from hudhud.worker.producer import NotFound, Refused
+    from hudhud.worker.producer.api import NotFound, Refused
 
     try:
         receipt = _producer().retry_email(message_id)
@@ -361,9 +361,10 @@ def retry(message_id: str, as_json: bool) -> None:
 def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None:
     """Decide on a campaign batch held in doubt (its provider's reply was lost)."""
     from hudhud.config import get_settings
-    from hudhud.worker import doubt, runtime
-    from hudhud.worker.delivery import Delivery
-    from hudhud.worker.producer import dispatch
+    from hudhud.worker import runtime
+    from hudhud.worker.delivery import doubt
+    from hudhud.worker.delivery.attempt import Delivery
+    from hudhud.worker.producer.api import dispatch
 
     if as_sent == resend:
         _fail(as_json, "resolve: give exactly one of --sent or --resend", EXIT_INPUT, field="decision")
@@ -423,7 +424,7 @@ def changes(follow: bool, last: int | None, since: str | None, as_json: bool) ->
 @_json_option
 def check(as_json: bool) -> None:
     """Per provider: reachable, credentials valid, status, balance, senders (exit 1 on a problem)."""
-    from hudhud.worker.check import run_checks
+    from hudhud.worker.ops.check import run_checks
 
     try:
         report = run_checks()
@@ -469,7 +470,7 @@ _passthrough = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def worker(args: tuple[str, ...]) -> None:
     """A Celery worker (ARGS go to celery worker)."""
-    from hudhud.worker.processes import run_worker
+    from hudhud.worker.ops.processes import run_worker
 
     run_worker(list(args))
 
@@ -478,7 +479,7 @@ def worker(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def beat(args: tuple[str, ...]) -> None:
     """The periodic jobs (exactly one beat per deployment)."""
-    from hudhud.worker.processes import run_beat
+    from hudhud.worker.ops.processes import run_beat
 
     run_beat(list(args))
 
@@ -487,7 +488,7 @@ def beat(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def flower(args: tuple[str, ...]) -> None:
     """Flower on this app (ARGS go to flower, e.g. --port=5555 --basic-auth=user:pass)."""
-    from hudhud.worker.processes import run_flower
+    from hudhud.worker.ops.processes import run_flower
 
     run_flower(list(args))
 
@@ -537,7 +538,7 @@ def sandbox(
 )
 def dev(data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> None:
     """Everything on one machine: Redis, sandbox, worker, beat and Flower (Ctrl-C stops all)."""
-    from hudhud.worker.devstack import run_dev
+    from hudhud.worker.ops.devstack import run_dev
 
     sys.exit(
         run_dev(

@@ -25,8 +25,9 @@ from celery.worker.request import Request
 from kombu import Exchange, Queue
 
 from hudhud.config import Settings, get_settings
-from hudhud.worker import redaction, redis_safety
-from hudhud.worker.transport import TRANSPORT as BROKER_TRANSPORT
+from hudhud.worker import redaction
+from hudhud.worker.broker.transport import TRANSPORT as BROKER_TRANSPORT
+from hudhud.worker.ops import redis_safety
 
 CHANNEL_QUEUES = ("sms", "email", "voice")
 CONTROL_QUEUE = "hudhud"

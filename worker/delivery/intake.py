@@ -17,13 +17,14 @@ from typing import Any
 from celery import Celery
 
 from hudhud.config import Settings, get_settings
-from hudhud.worker import messages, runtime, validation
-from hudhud.worker.delivery import Delivery
-from hudhud.worker.enqueue import DeliveryTask, enqueue
+from hudhud.worker import runtime
+from hudhud.worker.broker.enqueue import DeliveryTask, enqueue
+from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import Created, Status, op_token
 from hudhud.worker.ledger.patience import patiently
-from hudhud.worker.producer import Hudhud, IdempotencyConflict, NotFound, Refused
+from hudhud.worker.producer import messages, validation
+from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, NotFound, Refused
 
 log = logging.getLogger("hudhud.tasks")
 

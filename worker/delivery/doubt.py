@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from hudhud.worker.delivery import Delivery, Outcome, recipients_of
+from hudhud.worker.delivery.attempt import Delivery, Outcome, recipients_of
 from hudhud.worker.ledger import Claim, event
 from hudhud.worker.providers.errors import AccountError, BalanceError, ProviderError
 from hudhud.worker.providers.results import SendResult

@@ -89,7 +89,7 @@ class _Stopped(Exception):
 
 
 def _hudhud(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hudhud.worker.cli", *args]
+    return [sys.executable, "-m", "hudhud.worker.ops.cli", *args]
 
 
 class Stack:
@@ -270,7 +270,7 @@ def cli_command() -> str:
             return shlex.quote(str(script))
     if shutil.which("hudhud"):
         return "hudhud"
-    return f"{shlex.quote(sys.executable)} -m hudhud.worker.cli"
+    return f"{shlex.quote(sys.executable)} -m hudhud.worker.ops.cli"
 
 
 def banner(env: dict[str, str], sandbox_port: int, flower_port: int, env_file: Path, concurrency: int) -> str:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-APP = "hudhud.worker.celery_app"
+APP = "hudhud.worker.broker.celery_app"
 DEFAULT_QUEUES = "sms,email,voice,hudhud,celery"  # celery: a producer that names no queue
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50

@@ -20,7 +20,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hudhud.worker.delivery import Delivery, Outcome, recipients_of
+from hudhud.worker.delivery.attempt import Delivery, Outcome, recipients_of
 from hudhud.worker.ledger import Claim, event, iso
 from hudhud.worker.providers.errors import BalanceError, ProviderError
 

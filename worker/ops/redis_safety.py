@@ -8,7 +8,7 @@
 - **Memory**: `used_memory` near `maxmemory` (under `noeviction`, Redis then refuses writes).
 
 The facts are read by the ledger (`hudhud.worker.ledger.inspect`); what it cannot read is
-reported as not verified. `hudhud check` reports the same findings (see `hudhud.worker.check`).
+reported as not verified. `hudhud check` reports the same findings (see `hudhud.worker.ops.check`).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def on_beat_start(**_: Any) -> None:
 
 def install() -> None:
     """Check Redis when a worker or beat of this app starts (`hudhud worker`/`hudhud beat`
-    and `celery -A hudhud.worker.celery_app worker|beat` alike)."""
+    and `celery -A hudhud.worker.broker.celery_app worker|beat` alike)."""
     from celery import signals
 
     signals.celeryd_after_setup.connect(on_worker_start, weak=False, dispatch_uid="hudhud-redis-worker")

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hudhud.config.settings import Settings
-from hudhud.worker import validation as v
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import validation as v
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Provider
 

@@ -2,8 +2,8 @@
 
 The claim (`queued|scheduled -> sending`, with a lease) is atomic, so a duplicated or
 redelivered task finds the message claimed or done and stops without calling the provider.
-What happens when the provider's reply is lost lives in `hudhud.worker.doubt`; a balance too small
-for one send in `hudhud.worker.shortfall`.
+What happens when the provider's reply is lost lives in `hudhud.worker.delivery.doubt`; a balance too small
+for one send in `hudhud.worker.delivery.shortfall`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any, cast
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker import campaign
-from hudhud.worker.enqueue import Placement, placement
+from hudhud.worker.broker.enqueue import Placement, placement
 from hudhud.worker.errors import ConfigurationError, InvalidInput
 from hudhud.worker.ledger import Claim, Ledger, event, iso, op_token
 from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.producer import campaign
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Follow
 from hudhud.worker.providers.base import reconcile_tag as reconcile_tag
@@ -80,7 +80,7 @@ class Delivery:
             if claim.outcome == "held":
                 log.info("message %s held: provider %s is paused", message_id, provider)
             return Outcome(claim.outcome)
-        from hudhud.worker import doubt
+        from hudhud.worker.delivery import doubt
 
         if claim.reconcile:
             settled = doubt.reconcile_first(self, message_id, claim)
@@ -93,7 +93,7 @@ class Delivery:
 
     def attempt(self, message_id: str, claim: Claim) -> Outcome:
         """One provider call for a claimed message, and its outcome recorded."""
-        from hudhud.worker import doubt, shortfall
+        from hudhud.worker.delivery import doubt, shortfall
 
         try:
             result = self.call(message_id, claim)

@@ -1,0 +1,1 @@
+"""Broker plumbing: the Celery app, the Redis transport, task messages and the one way to enqueue."""
