@@ -203,10 +203,10 @@ def _invalid(variable: str, error: Mapping[str, Any]) -> str:
 
 
 def _shown(value: object) -> str:
-    from kombu.utils.url import maybe_sanitize_url
+    from hudhud.worker.redaction import mask_url
 
     text = str(value)
-    return str(maybe_sanitize_url(text, mask="***")) if "://" in text else text[:200]
+    return mask_url(text) if "://" in text else text[:200]
 
 
 def reset_settings() -> None:

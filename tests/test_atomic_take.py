@@ -1,5 +1,5 @@
 """A message is taken off its queue and recorded in kombu's `unacked` hash and
-`unacked_index` zset in one step (hudhud's transport, `worker/transport.py`), so that a
+`unacked_index` zset in one step (hudhud's transport, `worker/broker/take.py`), so that a
 worker killed at any moment loses no task: what it took comes back after the visibility
 timeout.
 

@@ -257,4 +257,4 @@ def test_taifa_campaign_emails_are_followed_to_delivered_or_bounced(stack: Stack
     before = stack.redis.hgetall(f"hudhud:m:{receipt.id}")
     time.sleep(4)
     assert stack.redis.hgetall(f"hudhud:m:{receipt.id}") == before
-    assert not stack.redis.keys(f"{keys.TAIFA_ID_PREFIX}*"), "no email left to follow"
+    assert not stack.redis.keys("hudhud:taifa:id:*"), "no email left to follow"

@@ -263,7 +263,7 @@ def test_workers_survive_a_full_redis_and_every_message_goes_out_once(stack: Sta
                 f"{DRAIN:.0f}s after memory was freed, not sent: {unsent}. A message whose "
                 "record was written depends on the delivery side waiting out the full Redis "
                 "(worker/ledger/patience.py); an intake message never recorded (None) on the "
-                "intake waiting to record it (tasks/delivery.py) or on the broker keeping it"
+                "intake waiting to record it (worker/delivery/intake.py) or on the broker keeping it"
             )
         time.sleep(1)
     for name, proc in (("w1", w1), ("w2", w2)):

@@ -10,7 +10,7 @@ import redis
 from hudhud.config import Settings
 from hudhud.worker.broker.celery_app import create_app
 from hudhud.worker.jobs import Jobs
-from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, keys, msg_key
+from hudhud.worker.ledger import QUEUED, SCHEDULED, Ledger, NewMessage, held_key, msg_key
 from hudhud.worker.ledger.keys import follow_lock_key
 from hudhud.worker.producer import campaign
 from hudhud.worker.providers.taifa import TaifaClient
@@ -229,7 +229,7 @@ def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
         claim = ledger.claim(mid, "taifa", now=now, rate=0.0, burst=1.0)
         fields = {"provider_message_id": email_id}
         ledger.transition(mid, to="sent", expect="sending", now=now, token=claim.attempts, fields=fields)
-        campaign.follow_recipients(ledger, mid, {"": email_id}, now=now, keep_seconds=3600)
+        campaign.follow_recipients(ledger, mid, {"": email_id}, provider="taifa", now=now, keep_seconds=3600)
     assert ledger.redis.zcard("hudhud:tracking") == 0
 
     def finished() -> bool:
@@ -240,8 +240,8 @@ def test_taifa_updates_feed_finishes_single_emails_outside_the_poll_by_id(
     bounced = ledger.get("e-bounce")
     assert bounced is not None and bounced["error"].startswith("taifa: bounced: 550 5.1.1")
     assert [e["type"] for e in bounced["events"] if e.get("via") == "taifa events"] == ["bounced"]
-    assert ledger.redis.get(keys.TAIFA_UPDATES_CURSOR) is not None
-    assert not ledger.redis.keys(f"{keys.TAIFA_ID_PREFIX}*"), "nothing left to follow"
+    assert ledger.redis.get("hudhud:taifa:updates-since") is not None
+    assert not ledger.redis.keys("hudhud:taifa:id:*"), "nothing left to follow"
 
 
 def test_beat_reports_queue_entries_whose_record_is_gone(

@@ -20,7 +20,9 @@ LEDGER = Path("worker/ledger")
 
 # Modules that may hold a client, each with its reason. Keys are checked everywhere.
 HOLDS_A_CLIENT = {
-    "worker/broker/transport.py": "kombu's Redis channel: the broker's own plumbing, with kombu's client",
+    "worker/broker/full_redis.py": "kombu's channel: a queue's lists without MULTI, on kombu's client",
+    "worker/broker/qos.py": "kombu's unacked bookkeeping: an ack without MULTI, on kombu's client",
+    "worker/broker/unreadable.py": "kombu's channel: the note of an unreadable item, on kombu's client",
 }
 
 CLIENT_CALLS = frozenset({"pipeline", "transaction", "register_script", "from_url"})

@@ -5,6 +5,8 @@ their quirks as properties and verbs of the interface."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +34,7 @@ CORE = sorted(
         *ROOT.glob("worker/*/*.py"),
         *ROOT.glob("tasks/*.py"),
     }
-    - {*ROOT.glob("worker/providers/*.py"), *ROOT.glob("worker/sandbox/*.py"), *ROOT.glob("worker/ledger/*.py")}
+    - {*ROOT.glob("worker/providers/*.py"), *ROOT.glob("worker/sandbox/*.py")}
     - {ROOT / "worker/ops/devstack.py"}
 )
 
@@ -84,8 +86,19 @@ def test_core_modules_never_name_a_provider(path: Path) -> None:
 
 def test_the_check_of_core_modules_would_see_a_name() -> None:
     assert CORE and len(CORE) > 15
+    assert ROOT / "worker/ledger/indexes.py" in CORE, "the ledger knows no provider either"
     sample = ROOT / "worker/providers/taifa/failures.py"
     assert "taifa" in _literals(sample), "the scan reads string literals"
+
+
+def test_the_providers_and_the_ledger_they_use_load_no_broker() -> None:
+    """A provider module needs the ledger's statuses, never the broker (nor Celery)."""
+    code = (
+        "import sys, hudhud.worker.providers.taifa.tracking, hudhud.worker.ledger.campaigns\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('celery', 'hudhud.worker.broker'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 # --- the registry and the settings ----------------------------------------------------------
@@ -139,6 +152,9 @@ def test_taqnyat_cannot_tell_what_it_holds_and_reports_nothing_later() -> None:
     assert client.follow("sms", {}) is Follow.NONE and not TaqnyatClient.tracks_delivery
     assert TaqnyatClient.reports_outages and TaqnyatClient.keeps_balance
     assert TaqnyatClient.unsupported_fields("email") >= {"cc", "bcc", "attachments"}
+    assert not TaqnyatClient.retries_by_id
+    with pytest.raises(NotImplementedError, match="taqnyat does not retry"):
+        TaqnyatClient.retry_payload("t1")
 
 
 def test_taifa_is_asked_by_tag_and_follows_each_email() -> None:
@@ -148,6 +164,7 @@ def test_taifa_is_asked_by_tag_and_follows_each_email() -> None:
     assert client.follow("email", {}) is Follow.MESSAGE
     assert client.follow("email", {"each": True}) is Follow.RECIPIENTS
     assert TaifaClient.tracks_delivery and TaifaClient.one_per_recipient and TaifaClient.retries_by_id
+    assert TaifaClient.retry_payload("e1") == {"retry_of_provider_id": "e1"}, "Taifa retries by id"
     assert TaifaClient.serves("email") and not TaifaClient.serves("sms")
 
 

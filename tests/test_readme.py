@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from hudhud.worker.ops.cli import main
+from hudhud.worker.providers import registry
 from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN
 from tests.stack import Stack, running_stack, wait_until
 
@@ -251,7 +252,7 @@ def _run_python(blocks: list[Block], run: Run, workdir: Path) -> None:
 def _settle(stack: Stack) -> None:
     """Until nothing is waiting to be sent (scheduled messages aside), so the sandbox's own
     examples further down (a 20 % error rate, a balance of 0) meet no delivery."""
-    wait_until(lambda: not any(stack.ledger.counts()[name] for name in SETTLED), timeout=90)
+    wait_until(lambda: not any(stack.ledger.counts(registry.names())[name] for name in SETTLED), timeout=90)
 
 
 @pytest.fixture(scope="module")

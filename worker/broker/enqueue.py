@@ -1,18 +1,18 @@
-"""Enqueue the delivery of recorded messages: the one place that decides ETA versus parking.
+"""Enqueue the delivery of recorded messages: the one place that pushes delivery tasks.
 
-A message is enqueued by its id, provider, channel and due time (none: now):
+A message is enqueued by its id, provider, channel and due time (none: now), where
+`ledger.placement` puts it:
 - due now: a `hudhud.deliver` task on its channel's queue;
 - due within the ETA window (`HUDHUD_ETA_WINDOW`, at most half the broker's visibility
   timeout: `runtime.park_after`, kept by the ledger as `park_after`): the same task with an
   ETA, which a worker holds until the due time;
 - due later: parked, in the ledger's `scheduled` index, until beat's release finds it within
-  the window and enqueues it here again. An ETA task far ahead would sit in a worker's
-  memory and be handed out again once it outlived the visibility timeout.
+  the window and enqueues it here again.
 
 Parking is a ledger write: the write that records a due time (a new record, a retry's back-off,
-a wait) places the message in `scheduled` or `queued` by this module's `placement`, in the
-same script, so that the index and the record never disagree. Enqueueing a parked message
-pushes nothing.
+a wait) places the message in `scheduled` or `queued` by the same `placement`, in the same
+script, so that the index and the record never disagree. Enqueueing a parked message pushes
+nothing.
 
 The task messages are built once per app (`publish.TaskMessages`) and pushed by the ledger,
 many in one round trip.
@@ -23,23 +23,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from hudhud.worker.broker import publish
+from hudhud.worker.ledger.placement import SOON as SOON
+from hudhud.worker.ledger.placement import Placement as Placement
+from hudhud.worker.ledger.placement import placement as placement
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from hudhud.worker.ledger import Ledger
-
-SOON = 0.05  # seconds: a due time closer than this is now
-
-
-class Placement(StrEnum):
-    NOW = "now"  # on its queue, to run at once
-    ETA = "eta"  # on its queue, held by a worker until due
-    PARK = "park"  # in the ledger's `scheduled` index, for beat to release
 
 
 class DeliveryTask(NamedTuple):
@@ -49,15 +43,6 @@ class DeliveryTask(NamedTuple):
     provider: str
     channel: str
     due: float | None = None  # epoch seconds; None: now
-
-
-def placement(due: float | None, now: float, window: float) -> Placement:
-    """Where a message due at `due` waits, `window` being the ledger's `park_after`."""
-    if due is None or due <= now + SOON:
-        return Placement.NOW
-    if due - now <= window:
-        return Placement.ETA
-    return Placement.PARK
 
 
 def broker_message(app: Celery, task: DeliveryTask, *, window: float, now: float) -> tuple[str, str] | None:

@@ -21,8 +21,9 @@ import redis
 from hudhud.config import Settings
 from hudhud.worker.broker.enqueue import Placement, placement
 from hudhud.worker.errors import ConfigurationError, InvalidInput
-from hudhud.worker.ledger import Claim, Ledger, event, iso, op_token
+from hudhud.worker.ledger import Claim, ClaimOutcome, Ledger, Status, event, iso, op_token
 from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.ledger.status import PENDING, WAITING, DeliveryOutcome
 from hudhud.worker.producer import campaign
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Follow
@@ -41,7 +42,7 @@ log = logging.getLogger("hudhud.delivery")
 MAX_INLINE_WAIT = 1.0  # seconds a worker sleeps for the rate limiter before re-queuing
 MAX_INLINE_WAITING = 3.0  # seconds of such sleeps in all, for one task
 # Outcomes that carry the provider's own answer (as opposed to "try again later").
-ANSWERED = frozenset({"sent", "rejected", "failed"})
+ANSWERED = frozenset({Status.SENT, Status.REJECTED, Status.FAILED})
 DEFAULT_SLOW_DOWN = 2.0  # seconds every worker waits after a 429 without Retry-After
 
 
@@ -49,7 +50,7 @@ DEFAULT_SLOW_DOWN = 2.0  # seconds every worker waits after a 429 without Retry-
 class Outcome:
     """What became of one delivery attempt; `retry_in` asks the task to retry after it."""
 
-    result: str  # sent | failed | rejected | retry | held | skip | missing | parked | doubt
+    result: DeliveryOutcome
     retry_in: float | None = None
 
 
@@ -74,12 +75,12 @@ class Delivery:
     def deliver(self, message_id: str, provider: str) -> Outcome:
         op = op_token()  # one token for every try: a claim Redis ran but did not answer is ours
         claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider, op))
-        if claim.outcome == "wait":
+        if claim.outcome is ClaimOutcome.WAIT:
             return self.wait(message_id, provider, claim.wait + random.uniform(0, min(1.0, claim.wait)))
-        if claim.outcome != "claimed":
-            if claim.outcome == "held":
+        if claim.outcome is not ClaimOutcome.CLAIMED:
+            if claim.outcome is ClaimOutcome.HELD:
                 log.info("message %s held: provider %s is paused", message_id, provider)
-            return Outcome(claim.outcome)
+            return Outcome(DeliveryOutcome(claim.outcome))
         from hudhud.worker.delivery import doubt
 
         if claim.reconcile:
@@ -98,11 +99,11 @@ class Delivery:
         try:
             result = self.call(message_id, claim)
         except InvalidInput as exc:
-            return self.end(message_id, claim, "failed", error=str(exc))
+            return self.end(message_id, claim, Status.FAILED, error=str(exc))
         except PermanentError as exc:
             if claim.reconciled:  # the provider refused the rest; what it had stays sent
                 return self.sent(message_id, claim, doubt.rest_refused(claim, exc.describe()))
-            return self.end(message_id, claim, "rejected", error=exc.describe())
+            return self.end(message_id, claim, Status.REJECTED, error=exc.describe())
         except BalanceError as exc:
             return shortfall.on_balance_error(self, message_id, claim, exc)
         except AccountError as exc:
@@ -129,14 +130,14 @@ class Delivery:
         task retry; a long one parks the message, so no ETA outlives the visibility timeout."""
         now = time.time()
         if placement(now + seconds, now, self.ledger.park_after) is not Placement.PARK:
-            return Outcome("retry", retry_in=seconds)
+            return Outcome(DeliveryOutcome.RETRY, retry_in=seconds)
         due = float(self.ledger.field(message_id, "due") or 0)
         self.patiently(
             f"the wait of {message_id}",
             lambda: self.ledger.transition(
                 message_id,
-                to="scheduled" if due > now else "queued",
-                expect="queued,scheduled",
+                to=Status.SCHEDULED if due > now else Status.QUEUED,
+                expect=WAITING,
                 now=now,
                 provider=provider,
                 zset="scheduled",
@@ -144,7 +145,7 @@ class Delivery:
                 event_json=event("waiting", now, until=iso(now + seconds)),
             ),
         )
-        return Outcome("parked")
+        return Outcome(DeliveryOutcome.PARKED)
 
     def _claim(self, message_id: str, provider: str, op: str) -> Claim:
         """The claim; a short wait (the rate limiter) is slept inline, for a few seconds at
@@ -154,7 +155,8 @@ class Delivery:
         deadline = time.monotonic() + MAX_INLINE_WAITING
         while True:
             claim = self.ledger.claim(message_id, provider, now=time.time(), rate=rate, burst=burst, op=op)
-            if claim.outcome != "wait" or claim.wait > MAX_INLINE_WAIT or time.monotonic() > deadline:
+            short = claim.outcome is ClaimOutcome.WAIT and claim.wait <= MAX_INLINE_WAIT
+            if not short or time.monotonic() > deadline:
                 return claim
             time.sleep(claim.wait)
 
@@ -185,12 +187,12 @@ class Delivery:
             fields["provider_ids"] = json.dumps({prints.of(r): i for r, i in result.item_ids.items()})
         return fields
 
-    def sent(self, message_id: str, claim: Claim, result: Any, *, how: str = "sent") -> Outcome:
+    def sent(self, message_id: str, claim: Claim, result: Any, *, how: str = Status.SENT) -> Outcome:
         now = time.time()
         fields = self.result_fields(result)
-        if result.status == "rejected":
+        if result.status == Status.REJECTED:
             fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
-            return self.end(message_id, claim, "rejected", fields=fields)
+            return self.end(message_id, claim, Status.REJECTED, fields=fields)
         fields["error"] = ""
         if claim.reconcile:
             fields["reconcile"] = ""
@@ -208,7 +210,7 @@ class Delivery:
         if tracking:
             fields["tracked"] = "1"  # its delivery is followed: `sent` is not final yet
         recorded = self.record(
-            message_id, claim, "sent", now, ev, fields, zset="tracking" if tracking else "", score=now
+            message_id, claim, Status.SENT, now, ev, fields, zset="tracking" if tracking else "", score=now
         )
         if recorded and follow is not Follow.NONE:
             # Follow each provider id's fate (delivered, bounced) through the provider's feed
@@ -222,17 +224,18 @@ class Delivery:
                     self.ledger,
                     message_id,
                     followed,
+                    provider=claim.provider,
                     now=now,
                     keep_seconds=int(self.settings.tracking_days * 86400),
                 ),
             )
-        return Outcome("sent")
+        return Outcome(DeliveryOutcome.SENT)
 
     def end(
         self,
         message_id: str,
         claim: Claim,
-        status: str,
+        status: Status,
         *,
         error: str | None = None,
         fields: dict[str, Any] | None = None,
@@ -240,12 +243,12 @@ class Delivery:
         now = time.time()
         data = dict(fields or {})
         if error:
-            if claim.in_doubt and status != "sent":
+            if claim.in_doubt and status != Status.SENT:
                 error = f"{error} (an earlier attempt's reply was lost: it may have been delivered)"
             data["error"] = error
         log.info("message %s %s: %s", message_id, status, data.get("error", ""))
         self.record(message_id, claim, status, now, event(status, now, error=data.get("error") or None), data)
-        return Outcome(status)
+        return Outcome(DeliveryOutcome(status))
 
     def retry_later(self, message_id: str, claim: Claim, exc: RetryableError) -> Outcome:
         """A transient fault. One that proves nothing was sent spends no retry; a 429 slows
@@ -276,7 +279,7 @@ class Delivery:
             return self.end(
                 message_id,
                 claim,
-                "failed",
+                Status.FAILED,
                 error=f"retries spent after {claim.attempts} attempts: {error}",
                 fields=fields,
             )
@@ -292,7 +295,7 @@ class Delivery:
         self.record(
             message_id,
             claim,
-            "queued",
+            Status.QUEUED,
             now,
             event(kind, now, error=error, delay=round(delay, 3), counted=None if counted else False),
             {"error": error, "next_attempt_at": now + delay, **fields},
@@ -300,7 +303,8 @@ class Delivery:
             score=now + delay,
             attempts_delta=0 if counted else -1,
         )
-        return Outcome("parked" if park else "retry", retry_in=None if park else delay)
+        outcome = DeliveryOutcome.PARKED if park else DeliveryOutcome.RETRY
+        return Outcome(outcome, retry_in=None if park else delay)
 
     def hold(self, message_id: str, claim: Claim, exc: ProviderError, **reason: Any) -> Outcome:
         """An account-level fault: the provider is paused for every worker, the message waits."""
@@ -317,7 +321,7 @@ class Delivery:
         self.record(
             message_id,
             claim,
-            "queued",
+            Status.QUEUED,
             now,
             event("held", now, error=exc.describe()),
             {"error": exc.describe()},
@@ -326,7 +330,7 @@ class Delivery:
             attempts_delta=-1,
             pause=pause,
         )
-        return Outcome("held")
+        return Outcome(DeliveryOutcome.HELD)
 
     def _park(self, message_id: str, claim: Claim, error: str) -> None:
         now = time.time()
@@ -334,7 +338,7 @@ class Delivery:
         self.record(
             message_id,
             claim,
-            "queued",
+            Status.QUEUED,
             now,
             event("held", now, error=error),
             {"error": error},
@@ -347,7 +351,7 @@ class Delivery:
         self,
         message_id: str,
         claim: Claim,
-        status: str,
+        status: Status,
         now: float,
         ev: str,
         fields: dict[str, Any],
@@ -362,7 +366,7 @@ class Delivery:
         The outcome of a provider call is kept until Redis takes it: a full Redis makes this
         wait instead of losing it (which would send the message again)."""
 
-        def write(expect: str, extra: dict[str, Any]) -> tuple[str, str]:
+        def write(expect: str | frozenset[Status], extra: dict[str, Any]) -> tuple[str, str]:
             op = op_token()  # made once: a write Redis ran but did not answer is recognized
             return cast(
                 tuple[str, str],
@@ -386,16 +390,16 @@ class Delivery:
                 ),
             )
 
-        outcome, current = write("sending", {})
-        if outcome == "stale" and status in ANSWERED and current in ("queued", "scheduled", "sending"):
+        outcome, current = write(Status.SENDING, {})
+        if outcome == "stale" and status in ANSWERED and current in PENDING:
             # The lease ran out while this outcome waited (a long call, a full Redis) and beat
             # took the send for lost. No claim came since (the token, the attempt number,
             # still holds), so what the provider answered is still the truth: it wins.
             doubt = {"in_doubt": "1" if claim.in_doubt else "", "reconcile": ""}
-            outcome, current = write("queued,scheduled,sending", doubt)
+            outcome, current = write(PENDING, doubt)
         if outcome == "stale":
             log.warning("message %s: late %s result while %s", message_id, status, current)
-            if status == "sent":
+            if status == Status.SENT:
                 self.ledger.flag(message_id, in_doubt="1")
                 self.ledger.add_event(message_id, "late_sent", now=now)
         return outcome == "ok"

@@ -25,7 +25,8 @@ from dataclasses import replace
 from typing import Any
 
 from hudhud.worker.delivery.attempt import Delivery, Outcome, recipients_of
-from hudhud.worker.ledger import Claim, event
+from hudhud.worker.ledger import Claim, ClaimOutcome, Status, event
+from hudhud.worker.ledger.status import DeliveryOutcome
 from hudhud.worker.providers.errors import AccountError, BalanceError, ProviderError
 from hudhud.worker.providers.results import SendResult
 
@@ -47,11 +48,11 @@ def after_lost_reply(delivery: Delivery, message_id: str, claim: Claim, error: s
             f"in doubt: {error}; {claim.provider} is asked before any resend",
             None,
             fields={"in_doubt": "1", "reconcile": "1"},
-            kind="in_doubt",
+            kind=Status.IN_DOUBT,
             spare=True,
         )
     if claim.payload.get("batch") and delivery.settings.in_doubt_batches != "resend":
-        if delivery.settings.in_doubt_batches == "sent":
+        if delivery.settings.in_doubt_batches == Status.SENT:
             return sent_in_doubt(delivery, message_id, claim, error)
         return await_decision(delivery, message_id, claim, error)
     spent = claim.attempts >= delivery.settings.max_attempts
@@ -63,7 +64,7 @@ def after_lost_reply(delivery: Delivery, message_id: str, claim: Claim, error: s
         f"in doubt: {error}; sent again once",
         None,
         fields={"in_doubt": "1", "resends": str(claim.resends + 1)},
-        kind="in_doubt",
+        kind=Status.IN_DOUBT,
     )
 
 
@@ -74,12 +75,12 @@ def sent_in_doubt(delivery: Delivery, message_id: str, claim: Claim, error: str)
     delivery.record(
         message_id,
         claim,
-        "sent",
+        Status.SENT,
         now,
-        event("sent", now, in_doubt=True, error=words),
+        event(Status.SENT, now, in_doubt=True, error=words),
         {"in_doubt": "1", "error": words},
     )
-    return Outcome("sent")
+    return Outcome(DeliveryOutcome.SENT)
 
 
 def await_decision(delivery: Delivery, message_id: str, claim: Claim, error: str) -> Outcome:
@@ -92,14 +93,14 @@ def await_decision(delivery: Delivery, message_id: str, claim: Claim, error: str
     delivery.record(
         message_id,
         claim,
-        "sending",
+        Status.SENDING,
         now,
-        event("in_doubt", now, error=words),
+        event(Status.IN_DOUBT, now, error=words),
         {"in_doubt": "1", "error": words, "lease_until": ""},
         zset="doubt",
         score=now,
     )
-    return Outcome("doubt")
+    return Outcome(DeliveryOutcome.DOUBT)
 
 
 def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcome | Claim:
@@ -117,7 +118,7 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
             f"in doubt: {claim.provider} cannot be asked yet ({exc.describe()})",
             getattr(exc, "retry_after", None),
             counted=False,
-            kind="in_doubt",
+            kind=Status.IN_DOUBT,
             spare=True,
         )
     now = time.time()
@@ -126,14 +127,14 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
         if found:
             email_id = next(iter(found.values()))
             delivery.ledger.add_event(message_id, "reconciled", now=now, provider_message_id=email_id)
-            result = SendResult(claim.provider, email_id, "queued", accepted=tuple(recipients))
+            result = SendResult(claim.provider, email_id, Status.QUEUED, accepted=tuple(recipients))
             return delivery.sent(message_id, claim, result, how="reconciled")
         delivery.ledger.add_event(message_id, "reconciled", now=now, found=0)
         if claim.attempts > delivery.settings.max_attempts:
             return delivery.end(
                 message_id,
                 replace(claim, in_doubt=False),
-                "failed",
+                Status.FAILED,
                 error=f"retries spent after {claim.attempts - 1} attempts; {claim.provider} has none of it",
                 fields={"in_doubt": ""},
             )
@@ -145,7 +146,7 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
     delivery.ledger.add_event(message_id, "reconciled", now=now, found=len(have), remaining=len(remaining))
     claim = replace(claim, reconcile=False, in_doubt=True, reconciled=have)
     if not remaining:
-        result = SendResult(claim.provider, None, "queued", accepted=tuple(recipients), item_ids=have)
+        result = SendResult(claim.provider, None, Status.QUEUED, accepted=tuple(recipients), item_ids=have)
         return delivery.sent(message_id, claim, result, how="reconciled")
     delivery.ledger.flag(message_id, reconcile="", reconciled=json.dumps(have))
     return replace(claim, payload={**claim.payload, "to": remaining})
@@ -164,7 +165,7 @@ def merged(claim: Claim, result: Any) -> Any:
     accepted = (*claim.reconciled, *(r for r in result.accepted if r not in claim.reconciled))
     return replace(
         result,
-        status="queued",
+        status=Status.QUEUED,
         accepted=tuple(accepted),
         item_ids={**claim.reconciled, **result.item_ids},
     )
@@ -175,7 +176,7 @@ def rest_refused(claim: Claim, reason: str) -> SendResult:
     return SendResult(
         claim.provider,
         None,
-        "queued",
+        Status.QUEUED,
         accepted=tuple(claim.reconciled),
         rejected=tuple(recipients_of(claim.payload)),
         rejection_reason=reason,
@@ -187,10 +188,10 @@ def lease_ran_out(delivery: Delivery, message_id: str, provider: str, attempts: 
     """A claim whose lease expired: its worker died during the provider call, so the
     send is in doubt. Called by beat, with the recovery of the lease already owned."""
     record = delivery.ledger.get(message_id) or {}
-    if record.get("status") != "sending":
-        return Outcome("skip")
+    if record.get("status") != Status.SENDING:
+        return Outcome(DeliveryOutcome.SKIP)
     claim = Claim(
-        "claimed",
+        ClaimOutcome.CLAIMED,
         attempts=attempts,
         payload=json.loads(record.get("payload") or "{}"),
         channel=record.get("channel", ""),
@@ -207,7 +208,7 @@ def awaiting_decision(delivery: Delivery, limit: int = 1000) -> list[tuple[str, 
     return delivery.ledger.in_index("doubt", limit=limit)
 
 
-def decide(delivery: Delivery, message_id: str, *, resend: bool) -> str:
+def decide(delivery: Delivery, message_id: str, *, resend: bool) -> Status:
     """An operator's decision on a batch held in doubt: send it again whole (`resend`), or
     record it as sent. Returns the new status (`queued`: the caller enqueues its delivery);
     raises LookupError when it is not held."""
@@ -219,14 +220,14 @@ def decide(delivery: Delivery, message_id: str, *, resend: bool) -> str:
     if resend:
         words = "in doubt: sent again whole by an operator's decision"
         fields = {"error": words, "resends": str(int(record.get("resends") or 0) + 1)}
-        to, zset = "queued", "queued"
+        to, zset = Status.QUEUED, "queued"
     else:
         words = "in doubt: recorded as sent by an operator's decision"
-        fields, to, zset = {"error": words}, "sent", ""
+        fields, to, zset = {"error": words}, Status.SENT, ""
     outcome, current = delivery.ledger.transition(
         message_id,
         to=to,
-        expect="sending",
+        expect=Status.SENDING,
         now=now,
         provider=provider,
         zset=zset,

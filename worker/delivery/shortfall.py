@@ -21,7 +21,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hudhud.worker.delivery.attempt import Delivery, Outcome, recipients_of
-from hudhud.worker.ledger import Claim, event, iso
+from hudhud.worker.ledger import Claim, Status, event, iso
+from hudhud.worker.ledger.status import DeliveryOutcome
 from hudhud.worker.providers.errors import BalanceError, ProviderError
 
 log = logging.getLogger("hudhud.shortfall")
@@ -59,7 +60,7 @@ def wait_for_top_up(
         return delivery.end(
             message_id,
             claim,
-            "failed",
+            Status.FAILED,
             error=(
                 f"{exc.describe()}: the balance ({seen}) could not pay for this send to {count} "
                 f"recipients, and no top-up came within {delivery.settings.balance_wait:g} s"
@@ -73,7 +74,7 @@ def wait_for_top_up(
     delivery.record(
         message_id,
         claim,
-        "queued",
+        Status.QUEUED,
         now,
         event("held", now, error=words),
         {"error": words, "short_since": repr(since), "short_balance": balance},
@@ -81,7 +82,7 @@ def wait_for_top_up(
         score=since,
         attempts_delta=-1,
     )
-    return Outcome("held")
+    return Outcome(DeliveryOutcome.HELD)
 
 
 def grown(balance: Decimal, before: Any) -> bool:

@@ -7,6 +7,7 @@ import time
 from hudhud.worker.broker.enqueue import DeliveryTask, enqueue, enqueue_many
 from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.jobs.context import Context, log
+from hudhud.worker.ledger.status import DeliveryOutcome
 
 # A message waiting behind a backlog in its queue is enqueued again only once it is this many
 # times `requeue_after` overdue (its own task is most likely still in the queue).
@@ -39,7 +40,7 @@ def recover_leases(ctx: Context) -> int:
     delivery = Delivery(ctx.ledger, ctx.settings, ctx.clients)
     for message_id, provider, attempts in sweep.items:
         outcome = doubt.lease_ran_out(delivery, message_id, provider, int(attempts or 0))
-        if outcome.result == "retry":
+        if outcome.result is DeliveryOutcome.RETRY:
             channel = ctx.ledger.field(message_id, "channel") or "sms"
             retry = DeliveryTask(message_id, provider, channel, time.time() + (outcome.retry_in or 0))
             enqueue(ctx.app, ctx.ledger, retry)

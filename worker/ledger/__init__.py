@@ -11,12 +11,11 @@ status is appended to the change stream in the same step.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
 
-from hudhud.worker.broker.enqueue import Placement, placement
 from hudhud.worker.ledger import scripts
 from hudhud.worker.ledger.fingerprint import Fingerprints
 from hudhud.worker.ledger.indexes import GONE_KEEP as GONE_KEEP
@@ -41,6 +40,7 @@ from hudhud.worker.ledger.keys import DOUBT as DOUBT
 from hudhud.worker.ledger.keys import GONE as GONE
 from hudhud.worker.ledger.keys import TRACKING as TRACKING
 from hudhud.worker.ledger.keys import short_key as short_key
+from hudhud.worker.ledger.placement import Placement, placement
 from hudhud.worker.ledger.records import Claim as Claim
 from hudhud.worker.ledger.records import Created as Created
 from hudhud.worker.ledger.records import NewMessage as NewMessage
@@ -58,7 +58,6 @@ SAFETY_DAYS = 7  # a live record outlives its retention by this much before Redi
 CREATE_FIELDS = 10  # create.lua's ARGV: the record's fields follow its first ten values
 CREATE_MANY_TASKS = 5  # create_many.lua's ARGV: the task messages start here (Lua counts from 1)
 CHANGES_MAXLEN = 100_000  # entries the change stream keeps (about: trimmed with MAXLEN ~)
-CANCELLABLE = ",".join(sorted(WAITING))
 
 
 class Ledger(Indexes):
@@ -105,11 +104,11 @@ class Ledger(Indexes):
     def _create_args(self, msg: NewMessage, now: float, op: str | None = None) -> tuple[list[str], list[Any]]:
         """A due time within `park_after` seconds waits as an ETA task (zset `queued`, scored
         by its due time); a later one is parked in `scheduled` for beat to release."""
-        status = "scheduled" if msg.status == "queued" and msg.due is not None else msg.status
+        status = Status.SCHEDULED if msg.status == Status.QUEUED and msg.due is not None else msg.status
         target = ""
-        if status == "scheduled" and placement(msg.due, now, self.park_after) is Placement.PARK:
+        if status == Status.SCHEDULED and placement(msg.due, now, self.park_after) is Placement.PARK:
             target = SCHEDULED
-        elif status in ("queued", "scheduled"):
+        elif status in WAITING:
             target = QUEUED
         fields: dict[str, Any] = {
             "id": msg.id,
@@ -204,7 +203,7 @@ class Ledger(Indexes):
     def record_failure(self, message_id: str, channel: str, error: str, *, now: float) -> None:
         """A complete `failed` record for input refused inside the worker (no payload kept)."""
         msg = NewMessage(
-            id=message_id, channel=channel, provider="", payload={}, request_hash="", status="failed"
+            id=message_id, channel=channel, provider="", payload={}, request_hash="", status=Status.FAILED
         )
         keys, args = self._create_args(msg, now)
         args += ["error", error]
@@ -236,8 +235,8 @@ class Ledger(Indexes):
         op = op or op_token()
         args: list[Any] = [message_id, now, iso(now), lease_until, rate, burst, op, self.changes_maxlen]
         reply = self._claim(keys=keys, args=args)
-        outcome = _s(reply[0])
-        if outcome == "claimed":
+        outcome = ClaimOutcome(_s(reply[0]))
+        if outcome is ClaimOutcome.CLAIMED:
             return Claim(
                 outcome,
                 attempts=int(reply[1]),
@@ -251,9 +250,9 @@ class Ledger(Indexes):
                 probe=_s(reply[9]) == "1",
                 free_tries=int(_s(reply[10]) or 0),
             )
-        if outcome == "skip":
-            return Claim(outcome, status=_s(reply[1]))
-        if outcome == "wait":
+        if outcome is ClaimOutcome.SKIP:
+            return Claim(outcome, status=Status(_s(reply[1])))
+        if outcome is ClaimOutcome.WAIT:
             return Claim(outcome, wait=float(_s(reply[1])))
         return Claim(outcome)
 
@@ -269,9 +268,9 @@ class Ledger(Indexes):
         self.redis.delete(slow_key(provider))
 
     def _expire_for(self, to: str, zset: str) -> int:
-        if to in FINAL_STATUSES or (to == "sent" and zset != "tracking"):
+        if to in FINAL_STATUSES or (to == Status.SENT and zset != "tracking"):
             return self.retention_seconds
-        if to == "sent":
+        if to == Status.SENT:
             return self.retention_seconds + self.tracking_seconds
         return 0
 
@@ -280,7 +279,7 @@ class Ledger(Indexes):
         message_id: str,
         *,
         to: str,
-        expect: str,
+        expect: str | Collection[str],
         now: float,
         event_json: str | None = None,
         token: int | None = None,
@@ -293,7 +292,7 @@ class Ledger(Indexes):
         guard: str = "",
         op: str | None = None,
     ) -> tuple[str, str]:
-        """Move a message to `to` if it is in one of `expect` (comma list), `token` holds
+        """Move a message to `to` if it is in `expect` (a status, or several), `token` holds
         and the field `guard` (when named) is not set. Entering a final state (or `sent`)
         erases the payload: nothing will be sent from it again."""
         target = self._index(zset, provider) if zset else NONE
@@ -303,7 +302,7 @@ class Ledger(Indexes):
         args = [
             message_id,
             "" if token is None else token,
-            expect,
+            expect if isinstance(expect, str) else ",".join(sorted(expect)),
             to,
             iso(now),
             event_json or event(to, now),
@@ -325,8 +324,8 @@ class Ledger(Indexes):
         """Cancel a message not yet handed over; refused (`guarded`) while it is in doubt."""
         return self.transition(
             message_id,
-            to="cancelled",
-            expect=CANCELLABLE,
+            to=Status.CANCELLED,
+            expect=WAITING,
             now=now,
             provider=self.provider_of(message_id),
             guard="in_doubt",
@@ -339,7 +338,7 @@ class Ledger(Indexes):
         *,
         campaign: str,
         forget: str,
-        status: str,
+        status: Status,
         now: float,
         error: str | None = None,
     ) -> bool:

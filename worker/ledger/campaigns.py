@@ -1,11 +1,12 @@
 """A campaign in the ledger: its record, its recipient index, and each recipient's fate.
 
 A campaign is a record `m:{id}` (with its events `e:{id}`) whose batches are ordinary
-messages, and a hash `r:{id}` (recipient fingerprint -> batch number). After the hand-over,
-each Taifa email id has a key `taifa:id:{email id}` -> `{message id}|{recipient}` (the
-recipient empty for a single send) until its fate is known; a campaign email's final status
-lands once in `rs:{batch}` (recipient -> JSON). Beat's follow-up reads and ends these
-(`tracking.py`). `campaign.py` decides what the keys hold; this module reads and writes them.
+messages, and a hash `r:{id}` (recipient fingerprint -> batch number). After the hand-over to
+a provider that reports delivery later, each of its ids has a key `{provider}:id:{its id}` ->
+`{message id}|{recipient}` (the recipient empty for a single send) until its fate is known; a
+campaign recipient's final status lands once in `rs:{batch}` (recipient -> JSON). Beat's
+follow-up reads and ends these (`tracking.py`). `campaign.py` decides what the keys hold;
+this module reads and writes them.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import redis
 
 from hudhud.worker.ledger import Created, Ledger, NewMessage
 from hudhud.worker.ledger.keys import (
-    TAIFA_UPDATES_CURSOR,
     events_key,
+    feed_cursor_key,
     idem_key,
     msg_key,
     outcomes_key,
+    provider_id_key,
     recipients_key,
-    taifa_id_key,
 )
 
 
@@ -125,18 +126,25 @@ def recipient_outcome(ledger: Ledger, batch: str, recipient: str) -> dict[str, A
     return None if raw is None else dict(json.loads(_text(raw)))
 
 
-# --- following each Taifa email after the hand-over ----------------------------------------
+# --- following each provider id after the hand-over ----------------------------------------
 
 
 def follow_emails(
-    ledger: Ledger, message_id: str, item_ids: Mapping[str, str], *, since: str, keep_seconds: int
+    ledger: Ledger,
+    provider: str,
+    message_id: str,
+    item_ids: Mapping[str, str],
+    *,
+    since: str,
+    keep_seconds: int,
 ) -> None:
-    """Remember which message (and recipient) each Taifa email id stands for, and make sure
-    the feed of changes is read from `since` at the latest. `item_ids`: recipient -> email id."""
+    """Remember which message (and recipient) each of `provider`'s ids stands for, and make
+    sure its feed of changes is read from `since` at the latest. `item_ids`: recipient ->
+    provider id."""
     if not item_ids:
         return
     pipe = ledger.redis.pipeline(transaction=False)
-    for recipient, email_id in item_ids.items():
-        pipe.set(taifa_id_key(email_id), f"{message_id}|{recipient}", ex=keep_seconds)
-    pipe.set(TAIFA_UPDATES_CURSOR, since, nx=True)
+    for recipient, provider_id in item_ids.items():
+        pipe.set(provider_id_key(provider, provider_id), f"{message_id}|{recipient}", ex=keep_seconds)
+    pipe.set(feed_cursor_key(provider), since, nx=True)
     pipe.execute()

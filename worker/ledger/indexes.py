@@ -6,7 +6,7 @@ still due) and moves it: the script is given every key it touches, as Redis Clus
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import redis
@@ -27,6 +27,7 @@ from hudhud.worker.ledger.keys import (
 )
 from hudhud.worker.ledger.records import Sweep, iso
 from hudhud.worker.ledger.records import text as _s
+from hudhud.worker.ledger.status import WAITING, Status
 
 GONE_KEEP = 1000
 GONE_TTL = 7 * 86400
@@ -69,20 +70,20 @@ class Indexes:
     def release_due(self, *, until: float, now: float, count: int = 500) -> Sweep:
         """Scheduled (or backed-off) messages due before `until`, moved to `queued`:
         items (id, channel, provider, due)."""
-        return self._release_from(SCHEDULED, until, now, count, "due", "scheduled,queued")
+        return self._release_from(SCHEDULED, until, now, count, "due", WAITING)
 
     def release_held(self, zset_key: str, *, now: float, count: int = 1000) -> Sweep:
         """Messages waiting in `zset_key` (a held or short index), moved to `queued`."""
-        return self._release_from(zset_key, "+inf", now, count, "now", "queued")
+        return self._release_from(zset_key, "+inf", now, count, "now", {Status.QUEUED})
 
     def _release_from(
-        self, source: str, limit: float | str, now: float, count: int, mode: str, accept: str
+        self, source: str, limit: float | str, now: float, count: int, mode: str, accept: Collection[Status]
     ) -> Sweep:
         ids = self._due(source, limit, count)
         if not ids:
             return Sweep([], [])
         keys = [source, QUEUED, CHANGES, *(k for mid in ids for k in (msg_key(mid), events_key(mid)))]
-        args = [limit, now, iso(now), mode, accept, self.changes_maxlen, *ids]
+        args = [limit, now, iso(now), mode, ",".join(sorted(accept)), self.changes_maxlen, *ids]
         return self._sweep(self._release(keys=keys, args=args), 4)
 
     def _due(self, zset: str, limit: float | str, count: int) -> list[str]:
@@ -145,20 +146,20 @@ class Indexes:
     def held_count(self, provider: str) -> int:
         return int(self.redis.zcard(held_key(provider)))
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, providers: Iterable[str] = ()) -> dict[str, int]:
+        """The size of each index, with each of `providers`' held and short-of-balance ones
+        (`held_{provider}`, `short_of_balance_{provider}`)."""
+        chosen = list(providers)
+        keyed = {
+            "scheduled": SCHEDULED,
+            "queued": QUEUED,
+            "sending": LEASES,
+            "tracking": TRACKING,
+            "in_doubt_awaiting_decision": DOUBT,
+            **{f"held_{name}": held_key(name) for name in chosen},
+            **{f"short_of_balance_{name}": short_key(name) for name in chosen},
+        }
         pipe = self.redis.pipeline(transaction=False)
-        keys = (SCHEDULED, QUEUED, LEASES, TRACKING, DOUBT, held_key("taqnyat"), held_key("taifa"))
-        for key in (*keys, short_key("taqnyat"), short_key("taifa")):
+        for key in keyed.values():
             pipe.zcard(key)
-        names = (
-            "scheduled",
-            "queued",
-            "sending",
-            "tracking",
-            "in_doubt_awaiting_decision",
-            "held_taqnyat",
-            "held_taifa",
-            "short_of_balance_taqnyat",
-            "short_of_balance_taifa",
-        )
-        return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))
+        return dict(zip(keyed, (int(n) for n in pipe.execute()), strict=True))

@@ -20,7 +20,7 @@ Indexes and shared state:
 - `gone` list: ids found in an index without their record (evicted or expired), for `check`
 - `changes` stream: every status change, in order (the outbox); `changes:dead` its dead letters
 - `{provider}:id:{provider id}` string: the message (and recipient) a provider's id belongs
-  to (`taifa:id:{email id}`: Taifa's emails)
+  to, for a provider that reports delivery later
 - `{provider}:updates-since` string: the cursor of a provider's feed of status changes
 - `lock:{name}` string: a beat job's lock (`lock:{provider}-events`: the tracking run)
 - `data-key` string: the key of recipient fingerprints (never expires)
@@ -46,8 +46,6 @@ UNREADABLE = PREFIX + "unreadable"
 BROKER_IDLE = PREFIX + "broker:idle"
 BROKER_WRITE_PROBE = PREFIX + "broker:write-probe"
 CHECK_WRITE_PROBE = PREFIX + "check:write-probe"
-TAIFA_ID_PREFIX = PREFIX + "taifa:id:"
-TAIFA_UPDATES_CURSOR = PREFIX + "taifa:updates-since"
 
 
 def msg_key(message_id: str) -> str:
@@ -90,10 +88,6 @@ def short_key(provider: str) -> str:
     return f"{PREFIX}short:{provider}"
 
 
-def taifa_id_key(email_id: str) -> str:
-    return f"{TAIFA_ID_PREFIX}{email_id}"
-
-
 def lock_key(name: str) -> str:
     return f"{PREFIX}lock:{name}"
 
@@ -111,5 +105,5 @@ def follow_lock_key(provider: str) -> str:
 
 
 def unkeyed(key: str) -> str:
-    """The part of a key after the prefix (`hudhud:held:taifa` -> `held:taifa`)."""
+    """The part of a key after the prefix (`hudhud:held:{provider}` -> `held:{provider}`)."""
     return key.removeprefix(PREFIX)

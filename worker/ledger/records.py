@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hudhud.worker.ledger.status import ClaimOutcome, Status
+
 
 def op_token() -> str:
     """A token for one script call, so that the call sent again recognizes its first run."""
@@ -51,7 +53,7 @@ class NewMessage:
     key: str | None = None
     due: float | None = None  # epoch seconds when scheduled
     retry_of: str | None = None
-    status: str = "queued"
+    status: Status = Status.QUEUED
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,13 @@ class Created:
 
 @dataclass(frozen=True)
 class Claim:
-    outcome: str  # claimed | skip | missing | held | wait
+    outcome: ClaimOutcome
     attempts: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
     channel: str = ""
     provider: str = ""
     in_doubt: bool = False
-    status: str = ""
+    status: Status | None = None  # where a `skip` found the message
     wait: float = 0.0
     resends: int = 0  # in-doubt resends already made
     reconcile: bool = False  # ask the provider what it has before sending again

@@ -35,6 +35,8 @@ FINAL = frozenset(
 ERASE_AT = FINAL | {Status.SENT}
 # Not yet handed to a provider: a cancel still stops it.
 WAITING = frozenset({Status.SCHEDULED, Status.QUEUED})
+# Not yet answered by a provider: waiting, or in a provider call.
+PENDING = WAITING | {Status.SENDING}
 
 
 class ClaimOutcome(StrEnum):

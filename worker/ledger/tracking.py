@@ -119,7 +119,7 @@ class Tracker:
         self.ledger.redis.delete(provider_id_key(self.provider, provider_id))
 
     def finish_recipient(
-        self, batch: str, recipient: str, provider_id: str, status: str, *, now: float, error: str | None
+        self, batch: str, recipient: str, provider_id: str, status: Status, *, now: float, error: str | None
     ) -> bool:
         """A campaign recipient's final status, recorded once; False if already recorded."""
         forget = provider_id_key(self.provider, provider_id)

@@ -163,7 +163,7 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     server: Facts = {}
     queues: Facts = {}
     if redis_state == "reachable":
-        ledger_state = ledger.counts()
+        ledger_state = ledger.counts(registry.names())
         _ledger_findings(ledger, ledger_state, problems, warnings)
         for name in providers:
             reason = ledger.pause_reason(name)

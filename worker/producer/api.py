@@ -29,7 +29,7 @@ from hudhud.config import Settings, get_settings
 from hudhud.worker import runtime
 from hudhud.worker.broker import enqueue, publish
 from hudhud.worker.errors import InvalidInput, RedisFull
-from hudhud.worker.ledger import Created, Ledger, NewMessage
+from hudhud.worker.ledger import Created, Ledger, NewMessage, Status
 from hudhud.worker.producer import campaign, messages, validation
 from hudhud.worker.producer.public import public_record
 from hudhud.worker.providers import registry
@@ -112,11 +112,6 @@ class Receipt:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "duplicate": self.duplicate}
-
-
-def dispatch(app: Celery, message_id: str, channel: str, provider: str) -> None:
-    """Enqueue the delivery of one recorded message, due now (`enqueue.enqueue` does it all)."""
-    enqueue.enqueue(app, runtime.ledger(), enqueue.DeliveryTask(message_id, provider, channel))
 
 
 class Hudhud:
@@ -325,7 +320,7 @@ class Hudhud:
         if record is not None and campaign.is_campaign(record):
             if not campaign.cancel(self.ledger, record, now=time.time()):
                 raise Refused(f"campaign {message_id} has no batch left to cancel")
-            return Receipt(message_id, "cancelled")
+            return Receipt(message_id, Status.CANCELLED.value)
         outcome, previous = self.ledger.cancel(message_id, now=time.time())
         if outcome == "missing":
             raise NotFound(message_id)
@@ -338,11 +333,11 @@ class Hudhud:
             raise Refused(
                 f"message {message_id} is {previous}: only scheduled or queued messages can be cancelled"
             )
-        return Receipt(message_id, "cancelled")
+        return Receipt(message_id, Status.CANCELLED.value)
 
     @_redis_errors
     def retry_email(self, message_id: str, *, new_id: str | None = None) -> Receipt:
-        """Ask Taifa to retry a bounced, failed or rejected email: a new, linked message
+        """Ask the provider to retry a bounced, failed or rejected email: a new, linked message
         (`new_id`, when given, is its id: asking twice with the same one makes one retry)."""
         record = self.ledger.get(message_id)
         if record is None:
@@ -350,17 +345,18 @@ class Hudhud:
         provider = record.get("provider", "")
         retries = registry.known(provider) and registry.get(provider).retries_by_id
         if record.get("channel") != "email" or not retries:
-            raise Refused(f"message {message_id} is not a Taifa email: only those can be retried")
-        if record.get("status") not in ("bounced", "failed", "rejected"):
+            raise Refused(
+                f"message {message_id} is not an email its provider can retry: only those can be retried"
+            )
+        if record.get("status") not in {Status.BOUNCED, Status.FAILED, Status.REJECTED}:
             raise Refused(
                 f"message {message_id} is {record.get('status')}: only bounced, failed "
                 "or rejected emails can be retried"
             )
         if not record.get("provider_message_id"):
             raise Refused(f"message {message_id} never reached {provider}: send it again instead")
-        request = messages.SendRequest(
-            "email", provider, {"retry_of_provider_id": record["provider_message_id"]}
-        )
+        payload = registry.get(provider).retry_payload(record["provider_message_id"])
+        request = messages.SendRequest("email", provider, payload)
         if new_id is not None:
             validation.message_id(new_id, "id")
         return self.submit(request, message_id=new_id, retry_of=message_id)

@@ -24,6 +24,7 @@ from typing import Any
 from hudhud.config.settings import Settings
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, Status, campaigns, event, iso
+from hudhud.worker.ledger.status import PENDING
 from hudhud.worker.producer import messages
 from hudhud.worker.producer import validation as v
 from hudhud.worker.producer.public import money_text, ordered_events
@@ -32,7 +33,10 @@ from hudhud.worker.providers import registry
 MAX_CAMPAIGN_RECIPIENTS = 1_000_000
 EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much
 
-PENDING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.SENDING})
+# A batch in one of these has been handed to its provider, which took some or all of it.
+HANDED_OVER = frozenset({Status.SENT, Status.DELIVERED, Status.BOUNCED})
+# A campaign with no batch handed over ends as the first of these that a batch ended in.
+UNSENT_ENDS = (Status.REJECTED, Status.FAILED, Status.CANCELLED)
 BATCH_FIELDS = ("status", "accepted", "rejected", "cost", "currency", "error", "attempts")
 
 
@@ -195,7 +199,7 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         batch_counts[status] = batch_counts.get(status, 0) + 1
         if status in PENDING:
             counts["pending"] += size
-        elif status in ("sent", "delivered", "bounced"):
+        elif status in HANDED_OVER:
             rejected = len(json.loads(row["rejected"])) if row["rejected"] else 0
             counts["rejected"] += rejected
             counts["sent"] += size - rejected
@@ -217,7 +221,7 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "campaign",
         "channel": record.get("channel"),
         "provider": record.get("provider") or None,
-        "status": status_now,
+        "status": status_now.value,  # a plain word: the summary is printed as it is
         "final": not any(s in PENDING for s in batch_counts),
         "attempts": sum(int(r["attempts"] or 0) for r in rows),
         "provider_message_id": None,
@@ -247,20 +251,19 @@ def campaign_error(status: str, errors: list[tuple[str, str]], batches: int) -> 
     return f"{len(errors)} of {batches} batches ended {ended} or worse; the first: {words}"
 
 
-def overall_status(batch_counts: Mapping[str, int]) -> str:
+def overall_status(batch_counts: Mapping[str, int]) -> Status:
     pending = {s: n for s, n in batch_counts.items() if s in PENDING}
     if pending:
-        if set(pending) == {"scheduled"}:
-            return "scheduled"
-        started = "sending" in pending or any(s not in PENDING for s in batch_counts)
-        return "sending" if started else "queued"
-    for status in ("sent", "delivered", "bounced"):
-        if batch_counts.get(status):
-            return "sent"
-    for status in ("rejected", "failed", "cancelled"):
+        if set(pending) == {Status.SCHEDULED}:
+            return Status.SCHEDULED
+        started = Status.SENDING in pending or any(s not in PENDING for s in batch_counts)
+        return Status.SENDING if started else Status.QUEUED
+    if any(batch_counts.get(status) for status in HANDED_OVER):
+        return Status.SENT
+    for status in UNSENT_ENDS:
         if batch_counts.get(status):
             return status
-    return "failed"
+    return Status.FAILED
 
 
 def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[str, Any] | None:
@@ -274,7 +277,7 @@ def recipient_status(ledger: Ledger, campaign_id: str, recipient: str) -> dict[s
     row = campaigns.batch_fields(ledger, [bid], ("status", "rejected", "provider_ids", "error"))[0]
     status, rejected, ids, error = row["status"], row["rejected"], row["provider_ids"], row["error"]
     out: dict[str, Any] = {"campaign": campaign_id, "batch": bid, "status": status or "missing"}
-    if status in (Status.SENT, Status.DELIVERED, Status.BOUNCED):
+    if status in HANDED_OVER:
         if rejected and recipient in json.loads(rejected):
             out["status"] = Status.REJECTED.value
         if ids:
@@ -305,17 +308,23 @@ def cancel(ledger: Ledger, record: Mapping[str, Any], *, now: float) -> int:
 # of status changes (`GET /emails/updates`). A campaign email's final status is recorded once
 # per recipient and counted on the campaign record (`recipients_<status>`); a single email's
 # is the message's own status.
-AFTER_SENT = ("delivered", "bounced", "failed")
+AFTER_SENT = (Status.DELIVERED, Status.BOUNCED, Status.FAILED)
 UPDATES_FULL_PAGE = 50  # Taifa's updates feed gives at most this many changes per call
 CLOCK_SKEW = 60  # seconds the feed is read from before a hand-over, for the clocks' skew
 
 
 def follow_recipients(
-    ledger: Ledger, message_id: str, item_ids: Mapping[str, str], *, now: float, keep_seconds: int
+    ledger: Ledger,
+    message_id: str,
+    item_ids: Mapping[str, str],
+    *,
+    provider: str,
+    now: float,
+    keep_seconds: int,
 ) -> None:
-    """Remember which message (and recipient, for a batch) each Taifa email id stands for,
-    and make sure the updates feed is read from before this hand-over. `item_ids`:
-    recipient ("" for a single send) -> Taifa email id."""
+    """Remember which message (and recipient, for a batch) each of `provider`'s ids stands
+    for, and make sure its feed of changes is read from before this hand-over. `item_ids`:
+    recipient ("" for a single send) -> the provider's id."""
     campaigns.follow_emails(
-        ledger, message_id, item_ids, since=iso(now - CLOCK_SKEW), keep_seconds=keep_seconds
+        ledger, provider, message_id, item_ids, since=iso(now - CLOCK_SKEW), keep_seconds=keep_seconds
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hudhud.worker.ledger import FINAL_STATUSES
+from hudhud.worker.ledger import FINAL_STATUSES, Status
 
 MONEY_PLACES = Decimal("0.001")  # Taqnyat prices to the thousandth of a riyal (0.026 SAR)
 
@@ -26,9 +26,7 @@ def money_text(value: Any) -> str | None:
 
 def is_final(status: str | None, tracked: bool) -> bool:
     """A final state changes no more: the ends, and `sent` where nothing follows it."""
-    return (
-        status in FINAL_STATUSES or status in ("expired", "suppressed") or (status == "sent" and not tracked)
-    )
+    return status in FINAL_STATUSES or (status == Status.SENT and not tracked)
 
 
 def ordered_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -5,8 +5,8 @@ verbs. Delivery calls `deliver`; beat's health jobs call `outage`, `balance` and
 its tracking job calls `follow_up` on every provider that reports delivery later; doubt
 handling calls `reconcile`; `hudhud check` calls `check`. The producer side reads only the
 class (no secret needed): `batch_limit`, `default_sender`, `unsupported_fields`,
-`one_per_recipient`, `retries_by_id`. Nothing outside a provider's own module compares a
-provider's name: a quirk is a property or a verb here.
+`one_per_recipient`, `retries_by_id` with `retry_payload`. Nothing outside a provider's own
+module compares a provider's name: a quirk is a property or a verb here.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class Provider:
     tracks_delivery: ClassVar[bool] = False
     # the variable of the account's secret, named when the provider refuses it
     secret_variable: ClassVar[str] = ""
-    # `hudhud retry` can ask the provider to send a bounced or failed message again
+    # `hudhud retry` can ask the provider to send a bounced or failed message again, by the
+    # payload `retry_payload` gives
     retries_by_id: ClassVar[bool] = False
 
     # -- what the producer side reads (no client, no secret) ----------------------------
@@ -104,6 +105,12 @@ class Provider:
     def unsupported_fields(cls, channel: str) -> frozenset[str]:
         """Fields of a send on `channel` this provider cannot carry (refused before recording)."""
         return frozenset()
+
+    @classmethod
+    def retry_payload(cls, provider_message_id: str) -> dict[str, Any]:
+        """The payload of a new message that asks the provider to send again the one it
+        knows as `provider_message_id` (where `retries_by_id`)."""
+        raise NotImplementedError(f"{cls.name} does not retry a message by its id")
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int | None = None) -> Self:

@@ -61,6 +61,10 @@ class TaifaClient(ProviderClient):
     def default_sender(cls, channel: str, settings: Settings) -> tuple[str | None, str]:
         return settings.taifa_from, "TAIFA_FROM"
 
+    @classmethod
+    def retry_payload(cls, provider_message_id: str) -> dict[str, Any]:
+        return {sending.RETRY_OF: provider_message_id}
+
     # -- the provider interface ------------------------------------------------------
 
     def deliver(self, channel: str, message_id: str, payload: Mapping[str, Any]) -> results.SendResult:
@@ -74,7 +78,7 @@ class TaifaClient(ProviderClient):
         return Probe(can_send=True)
 
     def reconcilable(self, payload: Mapping[str, Any]) -> bool:
-        return "retry_of_provider_id" not in payload  # a retry is Taifa's own new email
+        return sending.RETRY_OF not in payload  # a retry is Taifa's own new email
 
     def reconcile(self, message_id: str) -> dict[str, str]:
         return self.find_by_tag(reconcile_tag(message_id))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hudhud.worker.providers.taifa.client import TaifaClient
 
 REFUSED = ("failed", "rejected")
+RETRY_OF = "retry_of_provider_id"  # a retry's payload: the id of the email Taifa sends again
 
 
 def common_fields(message_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def common_fields(message_id: str, payload: Mapping[str, Any]) -> dict[str, Any]
 
 
 def deliver(client: TaifaClient, message_id: str, payload: Mapping[str, Any]) -> SendResult:
-    if "retry_of_provider_id" in payload:
-        return client.retry(payload["retry_of_provider_id"])
+    if RETRY_OF in payload:
+        return client.retry(payload[RETRY_OF])
     if payload.get("each"):
         return deliver_batch(client, message_id, payload)
     common = common_fields(message_id, payload)

@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from hudhud.worker.ledger import iso
+from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.errors import ProviderError
 from hudhud.worker.providers.taifa.failures import PROVIDER

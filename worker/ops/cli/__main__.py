@@ -1,0 +1,3 @@
+from hudhud.worker.ops.cli import main
+
+main()
