@@ -17,7 +17,8 @@ from hudhud.config import Settings
 from hudhud.worker import runtime
 from hudhud.worker.delivery import doubt
 from hudhud.worker.delivery.attempt import Delivery, reconcile_tag
-from hudhud.worker.ledger import Ledger, NewMessage, held_key
+from hudhud.worker.ledger import Ledger, NewMessage, held_key, keys
+from hudhud.worker.providers.results import SendResult
 from hudhud.worker.providers.taifa import TaifaClient
 from hudhud.worker.runtime import make_ledger
 from tests.helpers import Sandbox
@@ -118,3 +119,43 @@ def test_a_lost_reply_on_the_last_attempt_is_still_asked_about(
     time.sleep(0.1)
     assert delivery.deliver("last", "taifa").result == "sent", "Taifa had it"
     assert accepted(fresh_sandbox)["last@example.com"] == 1
+
+
+class CannotTell(TaifaClient):
+    """A provider that can be asked but answers that it cannot tell."""
+
+    def reconcile(self, message_id: str) -> dict[str, str] | None:
+        return None
+
+
+def test_a_provider_that_cannot_tell_gets_no_resend_but_an_operator_decision(
+    settings: Settings, redis_client: redis.Redis, fresh_sandbox: Sandbox
+) -> None:
+    runtime.reset()
+    ledger = make_ledger(settings, redis_client)
+    client = CannotTell.from_settings(settings)
+    unsure = Delivery(ledger, settings, lambda name: client)
+    batch(ledger, "camp.1")
+    ledger.flag("camp.1", in_doubt="1", reconcile="1")
+    assert unsure.deliver("camp.1", "taifa").result == "doubt"
+    assert fresh_sandbox.sends() == [], "nothing was sent again"
+    assert ledger.is_in("doubt", "camp.1")
+    assert "cannot tell" in ledger.field("camp.1", "error")
+
+
+def test_a_rejection_in_the_providers_words_reaches_the_change_stream_without_the_address(
+    delivery: Delivery, redis_client: redis.Redis
+) -> None:
+    ledger = delivery.ledger
+    payload = {"to": ["amina@example.com"], "subject": "s", "text": "t", "from": "noreply@example.com"}
+    ledger.create(
+        NewMessage(id="m-rej", channel="email", provider="taifa", payload=payload, request_hash="h"),
+        now=time.time(),
+    )
+    claim = ledger.claim("m-rej", "taifa", now=time.time())
+    refused = SendResult("taifa", None, "rejected", rejection_reason="amina@example.com is suppressed")
+    assert delivery.sent("m-rej", claim, refused).result == "rejected"
+    entries = redis_client.xrange(keys.CHANGES)
+    last = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
+    assert last["status"] == "rejected" and "suppressed" in last["error"]
+    assert all("amina@example.com" not in str(fields) for _, fields in entries)

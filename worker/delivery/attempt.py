@@ -36,6 +36,7 @@ from hudhud.worker.providers.errors import (
     ProviderError,
     RetryableError,
 )
+from hudhud.worker.redaction import NO_SECRETS
 
 log = logging.getLogger("hudhud.delivery")
 
@@ -191,7 +192,8 @@ class Delivery:
         now = time.time()
         fields = self.result_fields(result)
         if result.status == Status.REJECTED:
-            fields["error"] = f"{claim.provider}: {result.rejection_reason or 'rejected'}"
+            # the provider's words may name the recipient; the error reaches the change stream
+            fields["error"] = f"{claim.provider}: {NO_SECRETS(result.rejection_reason or 'rejected')}"
             return self.end(message_id, claim, Status.REJECTED, fields=fields)
         fields["error"] = ""
         if claim.reconcile:

@@ -108,7 +108,7 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
     settles it, else the claim narrowed to what is still to send."""
     client = delivery.clients(claim.provider)
     try:
-        found: dict[str, str] = client.reconcile(message_id) or {}
+        found = client.reconcile(message_id)
     except (AccountError, BalanceError) as exc:
         return delivery.hold(message_id, claim, exc)
     except ProviderError as exc:
@@ -121,6 +121,9 @@ def reconcile_first(delivery: Delivery, message_id: str, claim: Claim) -> Outcom
             kind=Status.IN_DOUBT,
             spare=True,
         )
+    if found is None:
+        # "cannot tell" is not "has none of it": resending could send it twice
+        return await_decision(delivery, message_id, claim, f"{claim.provider} cannot tell what it received")
     now = time.time()
     recipients = recipients_of(claim.payload)
     if not claim.payload.get("each"):

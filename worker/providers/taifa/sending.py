@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hudhud.worker.providers.base import reconcile_tag
 from hudhud.worker.providers.results import SendResult
 from hudhud.worker.providers.taifa.failures import PROVIDER
+from hudhud.worker.redaction import NO_SECRETS
 
 if TYPE_CHECKING:
     from hudhud.worker.providers.taifa.client import TaifaClient
@@ -69,7 +70,7 @@ def deliver_batch(client: TaifaClient, message_id: str, payload: Mapping[str, An
     for recipient, item in zip(recipients, reply.results, strict=False):
         if item.status in REFUSED:
             rejected.append(recipient)
-            reasons.append(item.rejection_reason or item.status)
+            reasons.append(NO_SECRETS(item.rejection_reason or item.status))
         else:
             accepted.append(recipient)
             if item.provider_message_id:
