@@ -263,3 +263,17 @@ def running(server: RedisServer | Sandbox) -> Iterator[RedisServer | Sandbox]:
 SMS_201_FIELDS = frozenset(
     {"statusCode", "messageId", "cost", "currency", "totalCount", "msgLength", "accepted", "rejected"}
 )
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """`hudhud ARGS` as a real process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from hudhud.worker.ledger import keys
 from hudhud.worker.ledger.changes import Change, ChangeConsumer, Round, dead_letters, follow, last
 from hudhud.worker.ledger.status import Status
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, run_cli
 
 OWN_PREFIXES = ("HUDHUD_", "TAQNYAT_", "TAIFA_", "FLOWER_")
 
@@ -354,14 +354,7 @@ def cli_env(redis_server: RedisServer) -> dict[str, str]:
 
 
 def hudhud(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(*args, env=env, cwd=cwd, timeout=120)
 
 
 def test_changes_prints_the_last_ones_and_those_since_an_id(

@@ -27,7 +27,7 @@ import requests
 
 from hudhud.config import Settings
 from hudhud.worker.runtime import make_ledger
-from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox, free_port
+from tests.helpers import SANDBOX_TAIFA_KEY, SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +44,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def hudhud(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hudhud.worker.ops.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(*args, env=env, cwd=cwd, timeout=timeout)
 
 
 def nothing_listens(port: int) -> bool:
