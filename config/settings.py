@@ -89,6 +89,21 @@ class Settings(BaseSettings):
     changes_claim_after: float = Field(60.0, gt=0, validation_alias=_env("HUDHUD_CHANGES_CLAIM_AFTER"))
     changes_max_deliveries: int = Field(5, ge=1, validation_alias=_env("HUDHUD_CHANGES_MAX_DELIVERIES"))
 
+    # --- the HTTP API, status callbacks, provider webhooks -------------------------------
+    api_keys: SecretStr | None = Field(None, validation_alias=_env("HUDHUD_API_KEYS"))
+    api_max_body: int = Field(32 * 1024 * 1024, ge=1024, validation_alias=_env("HUDHUD_API_MAX_BODY"))
+    callback_url: str | None = Field(None, validation_alias=_env("HUDHUD_CALLBACK_URL"))
+    callback_secret: SecretStr | None = Field(None, validation_alias=_env("HUDHUD_CALLBACK_SECRET"))
+    callback_hosts: str = Field("", validation_alias=_env("HUDHUD_CALLBACK_HOSTS"))
+    callback_timeout: float = Field(15.0, gt=0, validation_alias=_env("HUDHUD_CALLBACK_TIMEOUT"))
+    # Seconds between a failed callback and its next try, comma-separated (the last repeats
+    # no more: after it the delivery is given up and counted).
+    callback_schedule: str = Field(
+        "0,5,300,1800,7200,18000,36000,36000", validation_alias=_env("HUDHUD_CALLBACK_SCHEDULE")
+    )
+    taifa_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("TAIFA_WEBHOOK_SECRET"))
+    taqnyat_dlr_passphrase: SecretStr | None = Field(None, validation_alias=_env("TAQNYAT_DLR_PASSPHRASE"))
+
     # --- HTTP -----------------------------------------------------------------------
     http_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_HTTP_CONNECT_TIMEOUT"))
     http_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("HUDHUD_HTTP_READ_TIMEOUT"))

@@ -128,6 +128,10 @@ class Ledger(Indexes):
             fields["due"] = repr(float(msg.due))
         if msg.retry_of:
             fields["retry_of"] = msg.retry_of
+        if msg.reference:
+            fields["reference"] = msg.reference
+        if msg.callback_url:
+            fields["callback_url"] = msg.callback_url
         flat = [item for pair in fields.items() for item in pair]
         keys = [msg_key(msg.id), events_key(msg.id), idem_key(msg.key) if msg.key else "", target, CHANGES]
         score = msg.due if msg.due is not None else now

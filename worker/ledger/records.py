@@ -54,6 +54,8 @@ class NewMessage:
     due: float | None = None  # epoch seconds when scheduled
     retry_of: str | None = None
     status: Status = Status.QUEUED
+    reference: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)

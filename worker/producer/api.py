@@ -292,6 +292,8 @@ class Hudhud:
             key=request.key,
             due=request.due.timestamp() if request.due else None,
             retry_of=retry_of,
+            reference=request.reference,
+            callback_url=request.callback_url,
         )
 
     def _after_create(self, created: Created, request: messages.SendRequest, now: float) -> Receipt:

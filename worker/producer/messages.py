@@ -15,6 +15,7 @@ from typing import Any
 
 from hudhud.config.settings import Settings
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import targets
 from hudhud.worker.producer import validation as v
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Provider
@@ -23,7 +24,7 @@ CHANNELS = ("sms", "email", "voice")
 EMAIL_PROVIDERS = registry.Serving("email")
 MAX_AHEAD = timedelta(days=366)
 
-_COMMON = {"to", "at", "key"}
+_COMMON = {"to", "at", "key", "reference", "callback_url"}
 SMS_FIELDS = _COMMON | {"body", "sender"}
 VOICE_FIELDS = _COMMON | {"audio_url", "caller_id"}
 EMAIL_FIELDS = _COMMON | {
@@ -54,6 +55,8 @@ class SendRequest:
     payload: dict[str, Any]
     due: datetime | None = None
     key: str | None = None
+    reference: str | None = None  # the producer's own id, echoed in status and callbacks
+    callback_url: str | None = None  # where this message's status callbacks go
 
     @property
     def request_hash(self) -> str:
@@ -64,6 +67,8 @@ class SendRequest:
                 "provider": self.provider,
                 "payload": self.payload,
                 "due": self.due.isoformat() if self.due else None,
+                **({"reference": self.reference} if self.reference else {}),
+                **({"callback_url": self.callback_url} if self.callback_url else {}),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -129,10 +134,35 @@ def _sender(provider: type[Provider], channel: str, given: Any, settings: Settin
     return _default(given, configured, field, variable)
 
 
+def _reference(fields: Mapping[str, Any]) -> str | None:
+    if not _given(fields.get("reference")):
+        return None
+    return v.text(fields["reference"], "reference", max_len=200, single_line=True)
+
+
+def _callback_url(fields: Mapping[str, Any], settings: Settings) -> str | None:
+    if not _given(fields.get("callback_url")):
+        return None
+    return targets.callback_url(fields["callback_url"], "callback_url", settings)
+
+
 def _request(
-    channel: str, provider: type[Provider], payload: dict[str, Any], fields: Mapping[str, Any], now: datetime
+    channel: str,
+    provider: type[Provider],
+    payload: dict[str, Any],
+    fields: Mapping[str, Any],
+    now: datetime,
+    settings: Settings,
 ) -> SendRequest:
-    return SendRequest(channel, provider.name, payload, _due(fields, now), _key(fields))
+    return SendRequest(
+        channel,
+        provider.name,
+        payload,
+        _due(fields, now),
+        _key(fields),
+        reference=_reference(fields),
+        callback_url=_callback_url(fields, settings),
+    )
 
 
 def _phones(
@@ -151,7 +181,7 @@ def sms(fields: Mapping[str, Any], settings: Settings, now: datetime | None = No
     body = v.text(_present(fields, "body"), "body", max_len=v.MAX_SMS_BODY)
     sender = v.sender_name(_sender(provider, "sms", fields.get("sender"), settings, "sender"), "sender")
     payload = {"to": recipients, "body": body, "sender": sender}
-    return _request("sms", provider, payload, fields, now or datetime.now(UTC))
+    return _request("sms", provider, payload, fields, now or datetime.now(UTC), settings)
 
 
 def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = None) -> SendRequest:
@@ -159,7 +189,7 @@ def voice(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
     audio = v.url(_present(fields, "audio_url"), "audio_url")
     caller = v.msisdn(_sender(provider, "voice", fields.get("caller_id"), settings, "caller_id"), "caller_id")
     payload = {"to": recipients, "audio_url": audio, "caller_id": caller}
-    return _request("voice", provider, payload, fields, now or datetime.now(UTC))
+    return _request("voice", provider, payload, fields, now or datetime.now(UTC), settings)
 
 
 def _header_pairs(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -234,7 +264,7 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
             raise InvalidInput(field, f"is not supported by the {provider.name} email provider")
         payload[field] = value
     _within_one_send({"to": to, "cc": cc, "bcc": bcc}, *provider.batch_limit(settings))
-    return _request("email", provider, payload, fields, current)
+    return _request("email", provider, payload, fields, current, settings)
 
 
 BUILDERS = {"sms": sms, "email": email, "voice": voice}

@@ -62,6 +62,7 @@ def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "in_doubt": record.get("in_doubt") == "1",
         "retry_of": record.get("retry_of") or None,
         "key": record.get("key") or None,
+        "reference": record.get("reference") or None,
     }
     for name in ("accepted", "rejected"):
         if record.get(name):

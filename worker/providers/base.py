@@ -50,6 +50,25 @@ class Probe:
     balance: Decimal | None = None
 
 
+@dataclass(frozen=True)
+class Inbound:
+    """A webhook call a provider made to `/webhooks/<name>`: headers (names lower-cased), the
+    query string's values, and the raw body (a signature covers the bytes as sent)."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InboundAnswer:
+    """What `/webhooks/<name>` answers, once what the call reported is recorded: an HTTP
+    status and a JSON body (a dict) or a plain-text body (a str)."""
+
+    status: int
+    body: dict[str, Any] | str = field(default_factory=dict)
+
+
 @dataclass
 class CheckReport:
     """One provider's part of `hudhud check`: facts, and what stops or threatens delivery."""
@@ -79,6 +98,8 @@ class Provider:
     # `hudhud retry` can ask the provider to send a bounced or failed message again, by the
     # payload `retry_payload` gives
     retries_by_id: ClassVar[bool] = False
+    # the provider calls `/webhooks/<name>` with its reports (`receive` reads them)
+    takes_webhooks: ClassVar[bool] = False
 
     # -- what the producer side reads (no client, no secret) ----------------------------
 
@@ -181,6 +202,14 @@ class Provider:
         """Beat's tracking run: record what the provider reported since the last run (final
         statuses, events); the number of messages finished."""
         return 0
+
+    @classmethod
+    def receive(cls, inbound: Inbound, tracker: Tracker, settings: Settings, now: float) -> InboundAnswer:
+        """A webhook call to `/webhooks/<name>` (where `takes_webhooks`): check that it comes
+        from the provider, record what it reports through `tracker` (the same writes as
+        `follow_up`'s), then answer. Raising leaves the call unanswered with a 2xx, so the
+        provider sends it again."""
+        return InboundAnswer(404, {"error": {"field": "provider", "message": "takes no webhooks"}})
 
     def close(self) -> None:
         """Release the client's connections."""

@@ -1,10 +1,10 @@
 """The `hudhud` command line (see CONTRACT.md: send, status, changes, cancel, retry, resolve,
-check, worker, beat, flower, sandbox, dev). Every command that answers takes `--json`.
+check, worker, beat, flower, sandbox, api, dev). Every command that answers takes `--json`.
 
 - `sending`: send sms|email|voice, cancel, retry;
 - `reading`: status, changes;
 - `operating`: check, resolve;
-- `running`: worker, beat, flower, sandbox, dev;
+- `running`: worker, beat, flower, sandbox, api, dev;
 - `output` and `failures`: the answer, the one-line failure and the exit codes they share.
 """
 
@@ -51,6 +51,7 @@ for _command in (
     running.beat,
     running.flower,
     running.sandbox,
+    running.api,
     running.dev,
 ):
     main.add_command(_command)

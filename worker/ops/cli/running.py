@@ -42,6 +42,16 @@ def flower(args: tuple[str, ...]) -> None:
 
 
 @click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8030, show_default=True)
+def api(host: str, port: int) -> None:
+    """The HTTP API for producers in any language, and the provider webhooks."""
+    from hudhud.worker.web.server import run
+
+    run(host=host, port=port)
+
+
+@click.command()
 @click.option("--port", type=int, default=8025, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--latency-ms", type=float)

@@ -1,0 +1,98 @@
+"""Where a status callback may go.
+
+A send's own `callback_url` must name a host of `HUDHUD_CALLBACK_HOSTS` (none listed: no
+per-message URL is taken). An entry is a host (`hooks.example.com`) or every host under a
+domain (`*.example.com`). A host may resolve to a loopback, private or link-local address
+only when it is listed by its own name: a name matched by a wildcard, or any name the list
+does not hold, must resolve to public addresses, so that a message cannot aim hudhud's
+callbacks at the machine it runs on or at the network behind it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from hudhud.config.settings import Settings
+from hudhud.worker.errors import InvalidInput
+from hudhud.worker.producer import validation as v
+
+
+@dataclass(frozen=True)
+class Hosts:
+    exact: frozenset[str]
+    domains: tuple[str, ...]  # ".example.com" for "*.example.com"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Hosts:
+        exact: set[str] = set()
+        domains: list[str] = []
+        for entry in settings.callback_hosts.split(","):
+            name = entry.strip().lower().rstrip(".")
+            if name.startswith("*."):
+                domains.append(name[1:])
+            elif name:
+                exact.add(name)
+        return cls(frozenset(exact), tuple(domains))
+
+    def allows(self, host: str) -> bool:
+        name = host.lower().rstrip(".")
+        return name in self.exact or any(name.endswith(d) and len(name) > len(d) for d in self.domains)
+
+    def trusts_inside(self, host: str) -> bool:
+        """Whether `host` may resolve to a loopback, private or link-local address."""
+        return host.lower().rstrip(".") in self.exact
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def callback_url(value: object, field: str, settings: Settings) -> str:
+    """A send's own callback URL, checked against `HUDHUD_CALLBACK_HOSTS` (not resolved here:
+    the address is checked when each callback is made, since a name can change its address)."""
+    url = v.url(value, field)
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise InvalidInput(field, "must not carry a user name or password")
+    hosts = Hosts.of(settings)
+    if not hosts.exact and not hosts.domains:
+        raise InvalidInput(field, "is not accepted: HUDHUD_CALLBACK_HOSTS lists no host")
+    if not hosts.allows(host_of(url)):
+        raise InvalidInput(field, "names a host that HUDHUD_CALLBACK_HOSTS does not list")
+    return url
+
+
+def inside(address: str) -> bool:
+    """Whether an IP address is loopback, private, link-local or otherwise not public."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def addresses(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal: itself)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def reachable_safely(url: str, settings: Settings, *, listed_only: bool) -> str | None:
+    """Why a callback must not go to `url` now (None: it may). `listed_only`: a send's own URL,
+    whose host must still be listed; the operator's `HUDHUD_CALLBACK_URL` is trusted."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    hosts = Hosts.of(settings)
+    if listed_only and not hosts.allows(host):
+        return "its host is no longer listed in HUDHUD_CALLBACK_HOSTS"
+    if not listed_only or hosts.trusts_inside(host):
+        return None
+    try:
+        found = addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError:
+        return "its host does not resolve"
+    if any(inside(a) for a in found):
+        return "its host resolves to a loopback, private or link-local address"
+    return None
