@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install redis compose dev test lint bench chaos clean
+.PHONY: install redis compose clients dev test lint bench chaos clean
 
 $(BIN)/hudhud: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,23 @@ compose:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
+# Node and PHP run the README's HTTP API examples in those languages (tests/test_readme.py).
+clients:
+	@command -v node >/dev/null 2>&1 && php -r 'exit(function_exists("curl_init") ? 0 : 1);' 2>/dev/null || { \
+	  echo "installing nodejs, php-cli and php-curl from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs php-cli php-curl >/dev/null; }
+
 dev: install redis
 	$(BIN)/hudhud dev
 
 lint: install
-	$(BIN)/ruff check hudhud/__init__.py hudhud/__main__.py config tasks worker tests
-	$(BIN)/ruff format --check hudhud/__init__.py hudhud/__main__.py config tasks worker
+	$(BIN)/ruff check hudhud/__init__.py hudhud/__main__.py hudhud/integrations config tasks worker tests
+	$(BIN)/ruff format --check hudhud/__init__.py hudhud/__main__.py hudhud/integrations config tasks worker
 	$(BIN)/mypy
 
 # The suite in two runs: most tests three at a time, then the timed proofs alone.
-test: install redis compose lint
+test: install redis compose clients lint
 	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q -n 3 -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 

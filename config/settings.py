@@ -91,13 +91,14 @@ class Settings(BaseSettings):
 
     # --- the HTTP API, status callbacks, provider webhooks -------------------------------
     api_keys: SecretStr | None = Field(None, validation_alias=_env("HUDHUD_API_KEYS"))
-    api_max_body: int = Field(32 * 1024 * 1024, ge=1024, validation_alias=_env("HUDHUD_API_MAX_BODY"))
+    # 24 MiB of attachments is 32 MiB of base64 inside the JSON: room for that and the rest
+    api_max_body: int = Field(34 * 1024 * 1024, ge=1024, validation_alias=_env("HUDHUD_API_MAX_BODY"))
     callback_url: str | None = Field(None, validation_alias=_env("HUDHUD_CALLBACK_URL"))
     callback_secret: SecretStr | None = Field(None, validation_alias=_env("HUDHUD_CALLBACK_SECRET"))
     callback_hosts: str = Field("", validation_alias=_env("HUDHUD_CALLBACK_HOSTS"))
     callback_timeout: float = Field(15.0, gt=0, validation_alias=_env("HUDHUD_CALLBACK_TIMEOUT"))
-    # Seconds between a failed callback and its next try, comma-separated (the last repeats
-    # no more: after it the delivery is given up and counted).
+    # Seconds before each try of a callback, comma-separated: the first counted from the
+    # change, each other one from the failed try before it; after the last, it is given up.
     callback_schedule: str = Field(
         "0,5,300,1800,7200,18000,36000,36000", validation_alias=_env("HUDHUD_CALLBACK_SCHEDULE")
     )

@@ -107,6 +107,12 @@ class Stack:
     def start_beat(self) -> subprocess.Popen[bytes]:
         return self._spawn("beat", ["beat", "-l", "INFO"])
 
+    def start_callbacks(self, name: str = "callbacks") -> subprocess.Popen[bytes]:
+        """`hudhud callbacks run`, once it reads the change stream."""
+        proc = self._spawn(name, ["callbacks", "run"])
+        self.wait_log(name, "ready", timeout=60)
+        return proc
+
     def start_flower(self, basic_auth: str = "ops:flower-pass") -> int:
         port = free_port()
         self.env["FLOWER_BASIC_AUTH"] = basic_auth
@@ -114,6 +120,18 @@ class Stack:
         del self.env["FLOWER_BASIC_AUTH"]
         wait_for_port(port, 60, proc)
         return port
+
+    def start_api(self, name: str = "api", extra_env: dict[str, str] | None = None) -> str:
+        """`hudhud api` on a free port; its base URL once it answers /healthz."""
+        port = free_port()
+        saved = dict(self.env)
+        self.env.update(extra_env or {})
+        try:
+            proc = self._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port)])
+        finally:
+            self.env = saved
+        wait_for_port(port, 60, proc)
+        return f"http://127.0.0.1:{port}"
 
     def wait_log(self, name: str, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -273,7 +273,7 @@ def test_check_reports_a_paused_provider_and_an_unknown_sender(
 
 # --- hudhud dev ---------------------------------------------------------------------
 
-ROLES = {"redis", "sandbox", "worker", "beat", "flower"}
+ROLES = {"redis", "sandbox", "worker", "beat", "flower", "api", "callbacks"}
 
 
 def role(proc: psutil.Process) -> str:
@@ -307,14 +307,15 @@ class DevRun:
         self.folder.mkdir(exist_ok=True)
         self.log = tmp_path / "dev.log"
         ports = set()
-        while len(ports) < 3:
+        while len(ports) < 4:
             ports.add(free_port())
-        self.redis_port, self.sandbox_port, self.flower_port = sorted(ports)
+        self.redis_port, self.sandbox_port, self.flower_port, self.api_port = sorted(ports)
         self.sandbox_port = sandbox_port or self.sandbox_port
         self.env = clean_env(**env)
         self.seen: dict[int, psutil.Process] = {}
         argv = [python, "-m", "hudhud.worker.ops.cli", "dev", "--redis-port", str(self.redis_port)]
         argv += ["--sandbox-port", str(self.sandbox_port), "--flower-port", str(self.flower_port)]
+        argv += ["--api-port", str(self.api_port)]
         argv += ["--concurrency", str(concurrency)] if concurrency is not None else []
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
@@ -431,11 +432,12 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(dev_runs: list[DevRun], tmp_pat
     output = dev.wait_output("hudhud dev is running")
     assert "HUDHUD_REDIS_URL" not in dev.env
 
-    listens = dict(re.findall(r"^  (redis|sandbox|flower)\s+(\S+)", output, re.MULTILINE))
+    listens = dict(re.findall(r"^  (redis|sandbox|flower|api)\s+(\S+)", output, re.MULTILINE))
     assert listens == {
         "redis": f"redis://127.0.0.1:{dev.redis_port}/0",
         "sandbox": f"http://127.0.0.1:{dev.sandbox_port}",
         "flower": f"http://127.0.0.1:{dev.flower_port}",
+        "api": f"http://127.0.0.1:{dev.api_port}",
     }
     env_file = dev.folder / ".hudhud" / "dev.env"
     written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
@@ -471,8 +473,16 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(dev_runs: list[DevRun], tmp_pat
     assert voice["channel"] == "voice" and voice["provider_message_id"]
     email = poll_status(email_id, {"delivered"}, terminal, dev.folder)
     assert email["provider"] == "taifa" and "delivered" in [e["type"] for e in email["events"]]
+    # the banner's curl example, as printed, sends over HTTP with dev's own key
+    curl = re.search(r"^  (curl .*?)\n(?!   )", output, re.MULTILINE | re.DOTALL)
+    assert curl is not None, output
+    key = written["HUDHUD_API_KEYS"].partition(":")[2]
+    assert key and key in curl.group(1)
+    over_http = subprocess.run(["bash", "-c", curl.group(1)], capture_output=True, text=True, timeout=60)
+    http_id = json.loads(over_http.stdout)["id"]
+    assert poll_status(http_id, {"sent", "delivered"}, terminal, dev.folder)["channel"] == "sms"
     sends = requests.get(f"{listens['sandbox']}/_sandbox/sends", timeout=30).json()["sends"]
-    assert [s["body"] for s in sends if s["channel"] == "sms"] == [sms_body]
+    assert [s["body"] for s in sends if s["channel"] == "sms"] == [sms_body, "hello over HTTP"]
 
     check = hudhud("check", "--json", env=terminal, cwd=dev.folder)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -489,7 +499,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(dev_runs: list[DevRun], tmp_pat
     assert dev.survivors() == [], [c.pid for c in dev.survivors(0)]
     assert not any(child.is_running() for child in children)
     assert dev.strays() == []
-    for port in (dev.redis_port, dev.sandbox_port, dev.flower_port):
+    for port in (dev.redis_port, dev.sandbox_port, dev.flower_port, dev.api_port):
         assert nothing_listens(port), port
     assert not env_file.exists()
     output = dev.output()

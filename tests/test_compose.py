@@ -34,8 +34,8 @@ from tests.helpers import RedisServer, free_port, wait_for_port
 from tests.stack import Stack, idle_stack
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE_SERVICES = ("worker", "beat", "flower", "sandbox")
-PUBLISHED = {"flower": "FLOWER_PUBLISH", "sandbox": "SANDBOX_PUBLISH"}
+IMAGE_SERVICES = ("worker", "beat", "api", "callbacks", "flower", "sandbox")
+PUBLISHED = {"flower": "FLOWER_PUBLISH", "sandbox": "SANDBOX_PUBLISH", "api": "API_PUBLISH"}
 ENV_ONLY = {"HUDHUD_CONCURRENCY", "HUDHUD_BEAT_SCHEDULE"}  # read from the environment, not Settings
 OWN_PREFIXES = ("HUDHUD_", "TAQNYAT_", "TAIFA_", "FLOWER_", "SANDBOX_", "COMPOSE_")
 
@@ -316,3 +316,22 @@ def test_beat_health_check_watches_its_schedule_file(
         os.utime(file, (stale, stale))
     assert _sh(command, env).returncode != 0, "a schedule untouched for 6 minutes: beat is stuck"
     assert Scheduler.sync_every <= 180, "beat writes its schedule at least this often"
+
+
+def test_api_health_check_asks_for_readiness(compose: dict[str, Any], tmp_path: Path) -> None:
+    api = compose["services"]["api"]
+    assert api["command"][:1] == ["api"] and api["command"][-1] == "8030"
+    with idle_stack(tmp_path) as stack:
+        port = stack.start_api().rsplit(":", 1)[1]
+        command = _health_command(api).replace("8030", port)
+        assert "/readyz" in command
+        healthy = _sh(command, stack.env)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        stack.redis_server.stop()
+        assert _sh(command, stack.env).returncode != 0, "Redis gone: the API is not ready"
+
+
+def test_the_callback_dispatcher_runs_beside_the_workers(compose: dict[str, Any]) -> None:
+    callbacks = compose["services"]["callbacks"]
+    assert callbacks["command"] == ["callbacks", "run"]
+    assert "ports" not in callbacks and "profiles" not in callbacks

@@ -79,7 +79,12 @@ def test_the_wheel_puts_nothing_but_hudhud_at_the_top(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.startswith("hudhud-")}
     assert tops == {"hudhud"}
-    shipped = ("hudhud/config/settings.py", "hudhud/tasks/delivery.py", "hudhud/worker/producer/api.py")
+    shipped = (
+        "hudhud/config/settings.py",
+        "hudhud/tasks/delivery.py",
+        "hudhud/worker/producer/api.py",
+        "hudhud/integrations/django.py",
+    )
     for module in (*shipped, "hudhud/worker/ledger/lua/claim.lua", "hudhud/worker/ledger/lua/take.lua"):
         assert module in names
 

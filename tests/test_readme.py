@@ -38,7 +38,9 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-RUNNABLE = ("sh", "python")
+README_API_KEY = "hh_readme_key"  # the HTTP API's examples get it as $KEY, and its base URL as $API
+RUNNABLE = ("sh", "python", "js", "php")
+INTERPRETERS = {"js": ["node", "--input-type=module"], "php": ["php"]}  # the code on stdin
 OUTPUTS = ("", "json")  # plain blocks (synopses, diagrams, printed output) and JSON answers
 STATIC = re.compile(r"^<!-- readme-test: static: (?P<why>.+) -->$")
 OWN_PREFIXES = ("HUDHUD_", "TAQNYAT_", "TAIFA_", "FLOWER_")
@@ -94,7 +96,7 @@ def test_every_code_block_runs_or_says_why_not() -> None:
     assert len([b for b in runnable if b.static is None]) >= 15
     for block in BLOCKS:
         if block.lang not in RUNNABLE:
-            assert block.static is None, f"README.md:{block.line}: only sh and python blocks run"
+            assert block.static is None, f"README.md:{block.line}: only {RUNNABLE} blocks run"
         elif block.lang == "python":
             compile(block.code, f"README.md:{block.line}", "exec")
     marked = {b.line for b in BLOCKS if b.static}
@@ -118,6 +120,19 @@ def _check_static_command(words: list[str], block: Block) -> None:
         assert (ROOT / words[1]).is_file(), where
     elif words[:2] == ["docker", "compose"]:
         _check_compose_command(words[2:], where)
+    elif words[0] == "export":
+        pass
+    elif words[0] == "hudhud":
+        command = main.get_command(click.Context(main), words[1])
+        assert command is not None, where
+        shown = subprocess.run(
+            [sys.executable, "-m", "hudhud.worker.ops.cli", *words[1:2], "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        for flag in (w for w in words[2:] if w.startswith("--")):
+            assert flag.split("=")[0] in shown, where
     elif words[:2] == ["python", "-m"]:
         assert importlib.util.find_spec(words[2]) is not None, where
         shown = subprocess.run(
@@ -193,6 +208,7 @@ class Run:
 
     stack: Stack
     clone: Path
+    api: str = ""
     shell: dict[int, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     python: dict[str, Any] = field(default_factory=dict)
 
@@ -220,6 +236,7 @@ def _lay_out_clone(clone: Path, stack: Stack) -> None:
 
 def _run_shell(block: Block, run: Run) -> None:
     env = clean_env(S=run.stack.sandbox.url, T=SANDBOX_TAQNYAT_TOKEN, K=SANDBOX_TAIFA_KEY)
+    env.update(API=run.api, KEY=README_API_KEY)
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", block.code],
         cwd=run.clone,
@@ -230,6 +247,22 @@ def _run_shell(block: Block, run: Run) -> None:
     )
     assert result.returncode == 0, f"README.md:{block.line} exited {result.returncode}:\n{result.stderr}"
     assert "Traceback" not in result.stderr, result.stderr
+    run.shell[block.line] = result
+
+
+def _run_client(block: Block, run: Run) -> None:
+    """A Node or PHP example, as its reader runs it: against the API, with API and KEY set."""
+    env = clean_env(API=run.api, KEY=README_API_KEY)
+    result = subprocess.run(
+        INTERPRETERS[block.lang],
+        input=block.code,
+        cwd=run.clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"README.md:{block.line} exited {result.returncode}:\n{result.stderr}"
     run.shell[block.line] = result
 
 
@@ -259,12 +292,13 @@ def _settle(stack: Stack) -> None:
 def readme_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("readme")
     with running_stack(workdir / "stack") as stack:
-        run = Run(stack, workdir / "clone")
+        api = stack.start_api(extra_env={"HUDHUD_API_KEYS": f"readme:{README_API_KEY}"})
+        run = Run(stack, workdir / "clone", api)
         _lay_out_clone(run.clone, stack)
         runnable = [b for b in BLOCKS if b.lang in RUNNABLE and b.static is None]
         before = [b for b in runnable if b.section != SANDBOX_SECTION]
-        for block in (b for b in before if b.lang == "sh"):
-            _run_shell(block, run)
+        for block in (b for b in before if b.lang in ("sh", "js", "php")):
+            (_run_shell if block.lang == "sh" else _run_client)(block, run)
         _run_python([b for b in before if b.lang == "python"], run, run.clone)
         _settle(stack)
         for block in (b for b in runnable if b.section == SANDBOX_SECTION):
@@ -304,6 +338,29 @@ def test_python_examples_do_what_their_comments_say(readme_run: Run) -> None:
     assert ledger.status_of([f"{names['campaign']}.{n}" for n in range(3)]) == ["cancelled"] * 3
     assert ledger.status_of([names["message_id"]])[0] in ("sent", "cancelled")
     assert ledger.status_of([names["email_id"]])[0] in ("sent", "delivered")
+
+
+def test_http_examples_send_over_the_api(readme_run: Run) -> None:
+    ledger = readme_run.stack.ledger
+    printed = readme_run.output("Sending", "Idempotency-Key: otp-81-1")
+    answers, decoder, at = [], json.JSONDecoder(), printed.find("{")
+    while at != -1:
+        answer, end = decoder.raw_decode(printed, at)
+        answers.append(answer)
+        at = printed.find("{", end)
+    first, record, email = answers
+    assert record["id"] == first["id"] and record["channel"] == "sms", "the replay gave the first id"
+    assert email["status"] == "queued"
+    ids = [
+        line.split()[0]
+        for b in BLOCKS
+        if b.lang in ("js", "php") and b.static is None
+        for line in readme_run.shell[b.line].stdout.splitlines()
+    ]
+    assert len(ids) == 2, ids
+    wait_until(
+        lambda: all(s in ("sent", "delivered") for s in ledger.status_of([first["id"], email["id"], *ids]))
+    )
 
 
 def test_sandbox_examples_answer_as_documented(readme_run: Run) -> None:

@@ -21,7 +21,7 @@ import redis
 from hudhud.config import Settings
 from hudhud.worker.broker.enqueue import Placement, placement
 from hudhud.worker.errors import ConfigurationError, InvalidInput
-from hudhud.worker.ledger import Claim, ClaimOutcome, Ledger, Status, event, iso, op_token
+from hudhud.worker.ledger import Claim, ClaimOutcome, Ledger, Status, event, iso, op_token, reports
 from hudhud.worker.ledger.patience import patiently
 from hudhud.worker.ledger.status import PENDING, WAITING, DeliveryOutcome
 from hudhud.worker.producer import campaign
@@ -228,6 +228,18 @@ class Delivery:
                     followed,
                     provider=claim.provider,
                     now=now,
+                    keep_seconds=int(self.settings.tracking_days * 86400),
+                ),
+            )
+        elif recorded and result.provider_message_id and self.clients(claim.provider).takes_webhooks:
+            # its reports, pushed to /webhooks/<provider>, find the message by the provider's id
+            self.patiently(
+                f"the provider id of {message_id}",
+                lambda: reports.remember(
+                    self.ledger,
+                    claim.provider,
+                    message_id,
+                    result.provider_message_id,
                     keep_seconds=int(self.settings.tracking_days * 86400),
                 ),
             )

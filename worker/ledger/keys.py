@@ -22,10 +22,18 @@ Indexes and shared state:
 - `{provider}:id:{provider id}` string: the message (and recipient) a provider's id belongs
   to, for a provider that reports delivery later
 - `{provider}:updates-since` string: the cursor of a provider's feed of status changes
+- `{provider}:delivery:{digest}` string: a webhook delivery id that provider's calls carried
+  (its digest), kept a week: a delivery sent again changes nothing
 - `lock:{name}` string: a beat job's lock (`lock:{provider}-events`: the tracking run)
 - `data-key` string: the key of recipient fingerprints (never expires)
 - `unreadable` list: queue items that were not broker messages, set aside
 - `broker:idle`, `broker:write-probe`, `check:write-probe`: the transport's and check's own
+- `reply:{key}` string: the HTTP API's answer to an `Idempotency-Key` (`{key}` its fingerprint):
+  `p|…` while the first request is recorded, then `d|…` with the answer to replay
+- `cb:d:{entry}` hash: the status callback of one change; `cb:q:{id}` list: a message's
+  callbacks in order; `cb:due` zset: the callback due next of each message, by due time;
+  `cb:stats` hash: callback counters; `cb:disabled` hash: endpoints that answered 410;
+  `cb:given-up` list: the last callbacks given up; `cb:dispatchers` zset: dispatchers seen
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ UNREADABLE = PREFIX + "unreadable"
 BROKER_IDLE = PREFIX + "broker:idle"
 BROKER_WRITE_PROBE = PREFIX + "broker:write-probe"
 CHECK_WRITE_PROBE = PREFIX + "check:write-probe"
+CALLBACKS_DUE = PREFIX + "cb:due"
+CALLBACKS_STATS = PREFIX + "cb:stats"
+CALLBACKS_DISABLED = PREFIX + "cb:disabled"
+CALLBACKS_GIVEN_UP = PREFIX + "cb:given-up"
+CALLBACKS_DISPATCHERS = PREFIX + "cb:dispatchers"
 
 
 def msg_key(message_id: str) -> str:
@@ -100,8 +113,24 @@ def feed_cursor_key(provider: str) -> str:
     return f"{PREFIX}{provider}:updates-since"
 
 
+def delivery_key(provider: str, digest: str) -> str:
+    return f"{PREFIX}{provider}:delivery:{digest}"
+
+
 def follow_lock_key(provider: str) -> str:
     return lock_key(f"{provider}-events")
+
+
+def callback_key(entry: str) -> str:
+    return f"{PREFIX}cb:d:{entry}"
+
+
+def callback_queue_key(message_id: str) -> str:
+    return f"{PREFIX}cb:q:{message_id}"
+
+
+def reply_key(fingerprint: str) -> str:
+    return f"{PREFIX}reply:{fingerprint}"
 
 
 def unkeyed(key: str) -> str:

@@ -30,6 +30,13 @@ LEDGER = (
     "slow_down",
     "flag",
     "finish_recipient",
+    "callback_queue",
+    "callback_take",
+    "callback_retry",
+    "callback_done",
+    "inbound_event",
+    "reply_claim",
+    "reply_settle",
 )
 _USES = re.compile(r"^-- uses: (.+)$", re.MULTILINE)
 

@@ -145,6 +145,24 @@ def _ledger_findings(
         )
 
 
+def _callbacks(settings: Settings, ledger: Ledger, problems: list[str], warnings: list[str]) -> Facts:
+    """Callbacks pending and given up; an endpoint disabled by a 410 is a problem, callbacks
+    pending with no dispatcher running a warning."""
+    from hudhud.worker.ledger.callbacks import CallbackStore
+    from hudhud.worker.web.callbacks.report import summary
+
+    report = summary(CallbackStore(ledger), settings)
+    for endpoint in report["disabled_endpoints"]:
+        problems.append(
+            f"callbacks: {endpoint['endpoint']} answered 410 Gone and is disabled "
+            "(hudhud callbacks enable URL)"
+        )
+    if report["pending"] and not report["dispatchers"]:
+        warnings.append(f"callbacks: {report['pending']} pending and no `hudhud callbacks run` is running")
+    keep = ("endpoint", "dispatchers", "pending", "given_up", "dropped", "refused", "disabled_endpoints")
+    return {name: report[name] for name in keep}
+
+
 def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     """The report of `hudhud check`. Raises ConfigurationError when the settings cannot be read."""
     cfg = settings or get_settings()
@@ -162,6 +180,7 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     ledger_state: dict[str, Any] = {}
     server: Facts = {}
     queues: Facts = {}
+    callbacks: Facts = {}
     if redis_state == "reachable":
         ledger_state = ledger.counts(registry.names())
         _ledger_findings(ledger, ledger_state, problems, warnings)
@@ -173,6 +192,7 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
         try:
             server = _redis_server(cfg, ledger, problems, warnings)
             queues = _queues(cfg, ledger, problems)
+            callbacks = _callbacks(cfg, ledger, problems, warnings)
         except redis.RedisError as exc:
             problems.append(f"redis: the server could not be inspected ({type(exc).__name__})")
     return {
@@ -182,6 +202,7 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
         "redis_server": server,
         "queues": queues,
         "ledger": ledger_state,
+        "callbacks": callbacks,
         "problems": problems,
         "warnings": warnings,
     }

@@ -1,7 +1,10 @@
-"""`hudhud dev`: a private Redis, the sandbox, a worker, beat and Flower on one machine.
+"""`hudhud dev`: a private Redis, the sandbox, a worker, beat, Flower, the HTTP API and the
+callback dispatcher on one machine.
 
 Without HUDHUD_REDIS_URL it starts `redis-server` (AOF on) with its data in `--data-dir`.
-The sandbox and the worker share one environment, so their tokens match. While it runs,
+The sandbox and the worker share one environment, so their tokens match. Without
+HUDHUD_API_KEYS it makes a key of its own for the API (`dev:<random>`) and prints it; without
+HUDHUD_CALLBACK_SECRET, a secret of its own for the callbacks it signs. While it runs,
 `<data-dir>/dev.env` holds the settings other commands need (the default data dir `.hudhud`
 makes commands run from the same folder read it by themselves). Ctrl-C (or SIGTERM, SIGHUP)
 stops all and exits 0; a second one while stopping kills what is left.
@@ -12,8 +15,10 @@ and Ctrl-C, which ends `tee` too): nothing it prints may keep it from stopping t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -21,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -33,6 +39,7 @@ DEV_DEFAULTS = {
     "TAIFA_FROM": "noreply@example.com",
     "TAQNYAT_EMAIL_FROM": "noreply@example.com",
 }
+DEV_KEY_NAME = "dev"
 ENV_FILE_DIR = Path(".hudhud")  # the folder Settings reads `dev.env` from, relative to the cwd
 
 
@@ -67,6 +74,14 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+@dataclass
+class DevPorts:
+    redis: int
+    sandbox: int
+    flower: int
+    api: int
 
 
 def _free_port() -> int:
@@ -179,7 +194,7 @@ def _start_redis(stack: Stack, data_dir: Path, port: int, env: dict[str, str]) -
     return f"redis://127.0.0.1:{port}/0"
 
 
-def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> int:
+def run_dev(data_dir: Path, *, ports: DevPorts, concurrency: int) -> int:
     """Start everything, wait for SIGINT (Ctrl-C), SIGTERM or SIGHUP, stop everything.
 
     0 after a stop signal; 1 when a part exits by itself (the others are stopped too).
@@ -187,27 +202,22 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
     env = dict(os.environ)
     for name, value in DEV_DEFAULTS.items():
         env.setdefault(name, value)
+    own_key = None
+    if not env.get("HUDHUD_API_KEYS"):
+        own_key = f"hh_dev_{secrets.token_urlsafe(18)}"
+        env["HUDHUD_API_KEYS"] = f"{DEV_KEY_NAME}:{own_key}"
+    if not env.get("HUDHUD_CALLBACK_SECRET"):
+        env["HUDHUD_CALLBACK_SECRET"] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     stack = Stack()
     env_file: Path | None = None
     previous = {signum: signal.signal(signum, stack.on_signal) for signum in Stack.STOP_SIGNALS}
     code = 0
     try:
         if "HUDHUD_REDIS_URL" not in env:
-            env["HUDHUD_REDIS_URL"] = _start_redis(stack, data_dir, redis_port, env)
-        sandbox_port = pick_port(sandbox_port, "the sandbox")
-        env["TAQNYAT_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}"
-        env["TAIFA_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/v1"
-        sandbox = stack.start("sandbox", _hudhud("sandbox", "--port", str(sandbox_port)), env)
-        stack.wait_port(sandbox_port, sandbox, "the sandbox")
-        env["HUDHUD_CONCURRENCY"] = str(concurrency)
-        stack.start("worker", _hudhud("worker", "-c", str(concurrency), "-n", "dev@%h"), env)
-        env["HUDHUD_BEAT_SCHEDULE"] = str((data_dir / "beat-schedule").resolve())
-        stack.start("beat", _hudhud("beat"), env)
-        flower_port = pick_port(flower_port, "Flower")
-        flower = stack.start("flower", _hudhud("flower", f"--port={flower_port}", "--address=127.0.0.1"), env)
-        stack.wait_port(flower_port, flower, "Flower")
-        env_file = _write_env_file(env, data_dir)
-        say(banner(env, sandbox_port, flower_port, env_file, concurrency))
+            env["HUDHUD_REDIS_URL"] = _start_redis(stack, data_dir, ports.redis, env)
+        _start_parts(stack, env, ports, data_dir, concurrency)
+        env_file = _write_env_file(env, data_dir, own_key)
+        say(banner(env, ports, env_file, concurrency, own_key))
         code = _watch(stack)
     except _Stopped:
         pass
@@ -222,6 +232,29 @@ def run_dev(data_dir: Path, *, redis_port: int, sandbox_port: int, flower_port: 
     return code
 
 
+def _start_parts(
+    stack: Stack, env: dict[str, str], ports: DevPorts, data_dir: Path, concurrency: int
+) -> None:
+    """The sandbox, worker, beat, Flower, the API and the callback dispatcher; `ports` ends
+    up holding the ports they listen on."""
+    ports.sandbox = pick_port(ports.sandbox, "the sandbox")
+    env["TAQNYAT_BASE_URL"] = f"http://127.0.0.1:{ports.sandbox}"
+    env["TAIFA_BASE_URL"] = f"http://127.0.0.1:{ports.sandbox}/v1"
+    sandbox = stack.start("sandbox", _hudhud("sandbox", "--port", str(ports.sandbox)), env)
+    stack.wait_port(ports.sandbox, sandbox, "the sandbox")
+    env["HUDHUD_CONCURRENCY"] = str(concurrency)
+    stack.start("worker", _hudhud("worker", "-c", str(concurrency), "-n", "dev@%h"), env)
+    env["HUDHUD_BEAT_SCHEDULE"] = str((data_dir / "beat-schedule").resolve())
+    stack.start("beat", _hudhud("beat"), env)
+    ports.flower = pick_port(ports.flower, "Flower")
+    flower = stack.start("flower", _hudhud("flower", f"--port={ports.flower}", "--address=127.0.0.1"), env)
+    ports.api = pick_port(ports.api, "the API")
+    api = stack.start("api", _hudhud("api", "--host", "127.0.0.1", "--port", str(ports.api)), env)
+    stack.start("callbacks", _hudhud("callbacks", "run"), env)
+    stack.wait_port(ports.flower, flower, "Flower")
+    stack.wait_port(ports.api, api, "the API")
+
+
 def _watch(stack: Stack) -> int:
     """Until a stop signal (0), or until a part exits by itself (1)."""
     while not stack.stopping:
@@ -234,9 +267,10 @@ def _watch(stack: Stack) -> int:
     return 0
 
 
-def _env_file_values(env: dict[str, str]) -> dict[str, str]:
+def _env_file_values(env: dict[str, str], own_key: str | None) -> dict[str, str]:
     """What a command run from the same folder needs to reach this stack. The tokens are
-    written only when they are the sandbox's own defaults, never a token of the caller's."""
+    written only when they are the sandbox's own defaults, never a token of the caller's,
+    and the API's key only when dev made it."""
     names = [
         "HUDHUD_REDIS_URL",
         "TAQNYAT_BASE_URL",
@@ -247,14 +281,18 @@ def _env_file_values(env: dict[str, str]) -> dict[str, str]:
         "TAQNYAT_EMAIL_FROM",
     ]
     names += [k for k in ("TAQNYAT_TOKEN", "TAIFA_API_KEY") if env.get(k) == DEV_DEFAULTS[k]]
+    names += ["HUDHUD_API_KEYS"] if own_key else []
     return {k: env[k] for k in names}
 
 
-def _write_env_file(env: dict[str, str], data_dir: Path) -> Path:
-    """`dev.env`, removed again when the stack stops."""
+def _write_env_file(env: dict[str, str], data_dir: Path, own_key: str | None) -> Path:
+    """`dev.env` (readable by its owner only: it may hold the API's key), removed again when
+    the stack stops."""
     env_file = data_dir / "dev.env"
     data_dir.mkdir(parents=True, exist_ok=True)
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in _env_file_values(env).items()))
+    env_file.touch(mode=0o600)
+    env_file.chmod(0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in _env_file_values(env, own_key).items()))
     return env_file
 
 
@@ -273,7 +311,9 @@ def cli_command() -> str:
     return f"{shlex.quote(sys.executable)} -m hudhud.worker.ops.cli"
 
 
-def banner(env: dict[str, str], sandbox_port: int, flower_port: int, env_file: Path, concurrency: int) -> str:
+def banner(
+    env: dict[str, str], ports: DevPorts, env_file: Path, concurrency: int, own_key: str | None
+) -> str:
     """Where everything listens, and commands for a second terminal that work as printed."""
     hudhud = cli_command()
     auth = "  (basic auth from FLOWER_BASIC_AUTH)" if env.get("FLOWER_BASIC_AUTH") else ""
@@ -286,16 +326,24 @@ def banner(env: dict[str, str], sandbox_port: int, flower_port: int, env_file: P
         )
     else:
         where = f"Commands read {env_file} only when told to; first: {source}\n"
+    api = f"http://127.0.0.1:{ports.api}"
+    key = shlex.quote(own_key) if own_key else '"$KEY"  # a key of your HUDHUD_API_KEYS'
     return (
         "\nhudhud dev is running (Ctrl-C stops everything)\n"
-        f"  redis    {env['HUDHUD_REDIS_URL']}\n"
-        f"  sandbox  http://127.0.0.1:{sandbox_port}  (Taqnyat at /, Taifa at /v1/emails)\n"
-        f"  flower   http://127.0.0.1:{flower_port}{auth}\n"
-        f"  worker   {concurrency} greenlets on the queues sms, email, voice, hudhud, celery\n"
-        "  beat     the periodic jobs\n"
+        f"  redis      {env['HUDHUD_REDIS_URL']}\n"
+        f"  sandbox    http://127.0.0.1:{ports.sandbox}  (Taqnyat at /, Taifa at /v1/emails)\n"
+        f"  flower     http://127.0.0.1:{ports.flower}{auth}\n"
+        f"  api        {api}  (OpenAPI at /openapi.json, docs at /docs)\n"
+        f"  worker     {concurrency} greenlets on the queues sms, email, voice, hudhud, celery\n"
+        "  beat       the periodic jobs\n"
+        "  callbacks  status callbacks to HUDHUD_CALLBACK_URL and per-message URLs\n"
         f"\n{where}"
         "In another terminal:\n"
         f"  id=$({hudhud} send sms --to 966500000000 --body 'hello from hudhud')\n"
         f'  {hudhud} status "$id"\n'
         f"  {hudhud} check\n"
+        "Over HTTP:\n"
+        f"  curl -s {api}/v1/messages/sms -H 'Authorization: Bearer '{key} \\\n"
+        "       -H 'Content-Type: application/json' \\\n"
+        '       -d \'{"to": ["966500000000"], "body": "hello over HTTP"}\'\n'
     )

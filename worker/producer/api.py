@@ -199,7 +199,7 @@ class Hudhud:
     @_redis_errors
     def send(self, channel: str, fields: Mapping[str, Any], *, message_id: str | None = None) -> Receipt:
         """Check `fields` for `channel`, record the message, enqueue it. One send."""
-        request = messages.build(channel, _without_none(fields), self.settings)
+        request = self.check(channel, fields)
         if message_id is not None:
             validation.message_id(message_id, "id")
         return self.submit(request, message_id=message_id)
@@ -224,7 +224,35 @@ class Hudhud:
             receipts += self._record_and_enqueue(requests[start : start + BULK_CHUNK], now)
         return receipts
 
+    def check(self, channel: str, fields: Mapping[str, Any]) -> messages.SendRequest:
+        """The checked request `send` would record (raises `InvalidInput` naming the field)."""
+        return messages.build(channel, _without_none(fields), self.settings)
+
+    @_redis_errors
+    def submit_many(self, requests: Sequence[messages.SendRequest]) -> list[Receipt | IdempotencyConflict]:
+        """Record and enqueue checked requests, one round trip per chunk; for each, the receipt
+        `submit` answers or the `IdempotencyConflict` it raises (the others are still recorded)."""
+        now = time.time()
+        answers: list[Receipt | IdempotencyConflict] = []
+        for start in range(0, len(requests), BULK_CHUNK):
+            for item in self._create_and_push(requests[start : start + BULK_CHUNK], now):
+                if item.outcome == "conflict":
+                    answers.append(IdempotencyConflict(item.id))
+                else:
+                    answers.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
+        return answers
+
     def _record_and_enqueue(self, requests: list[messages.SendRequest], now: float) -> list[Receipt]:
+        receipts = []
+        for item in self._create_and_push(requests, now):
+            if item.outcome == "conflict":
+                receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
+            else:
+                receipts.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
+        return receipts
+
+    def _create_and_push(self, requests: Sequence[messages.SendRequest], now: float) -> list[Created]:
+        """Record messages and push the broker tasks of those created, in one script call."""
         ledger = self.ledger
         news = [self._new(r, None, None) for r in requests]
         tasks = [
@@ -236,13 +264,7 @@ class Hudhud:
             )
             for msg in news
         ]
-        receipts = []
-        for item in ledger.create_many(news, now=now, tasks=tasks):
-            if item.outcome == "conflict":
-                receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
-            else:
-                receipts.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
-        return receipts
+        return ledger.create_many(news, now=now, tasks=tasks)
 
     @_redis_errors
     def send_campaign(

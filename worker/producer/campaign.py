@@ -16,6 +16,7 @@ and how they are read and written are the ledger's (`hudhud.worker.ledger.campai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -102,10 +103,8 @@ def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaig
     payload = dict(request.payload)
     if registry.get(request.provider).one_per_recipient:
         payload["each"] = True  # one message per recipient, through the batch endpoint
-    whole = messages.SendRequest(
-        request.channel, request.provider, {**payload, "to": list(ordered)}, request.due, request.key
-    )
-    shared = messages.SendRequest(request.channel, request.provider, payload, request.due, request.key)
+    whole = dataclasses.replace(request, payload={**payload, "to": list(ordered)})
+    shared = dataclasses.replace(request, payload=payload)
     return Campaign(request=shared, batches=batches, request_hash=whole.request_hash)
 
 
@@ -119,6 +118,8 @@ def batch_messages(campaign: Campaign, campaign_id: str) -> list[NewMessage]:
             payload={**request.payload, "to": list(recipients), "batch": True},
             request_hash=campaign.request_hash,
             due=request.due.timestamp() if request.due else None,
+            reference=request.reference,
+            callback_url=request.callback_url,
         )
         for number, recipients in enumerate(campaign.batches)
     ]
@@ -149,6 +150,8 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
     }
     if request.key:
         header["key"] = request.key
+    if request.reference:
+        header["reference"] = request.reference
     if request.due:
         header["at"] = iso(request.due.timestamp())
     new = campaigns.NewCampaign(
@@ -233,6 +236,7 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": record.get("updated_at"),
         "at": record.get("at") or None,
         "key": record.get("key") or None,
+        "reference": record.get("reference") or None,
         "recipients": int(record.get("recipients") or 0),
         "recipient_counts": counts,
         "batches": len(rows),

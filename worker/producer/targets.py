@@ -79,20 +79,50 @@ def addresses(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def reachable_safely(url: str, settings: Settings, *, listed_only: bool) -> str | None:
-    """Why a callback must not go to `url` now (None: it may). `listed_only`: a send's own URL,
-    whose host must still be listed; the operator's `HUDHUD_CALLBACK_URL` is trusted."""
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a callback may go to a URL now: `refusal` says why not; `address`, when set,
+    is the checked address the call must connect to (so that the name cannot resolve
+    elsewhere between the check and the call)."""
+
+    refusal: str | None = None
+    address: str | None = None
+
+
+def judge(url: str, settings: Settings, *, listed_only: bool) -> Verdict:
+    """May a callback go to `url` now? `listed_only`: a send's own URL, whose host must still
+    be listed; the operator's `HUDHUD_CALLBACK_URL` is trusted."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     hosts = Hosts.of(settings)
     if listed_only and not hosts.allows(host):
-        return "its host is no longer listed in HUDHUD_CALLBACK_HOSTS"
+        return Verdict("its host is no longer listed in HUDHUD_CALLBACK_HOSTS")
     if not listed_only or hosts.trusts_inside(host):
-        return None
+        return Verdict()
     try:
         found = addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError:
-        return "its host does not resolve"
-    if any(inside(a) for a in found):
-        return "its host resolves to a loopback, private or link-local address"
-    return None
+    except (OSError, UnicodeError):
+        return Verdict("its host does not resolve")
+    if not found or any(inside(a) for a in found):
+        return Verdict("its host resolves to a loopback, private or link-local address")
+    return Verdict(address=found[0])
+
+
+def reachable_safely(url: str, settings: Settings, *, listed_only: bool) -> str | None:
+    """Why a callback must not go to `url` now (None: it may); see `judge`."""
+    return judge(url, settings, listed_only=listed_only).refusal
+
+
+def shown(url: str) -> str:
+    """`url` as logs and reports show it: its scheme, host and port; a path, query or user
+    part (which may carry a token) only hinted at."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme or '?'}://{host}{port}{rest}"

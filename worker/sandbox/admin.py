@@ -10,6 +10,7 @@ from hudhud.worker.sandbox.bodies import load_json
 from hudhud.worker.sandbox.knobs import KnobError, parse_amount, parse_balance
 from hudhud.worker.sandbox.responses import reply
 from hudhud.worker.sandbox.state import STATE, money
+from hudhud.worker.sandbox.taifa_webhooks import HUB
 
 
 def refuse(message: str, **extra: Any) -> web.Response:
@@ -95,6 +96,7 @@ async def sends(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.reset()
+    request.app[HUB].reset()
     return reply({"reset": True, "knobs": state.knobs_view()})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hudhud.worker.sandbox import admin, taifa, taqnyat, taqnyat_forms
+from hudhud.worker.sandbox import admin, taifa, taifa_webhooks, taqnyat, taqnyat_forms
 from hudhud.worker.sandbox.faults import counted_answers, provider_faults
 from hudhud.worker.sandbox.state import DEFAULT_TAIFA_KEY, DEFAULT_TAQNYAT_TOKEN, STATE, State
 
@@ -31,6 +31,7 @@ def build_app(
     app[STATE] = state
     admin.add_routes(app)
     taifa.add_routes(app)
+    taifa_webhooks.add_routes(app)
     taqnyat.add_routes(app)
     taqnyat_forms.add_routes(app)
     return app

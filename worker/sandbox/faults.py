@@ -27,7 +27,7 @@ def family(path: str) -> str:
     """Who answers a path: the admin, Taqnyat's status page, Taifa Mail or Taqnyat."""
     if path.startswith("/_sandbox"):
         return ADMIN
-    if path.startswith("/v1/emails"):
+    if path.startswith(("/v1/emails", "/v1/webhooks")):
         return TAIFA
     if path.rstrip("/") == "/system/status":
         return STATUS

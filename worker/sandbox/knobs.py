@@ -13,6 +13,10 @@ DEFAULT_BALANCE = Decimal("2044.000")
 # How a numbered Taqnyat SMS error is answered: `{"statusCode":400,"message":"2","reason":...}`,
 # the words alone `{"statusCode":400,"message":"Your balance is 0"}`, or `{"message":"2","reason":...}`.
 SMS_ERROR_SHAPES = ("code", "words", "reason")
+# Taqnyat's delivery reports (`taqnyat_reports`): posted to `dlr_url` ("" for none) as JSON or
+# form fields, each recipient delivered, failed, or alternately (mixed), after `dlr_delay_ms`.
+DLR_FORMATS = ("json", "form")
+DLR_STATUSES = ("delivered", "failed", "mixed")
 
 
 class KnobError(ValueError):
@@ -48,6 +52,12 @@ class Knobs:
     send_limit: int | None = None
     api_disabled: bool = False
     sms_error_shape: str = "code"
+    dlr_url: str = ""
+    dlr_passphrase: str = ""
+    dlr_format: str = "json"
+    dlr_status: str = "delivered"
+    dlr_delay_ms: float = 300.0
+    webhook_time_scale: float = 1.0  # Taifa's webhook retry waits (1 min ... 8 h) times this
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,6 +128,21 @@ def _sms_error_shape(name: str, value: Any) -> str:
     return str(value)
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise KnobError(f"knob {name} must be one of {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def _url(name: str, value: Any) -> str:
+    if not isinstance(value, str) or (value and not value.startswith(("http://", "https://"))):
+        raise KnobError(f"knob {name} must be an http(s) URL, or empty for none")
+    return value
+
+
 def _limit(name: str, value: Any) -> int | None:
     if value is None:
         return None
@@ -147,6 +172,12 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "send_limit": _limit,
     "api_disabled": _flag,
     "sms_error_shape": _sms_error_shape,
+    "dlr_url": _url,
+    "dlr_passphrase": _text,
+    "dlr_format": _one_of(DLR_FORMATS),
+    "dlr_status": _one_of(DLR_STATUSES),
+    "dlr_delay_ms": _non_negative,
+    "webhook_time_scale": _non_negative,
 }
 KNOB_NAMES: tuple[str, ...] = (*_CHECKS, "balance")
 

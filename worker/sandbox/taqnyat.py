@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hudhud.worker.sandbox import taqnyat_reports
 from hudhud.worker.sandbox.bodies import form_fields, load_json, plain
 from hudhud.worker.sandbox.clock import parse_iso
 from hudhud.worker.sandbox.responses import bearer, reply, taqnyat_error
@@ -161,7 +162,9 @@ async def send_sms(request: web.Request) -> web.Response:
         return sms_refused(state, 2, "Your balance is 0")
     if code == 3:
         return sms_refused(state, 3, "Your balance is not enough")
-    return _accept_sms(state, body, accepted, rejected, cost, send_at)
+    answer = _accept_sms(state, body, accepted, rejected, cost, send_at)
+    taqnyat_reports.schedule(request.app, state.sends[-1], send_at=send_at)  # the send just recorded
+    return answer
 
 
 def _accept_sms(
@@ -252,6 +255,7 @@ async def system_status(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    taqnyat_reports.add_routes(app)
     app.router.add_post("/v1/messages", send_sms)
     app.router.add_delete("/v1/messages", delete_sms)
     app.router.add_delete("/v1/messages/delete", delete_sms)

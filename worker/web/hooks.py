@@ -42,8 +42,10 @@ def _answer(answer: InboundAnswer) -> Response:
     return JSONResponse(answer.body, status_code=answer.status)
 
 
-@router.api_route("/webhooks/{provider}", methods=["POST", "GET"])
+@router.post("/webhooks/{provider}", operation_id="provider_webhook")
+@router.get("/webhooks/{provider}", operation_id="provider_webhook_by_query")
 async def webhook(provider: str, request: Request) -> Response:
+    """A provider's report (Taifa: POST; Taqnyat: POST, or GET with query parameters)."""
     if not registry.known(provider) or not registry.get(provider).takes_webhooks:
         return _unknown()
     body = await _body(request, MAX_WEBHOOK_BODY)
@@ -56,7 +58,5 @@ async def webhook(provider: str, request: Request) -> Response:
     )
     settings = request.app.state.settings
     tracker = Tracker(runtime.ledger(settings), provider)
-    answer = await run_in_threadpool(
-        registry.get(provider).receive, inbound, tracker, settings, time.time()
-    )
+    answer = await run_in_threadpool(registry.get(provider).receive, inbound, tracker, settings, time.time())
     return _answer(answer)

@@ -5,6 +5,7 @@ check, worker, beat, flower, sandbox, api, dev). Every command that answers take
 - `reading`: status, changes;
 - `operating`: check, resolve;
 - `running`: worker, beat, flower, sandbox, api, dev;
+- `callbacks`: callbacks run|replay|status|enable;
 - `output` and `failures`: the answer, the one-line failure and the exit codes they share.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import click
 
 from hudhud.worker.errors import ConfigurationError
-from hudhud.worker.ops.cli import operating, reading, running, sending
+from hudhud.worker.ops.cli import callbacks, operating, reading, running, sending
 from hudhud.worker.ops.cli.failures import origin as _origin
 from hudhud.worker.ops.cli.failures import redis_failure as _redis_failure
 from hudhud.worker.ops.cli.output import fail
@@ -53,5 +54,6 @@ for _command in (
     running.sandbox,
     running.api,
     running.dev,
+    callbacks.callbacks,
 ):
     main.add_command(_command)

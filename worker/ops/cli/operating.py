@@ -71,6 +71,10 @@ def _echo_report(report: dict[str, Any]) -> None:
     for name, value in report["redis_server"].items():
         click.echo(f"  {name:16} {value}")
     _echo_queues(report["queues"])
+    if report.get("callbacks"):
+        click.echo("callbacks:")
+        for name, value in report["callbacks"].items():
+            click.echo(f"  {name:18} {value}")
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}")
     for problem in report["problems"]:

@@ -91,19 +91,16 @@ def sandbox(
 @click.option("--redis-port", type=int, default=6390, show_default=True)
 @click.option("--sandbox-port", type=int, default=8025, show_default=True)
 @click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--api-port", type=int, default=8030, show_default=True)
 @click.option(
     "--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True, help="worker greenlets"
 )
-def dev(data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, concurrency: int) -> None:
-    """Everything on one machine: Redis, sandbox, worker, beat and Flower (Ctrl-C stops all)."""
-    from hudhud.worker.ops.devstack import run_dev
+def dev(
+    data_dir: str, redis_port: int, sandbox_port: int, flower_port: int, api_port: int, concurrency: int
+) -> None:
+    """Everything on one machine: Redis, sandbox, worker, beat, Flower, the API and the
+    callback dispatcher (Ctrl-C stops all)."""
+    from hudhud.worker.ops.devstack import DevPorts, run_dev
 
-    sys.exit(
-        run_dev(
-            Path(data_dir),
-            redis_port=redis_port,
-            sandbox_port=sandbox_port,
-            flower_port=flower_port,
-            concurrency=concurrency,
-        )
-    )
+    ports = DevPorts(redis=redis_port, sandbox=sandbox_port, flower=flower_port, api=api_port)
+    sys.exit(run_dev(Path(data_dir), ports=ports, concurrency=concurrency))

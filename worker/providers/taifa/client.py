@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from hudhud.worker.producer import validation
 from hudhud.worker.providers import results
-from hudhud.worker.providers.base import Follow, Probe, reconcile_tag
+from hudhud.worker.providers.base import Follow, Inbound, InboundAnswer, Probe, reconcile_tag
 from hudhud.worker.providers.client import ProviderClient
 from hudhud.worker.providers.http import unreadable_reply
-from hudhud.worker.providers.taifa import sending, tracking
+from hudhud.worker.providers.taifa import sending, tracking, webhooks
 from hudhud.worker.providers.taifa.failures import PROVIDER, refused_batch, refused_send, taifa_failure
 from hudhud.worker.providers.taifa.replies import (
     parse_batch,
@@ -56,6 +56,7 @@ class TaifaClient(ProviderClient):
     one_per_recipient = True
     tracks_delivery = True
     retries_by_id = True
+    takes_webhooks = True
 
     @classmethod
     def default_sender(cls, channel: str, settings: Settings) -> tuple[str | None, str]:
@@ -85,6 +86,10 @@ class TaifaClient(ProviderClient):
 
     def follow_up(self, tracker: Tracker, now: float) -> int:
         return tracking.follow_up(self, tracker, now)
+
+    @classmethod
+    def receive(cls, inbound: Inbound, tracker: Tracker, settings: Settings, now: float) -> InboundAnswer:
+        return webhooks.receive(inbound, tracker, settings, now)
 
     # -- sending ---------------------------------------------------------------------
 

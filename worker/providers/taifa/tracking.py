@@ -1,4 +1,5 @@
-"""Following Taifa's emails after the hand-over: beat's tracking run for Taifa.
+"""Following Taifa's emails after the hand-over: what Taifa's words mean, and beat's tracking
+run for Taifa (its webhook, `webhooks`, applies the same meaning through the same writes).
 
 Two ways, both each run: the feed of status changes (`GET /emails/updates` from the cursor
 on) finds the emails whose fate is known with one call per 50 changes, however many wait,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from hudhud.worker.ledger.records import iso
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hudhud.jobs")
 
+# -- what Taifa's event types and statuses mean (the poller's and the webhook's one map) --
+
 FINAL = {
     "delivered": Status.DELIVERED,
     "bounced": Status.BOUNCED,
@@ -34,9 +38,62 @@ FINAL = {
     "error": Status.FAILED,
     "cancelled": Status.FAILED,
 }
+# Steps hudhud records as its own status changes before Taifa reports them.
+STEPS = frozenset({"queued", "scheduled", "sent"})
 # Taifa's events that are statuses hudhud records itself (its own `queued`, `sent`, and the
 # final ones it moves the message to); the others (opened, clicked, ...) are kept as events.
-STATUS_EVENTS = frozenset({"queued", "scheduled", "sent", *FINAL})
+STATUS_EVENTS = frozenset({*STEPS, *FINAL})
+
+
+class Meaning(StrEnum):
+    """What one of Taifa's event types does to the message it names."""
+
+    FINISH = "finish"  # a final status: the message (or the campaign recipient) ends
+    # a step hudhud records as its own status: changes no status (the poll skips it, a
+    # webhook call keeps it as an event of Taifa's)
+    STEP = "step"
+    EVENT = "event"  # anything else (opened, clicked, a type not known yet): an event
+
+
+def event_word(kind: str) -> str:
+    """Taifa's event type as its events list spells it (a webhook's `email.delivered` ->
+    `delivered`)."""
+    return kind.strip().lower().removeprefix("email.")
+
+
+def meaning(kind: str) -> tuple[Meaning, Status | None]:
+    """What the event type `kind` does, and the final status it finishes with (if any)."""
+    word = event_word(kind)
+    if word in FINAL:
+        return Meaning.FINISH, FINAL[word]
+    return (Meaning.STEP if word in STEPS else Meaning.EVENT), None
+
+
+def recipient_status(status: Status) -> Status:
+    """A campaign recipient's final status for Taifa's (a refused recipient failed)."""
+    return Status.FAILED if status == Status.REJECTED else status
+
+
+def finish_message(
+    tracker: Tracker, message_id: str, status: Status, why: str | None, *, now: float, via: str
+) -> None:
+    """A single email's final status; `why` (Taifa's reason) is its error unless delivered."""
+    error = why if status != Status.DELIVERED else None
+    tracker.finish(message_id, status, now=now, via=via, error=error)
+
+
+def finish_recipient(
+    tracker: Tracker, owner: tuple[str, str], email_id: str, status: Status, why: str | None, *, now: float
+) -> bool:
+    """A campaign recipient's final status, recorded once; False if already recorded."""
+    batch, recipient = owner
+    error = None if status == Status.DELIVERED else (why or f"{PROVIDER}: {status}")
+    final = recipient_status(status)
+    return tracker.finish_recipient(batch, recipient, email_id, final, now=now, error=error)
+
+
+# -- beat's tracking run -------------------------------------------------------------------
+
 UPDATES_PAGES = 100  # pages of the updates feed read per run
 FULL_PAGE = 50  # the updates feed gives at most this many changes per call
 POLL_LIMIT = 200  # tracked single emails polled by id per run
@@ -63,10 +120,10 @@ def follow_updates(client: TaifaClient, tracker: Tracker, now: float, pages: int
         except ProviderError as exc:
             log.info("Taifa's updates feed unavailable: %s", exc.kind)
             break
-        rows = [row for row in page.items if row.status in FINAL]
-        for row, owner in zip(rows, tracker.owners([r.id for r in rows]), strict=True):
+        rows = [(row.id, status) for row in page.items if (status := meaning(row.status)[1]) is not None]
+        for (email_id, status), owner in zip(rows, tracker.owners([i for i, _ in rows]), strict=True):
             if owner is not None:
-                finished += finish_email(client, tracker, row.id, owner, FINAL[row.status], now)
+                finished += finish_email(client, tracker, email_id, owner, status, now)
         if not page.next_since or page.next_since == cursor:
             break
         cursor = page.next_since
@@ -84,15 +141,13 @@ def finish_email(
         finished = poll_one(client, tracker, batch, now)
         tracker.forget(email_id)
         return finished
-    error = None
+    why = None
     if status != Status.DELIVERED:
-        error = f"{PROVIDER}: {status}"
         with contextlib.suppress(ProviderError):
             for item in client.events(email_id):
-                if item.event_type in FINAL:
-                    error = reason(item.event_type, item.metadata)
-    final = Status.FAILED if status == Status.REJECTED else status
-    return int(tracker.finish_recipient(batch, recipient, email_id, final, now=now, error=error))
+                if meaning(item.event_type)[0] is Meaning.FINISH:
+                    why = reason(item.event_type, item.metadata)
+    return int(finish_recipient(tracker, owner, email_id, status, why, now=now))
 
 
 def poll_one(client: TaifaClient, tracker: Tracker, message_id: str, now: float) -> int:
@@ -106,28 +161,34 @@ def poll_one(client: TaifaClient, tracker: Tracker, message_id: str, now: float)
         log.info("events of %s unavailable: %s", message_id, exc.kind)
         return 0
     seen = int(record.get(SEEN_FIELD) or 0)
-    reports = [_report(item, now) for item in events[seen:] if item.event_type not in STATUS_EVENTS]
+    reports = [
+        report(item.event_type, item.metadata, item.created_at, now)
+        for item in events[seen:]
+        if meaning(item.event_type)[0] is Meaning.EVENT
+    ]
     tracker.add_reports(message_id, reports, seen_field=SEEN_FIELD, seen=len(events))
     final = None
     why = None
     for item in events:
-        if item.event_type in FINAL:
-            final = FINAL[item.event_type]
+        kind, status = meaning(item.event_type)
+        if kind is Meaning.FINISH:
+            final = status
             why = reason(item.event_type, item.metadata)
     if final is None:
         return 0
-    error = why if final != Status.DELIVERED else None
-    tracker.finish(message_id, final, now=now, via=f"{PROVIDER} events", error=error)
+    finish_message(tracker, message_id, final, why, now=now, via=f"{PROVIDER} events")
     return 1
 
 
-def _report(item: Any, now: float) -> dict[str, Any]:
-    metadata = scrubbed(item.metadata) if item.metadata else None
+def report(kind: str, metadata: Any, moment: Any, now: float, **extra: str) -> dict[str, Any]:
+    """One of Taifa's events as the message's events keep it (metadata scrubbed of secrets)."""
+    kept = scrubbed(metadata) if metadata else None
     return {
-        "type": item.event_type,
-        "at": _when(item.created_at, now),
+        "type": event_word(kind),
+        "at": _when(moment, now),
         "source": PROVIDER,
-        **({"metadata": metadata} if metadata else {}),
+        **extra,
+        **({"metadata": kept} if kept else {}),
     }
 
 
@@ -138,7 +199,7 @@ def reason(kind: str, metadata: Any) -> str:
             if isinstance(metadata.get(key), str) and metadata[key].strip():
                 words = NO_SECRETS(metadata[key].strip())[:300]
                 break
-    return f"{PROVIDER}: {kind}" + (f": {words}" if words else "")
+    return f"{PROVIDER}: {event_word(kind)}" + (f": {words}" if words else "")
 
 
 def _when(moment: Any, now: float) -> str:

@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hudhud.worker.producer import validation
-from hudhud.worker.providers.base import CheckReport
+from hudhud.worker.providers.base import CheckReport, Inbound, InboundAnswer
 from hudhud.worker.providers.client import ProviderClient
 from hudhud.worker.providers.http import Reply, unreadable_reply
 from hudhud.worker.providers.results import Balance, Sender, SendResult, SystemStatus
-from hudhud.worker.providers.taqnyat import account, replies, salvage
+from hudhud.worker.providers.taqnyat import account, replies, reports, salvage
 from hudhud.worker.providers.taqnyat.codes import PROVIDER
 from hudhud.worker.providers.taqnyat.failures import form_failure, rest_failure
 
 if TYPE_CHECKING:
     from hudhud.config import Settings
+    from hudhud.worker.ledger.tracking import Tracker
 
 SENDER_SETTINGS = {"sms": "taqnyat_sender", "voice": "taqnyat_caller_id", "email": "taqnyat_email_from"}
 EMAIL_UNSUPPORTED = frozenset({"cc", "bcc", "reply_to", "headers", "attachments", "tags"})
@@ -25,8 +26,10 @@ EMAIL_UNSUPPORTED = frozenset({"cc", "bcc", "reply_to", "headers", "attachments"
 class TaqnyatClient(ProviderClient):
     """Taqnyat's SMS, email and voice API. Checks input before any request.
 
-    Taqnyat reports nothing after the hand-over (`sent` is final) and cannot be asked what
-    it holds of a send whose reply was lost. Beat watches its status page and balance."""
+    Taqnyat cannot be asked what became of a send (`sent` is final) nor what it holds of a
+    send whose reply was lost; its delivery reports, where its portal is set to push them to
+    `/webhooks/taqnyat`, still move a sent SMS on (`reports`). Beat watches its status page
+    and balance."""
 
     name = PROVIDER
     channels = frozenset({"sms", "email", "voice"})
@@ -37,6 +40,7 @@ class TaqnyatClient(ProviderClient):
     rate_limit_setting = "rate_limit_taqnyat"
     reports_outages = True
     keeps_balance = True
+    takes_webhooks = True
 
     @staticmethod
     def decode(text: str) -> Any:
@@ -65,6 +69,10 @@ class TaqnyatClient(ProviderClient):
             campaign_name=payload.get("campaign") or "hudhud",
             html=bool(html),
         )
+
+    @classmethod
+    def receive(cls, inbound: Inbound, tracker: Tracker, settings: Settings, now: float) -> InboundAnswer:
+        return reports.receive(inbound, tracker, settings, now)
 
     def outage(self) -> str | None:
         status = self.system_status()

@@ -1,0 +1,1 @@
+"""A Django project's settings for the email backend's tests."""

@@ -1,0 +1,36 @@
+"""Which callback a change makes: to the message's own `callback_url`, else to
+`HUDHUD_CALLBACK_URL`, else none; none either to an endpoint disabled by a 410."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hudhud.config import Settings
+from hudhud.worker.ledger.callbacks import Callback, CallbackStore
+from hudhud.worker.ledger.changes import Change
+from hudhud.worker.web.callbacks.body import body_of
+
+NO_ENDPOINT = "no endpoint"
+DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    callback: Callback | None
+    why_not: str = ""  # NO_ENDPOINT or DISABLED when there is no callback
+
+
+def endpoint(target: str, settings: Settings) -> str:
+    """Where a callback of `target` goes now ('' : nowhere)."""
+    return target or settings.callback_url or ""
+
+
+def prepare(change: Change, store: CallbackStore, settings: Settings) -> Prepared:
+    record = store.message_fields(change.id)
+    target = record.get("callback_url", "")
+    url = endpoint(target, settings)
+    if not url:
+        return Prepared(None, NO_ENDPOINT)
+    if store.is_disabled(url):
+        return Prepared(None, DISABLED)
+    return Prepared(Callback(change.entry, change.id, target, body_of(change, record)))

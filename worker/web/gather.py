@@ -1,0 +1,102 @@
+"""Single sends from the HTTP API, recorded together (group commit).
+
+Each request's fields are checked at once, so a bad field fails that request alone and
+records nothing. Checked requests then wait for the flusher: while one flush is in Redis,
+the requests that arrive gather, and the next flush records and enqueues them (at most
+`FLUSH_LIMIT`) in one script call, answering each with its own receipt or error. A request
+that finds the flusher idle is flushed at once: nobody waits for a batch to fill. An email
+with attachments is checked and recorded alone, in a thread, as `Hudhud.send` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+
+from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, Receipt
+from hudhud.worker.producer.messages import SendRequest
+
+FLUSH_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    request: SendRequest
+    answer: asyncio.Future[Receipt]
+
+
+class Gatherer:
+    """The requests waiting to be recorded through one `Hudhud`, on one event loop."""
+
+    def __init__(self, hudhud: Hudhud) -> None:
+        self.hudhud = hudhud
+        self.waiting: list[_Waiting] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, request: SendRequest) -> Receipt:
+        answer: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self.waiting.append(_Waiting(request, answer))
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush_while_waiting())
+        return await answer
+
+    async def _flush_while_waiting(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[:FLUSH_LIMIT]
+                del self.waiting[:FLUSH_LIMIT]
+                await self._flush(batch)
+        finally:
+            self.flusher = None
+            for left in self.waiting:  # only when the loop is shutting down
+                left.answer.cancel()
+            self.waiting.clear()
+
+    async def _flush(self, batch: list[_Waiting]) -> None:
+        try:
+            answers = await run_in_threadpool(self.hudhud.submit_many, [w.request for w in batch])
+        except Exception as exc:  # a Redis error fails every request of this flush, and only those
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(exc)
+            return
+        except BaseException:  # cancelled: the loop is shutting down
+            for waiting in batch:
+                waiting.answer.cancel()
+            raise
+        for waiting, answer in zip(batch, answers, strict=True):
+            if waiting.answer.done():  # its caller went away; the message is recorded all the same
+                continue
+            if isinstance(answer, IdempotencyConflict):
+                waiting.answer.set_exception(answer)
+            else:
+                waiting.answer.set_result(answer)
+
+
+_gatherers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hudhud, Gatherer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def gatherer(hudhud: Hudhud) -> Gatherer:
+    """The running loop's gatherer for `hudhud`."""
+    per_loop = _gatherers.setdefault(asyncio.get_running_loop(), {})
+    if hudhud not in per_loop:
+        per_loop[hudhud] = Gatherer(hudhud)
+    return per_loop[hudhud]
+
+
+async def submit_one(hudhud: Hudhud, channel: str, fields: Mapping[str, Any]) -> Receipt:
+    """Check, record and enqueue one send: its receipt, as `Hudhud.send` answers. Raises
+    `InvalidInput` for a bad field (nothing recorded), `IdempotencyConflict`, and the Redis
+    errors `Hudhud.send` raises (`RedisFull`...)."""
+    if isinstance(fields, Mapping) and fields.get("attachments"):
+        # checking attachments takes a while, and big records are better written alone
+        return await run_in_threadpool(hudhud.send, channel, fields)
+    request = hudhud.check(channel, fields)
+    return await gatherer(hudhud).submit(request)
