@@ -154,7 +154,7 @@ def test_make_dev_piped_to_tee_then_ctrl_c(devs: list[DevRun], tmp_path: Path) -
     output = dev.wait_output("From another folder, first:")
 
     # the sandbox kept its port; nothing moved
-    assert f"  sandbox  http://127.0.0.1:{sandbox_port}  " in output
+    assert re.search(rf"^  sandbox +http://127\.0\.0\.1:{sandbox_port}  ", output, re.MULTILINE), output
     assert "instead" not in output
     # the worker runs the README's 50 greenlets
     workers = [p for p in dev.children() if role(p) == "worker"]
@@ -184,6 +184,6 @@ def test_make_dev_piped_to_tee_then_ctrl_c(devs: list[DevRun], tmp_path: Path) -
     assert dev.survivors() == [], [p.cmdline() for p in dev.survivors(0)]
     assert not any(p.is_running() for p in children)
     assert dev.strays() == []
-    for port in (dev.redis_port, dev.sandbox_port, dev.flower_port):
+    for port in (dev.redis_port, dev.sandbox_port, dev.flower_port, dev.api_port):
         assert nothing_listens(port), port
     assert not (folder / ".hudhud" / "dev.env").exists()

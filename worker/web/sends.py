@@ -144,43 +144,29 @@ async def _send_one(request: Request, channel: str) -> Response:
     return await _idempotent(request, f"send:{channel}", fields, key, action, hold=SEND_HOLD)
 
 
-@router.post(
-    "/messages/sms",
-    operation_id="send_sms",
-    tags=["messages"],
-    summary="Send an SMS",
-    status_code=202,
-    openapi_extra=schemas.request_body(schemas.SmsSend),
-    responses=schemas.answers(schemas.Receipt, 202, 409, 413, 415),
-)
-async def send_sms(request: Request) -> Response:
-    return await _send_one(request, "sms")
+def _sender_of(channel: str) -> Callable[[Request], Awaitable[Response]]:
+    async def send(request: Request) -> Response:
+        return await _send_one(request, channel)
+
+    return send
 
 
-@router.post(
-    "/messages/email",
-    operation_id="send_email",
-    tags=["messages"],
-    summary="Send an email",
-    status_code=202,
-    openapi_extra=schemas.request_body(schemas.EmailSend),
-    responses=schemas.answers(schemas.Receipt, 202, 409, 413, 415),
-)
-async def send_email(request: Request) -> Response:
-    return await _send_one(request, "email")
-
-
-@router.post(
-    "/messages/voice",
-    operation_id="send_voice",
-    tags=["messages"],
-    summary="Place a voice call",
-    status_code=202,
-    openapi_extra=schemas.request_body(schemas.VoiceSend),
-    responses=schemas.answers(schemas.Receipt, 202, 409, 413, 415),
-)
-async def send_voice(request: Request) -> Response:
-    return await _send_one(request, "voice")
+for _one_channel, _summary, _schema in (
+    ("sms", "Send an SMS", schemas.SmsSend),
+    ("email", "Send an email", schemas.EmailSend),
+    ("voice", "Place a voice call", schemas.VoiceSend),
+):
+    router.add_api_route(
+        f"/messages/{_one_channel}",
+        _sender_of(_one_channel),
+        methods=["POST"],
+        operation_id=f"send_{_one_channel}",
+        tags=["messages"],
+        summary=_summary,
+        status_code=202,
+        openapi_extra=schemas.request_body(_schema),
+        responses=schemas.answers(schemas.Receipt, 202, 409, 413, 415),
+    )
 
 
 def _keyed_items(items: list[Any], key: str) -> list[Any]:
