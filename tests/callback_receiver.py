@@ -1,11 +1,14 @@
 """A producer's callback endpoint for tests: a threaded HTTP server in the test process that
 checks every callback's signature with `standardwebhooks`, records it, and answers as told
-(500 for the first tries of each webhook-id, 410, or not at all once stopped)."""
+(500 for the first tries of each webhook-id, 410, or not at all once stopped); and one that
+answers a byte at a time."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -103,3 +106,87 @@ class Receiver:
     def all(self) -> list[Received]:
         with self._lock:
             return list(self.received)
+
+
+@dataclass
+class Trickler:
+    """An endpoint that reads a callback, then answers one byte at a time (`every` seconds
+    apart, a status line and headers that would take minutes): it records when each
+    connection came and when the caller let go of it."""
+
+    port: int
+    every: float = 0.2
+    opened: list[float] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _socket: socket.socket | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/slow"
+
+    def start(self) -> Trickler:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        listener.settimeout(0.2)
+        self._socket = listener
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._socket is not None:
+            self._socket.close()
+
+    def connections(self) -> int:
+        with self._lock:
+            return len(self.opened)
+
+    def held(self) -> list[float]:
+        """Seconds each finished connection was held by its caller."""
+        with self._lock:
+            return [end - start for start, end in zip(self.opened, self.closed, strict=False)]
+
+    def _accept(self) -> None:
+        assert self._socket is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.opened.append(time.monotonic())
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 2000 + b"\r\nContent-Length: 0\r\n\r\n"
+        conn.settimeout(5)
+        try:
+            conn.recv(65536)
+            for byte in answer:
+                if self._stopping.wait(self.every):
+                    break
+                conn.sendall(bytes([byte]))
+                if self._gone(conn):
+                    break
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self.closed.append(time.monotonic())
+            conn.close()
+
+    @staticmethod
+    def _gone(conn: socket.socket) -> bool:
+        """Whether the caller closed its side (a read that does not wait finds the end)."""
+        try:
+            conn.setblocking(False)
+            return conn.recv(1) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            conn.settimeout(5)

@@ -7,6 +7,8 @@ personal is in a body."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,20 +17,20 @@ from typing import Any
 
 import pytest
 import redis
-import requests
 
 from hudhud.config import Settings
 from hudhud.worker.errors import ConfigurationError
 from hudhud.worker.ledger import CHANGES, Ledger, NewMessage, Status
-from hudhud.worker.ledger.callbacks import CallbackStore
+from hudhud.worker.ledger.callbacks import DISABLED_KEPT, Callback, CallbackStore
 from hudhud.worker.ledger.changes import Change
+from hudhud.worker.producer import targets
 from hudhud.worker.web.callbacks import schedule, sending
 from hudhud.worker.web.callbacks.body import body_of
 from hudhud.worker.web.callbacks.dispatcher import Dispatcher
 from hudhud.worker.web.callbacks.report import summary
 from hudhud.worker.web.callbacks.signing import Signer
-from tests.callback_receiver import SECRET, Receiver
-from tests.helpers import free_port
+from tests.callback_receiver import SECRET, Receiver, Trickler
+from tests.helpers import RedisServer, free_port, run_cli
 from tests.stack import Stack, idle_stack, wait_until
 
 NUMBER = "966500000777"
@@ -340,12 +342,16 @@ def test_an_endpoint_answering_410_is_disabled_until_enabled(tmp_path: Path, rec
         assert_clean(receiver)
 
 
+def _soon(seconds: float = 2.0) -> float:
+    return time.monotonic() + seconds
+
+
 def test_a_checked_address_is_the_one_called(receiver: Receiver) -> None:
     """A name checked at call time is not resolved again: the call connects to the address
     the check approved, with the URL's own host named."""
     url = f"http://hooks.example.invalid:{receiver.port}/hooks?x=1"
     headers = Signer(SECRET).headers("msg_2-0", '{"b":2}', time.time())
-    tried = sending.post_to("127.0.0.1", url, '{"b":2}', headers, 2.0)
+    tried = sending.post(url, '{"b":2}', headers, deadline=_soon(), address="127.0.0.1")
     assert tried.got == "2xx"
     (got,) = receiver.all()
     assert got.verified and got.headers["host"] == f"hooks.example.invalid:{receiver.port}"
@@ -355,14 +361,232 @@ def test_a_checked_address_is_the_one_called(receiver: Receiver) -> None:
 def test_what_a_try_got(receiver: Receiver, answer: int, word: str) -> None:
     receiver.answer = answer
     headers = Signer(SECRET).headers("msg_3-0", "{}", time.time())
-    with requests.Session() as session:
-        assert sending.post(session, receiver.url, "{}", headers, 2.0).got == word
+    assert sending.post(receiver.url, "{}", headers, deadline=_soon()).got == word
     assert len(receiver.all()) == 1  # a redirect is not followed
+    assert receiver.all()[0].verified
 
 
 def test_a_closed_port_is_a_connection_failure() -> None:
     headers = Signer(SECRET).headers("msg_4-0", "{}", time.time())
-    with requests.Session() as session:
+    url = f"http://127.0.0.1:{free_port()}/"
+    assert sending.post(url, "{}", headers, deadline=_soon()).got == "connection"
+
+
+# --- a try's one deadline ---------------------------------------------------------------------
+
+
+@pytest.fixture()
+def trickler() -> Iterator[Trickler]:
+    found = Trickler(free_port()).start()
+    yield found
+    found.stop()
+
+
+def test_an_endpoint_answering_a_byte_at_a_time_is_let_go_at_the_deadline(trickler: Trickler) -> None:
+    headers = Signer(SECRET).headers("msg_5-0", "{}", time.time())
+    started = time.monotonic()
+    assert sending.post(trickler.url, "{}", headers, deadline=started + 1.0).got == "timeout"
+    assert time.monotonic() - started < 3.0  # the answer alone would take over six minutes
+    wait_until(lambda: trickler.held(), timeout=5)
+    assert trickler.held()[0] < 3.0
+
+
+def test_a_name_that_does_not_resolve_in_time_ends_the_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system's resolver takes no time limit: a lookup that hangs is left behind."""
+    hung = threading.Event()
+    monkeypatch.setattr(targets, "_lookup", lambda _host, _port: hung.wait(60) and [])
+    try:
+        with pytest.raises(targets.TooSlow):
+            targets.addresses("hooks.example.com", 443, deadline=_soon(0.3))
+        headers = Signer(SECRET).headers("msg_6-0", "{}", time.time())
+        started = time.monotonic()
         assert (
-            sending.post(session, f"http://127.0.0.1:{free_port()}/", "{}", headers, 2.0).got == "connection"
+            sending.post("https://hooks.example.com/x", "{}", headers, deadline=started + 0.3).got
+            == "timeout"
         )
+        assert time.monotonic() - started < 5.0
+    finally:
+        hung.set()
+
+
+def test_a_trickled_callback_is_tried_once_within_its_timeout(
+    redis_client: redis.Redis, trickler: Trickler
+) -> None:
+    """The try ends at HUDHUD_CALLBACK_TIMEOUT, long before its lease: no other thread takes
+    the callback meanwhile, so it is not sent twice at once."""
+    ledger = _ledger(redis_client)
+    _message(ledger, "m-slow", "")
+    settings = Settings(
+        HUDHUD_CALLBACK_SECRET=SECRET,
+        HUDHUD_CALLBACK_URL=trickler.url,
+        HUDHUD_CALLBACK_TIMEOUT="1",
+        HUDHUD_CALLBACK_SCHEDULE="0,60",
+    )
+    dispatcher = Dispatcher(settings, ledger, threads=4)
+    assert dispatcher.lease_seconds > 2 * settings.callback_timeout + 10
+    dispatcher.consumer.start = "0"
+    running = threading.Thread(target=dispatcher.run, daemon=True)
+    running.start()
+    try:
+        wait_until(lambda: dispatcher.store.stats().get("attempt:timeout"), timeout=8)
+        wait_until(lambda: trickler.held(), timeout=5)
+        assert trickler.connections() == 1
+        assert trickler.held()[0] < 3.0
+        assert dispatcher.store.stats()["pending"] == 1  # tried again in a minute
+    finally:
+        dispatcher.stop()
+        running.join(10)
+    assert not running.is_alive()
+    assert trickler.connections() == 1
+
+
+# --- a message's callbacks in stream order --------------------------------------------------
+
+
+def _callback(entry: str, message_id: str, status: Status, target: str = "") -> Callback:
+    change = Change(
+        entry=entry,
+        id=message_id,
+        status=status,
+        previous=None,
+        channel="sms",
+        provider="taqnyat",
+        lane="transactional",
+        reference=None,
+        at="2026-12-02T06:00:00.000Z",
+        attempt=1,
+        error=None,
+    )
+    return Callback(entry, message_id, target, body_of(change, {}))
+
+
+def test_a_message_callbacks_go_in_stream_order_whatever_order_they_were_queued(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    store = CallbackStore(redis_client)
+    later = [
+        _callback("1764646800001-10", "m-ord", Status.DELIVERED),
+        _callback("1764646800001-9", "m-ord", Status.SENT),
+        _callback("1764646800000-120", "m-ord", Status.SENDING),
+    ]
+    now = time.time()
+    for one in later:  # the latest change first: as a second dispatcher, or a late intake, would
+        assert store.queue(one, due=now)
+    settings = Settings(HUDHUD_CALLBACK_SECRET=SECRET, HUDHUD_CALLBACK_URL=receiver.url)
+    dispatcher = Dispatcher(settings, _ledger(redis_client), threads=1)
+    for _ in range(len(later)):
+        (taken,) = dispatcher.store.take(now=time.time(), lease=time.time() + 30, limit=10)
+        dispatcher.deliver(taken)
+    assert [r.webhook_id for r in receiver.of("m-ord")] == [
+        "msg_1764646800000-120",
+        "msg_1764646800001-9",
+        "msg_1764646800001-10",
+    ]
+    assert [r.body["data"]["status"] for r in receiver.of("m-ord")] == ["sending", "sent", "delivered"]
+    assert store.stats()["pending"] == 0 and store.waiting(time.time()) == (0, 0)
+
+
+def test_an_earlier_callback_waits_for_the_one_in_flight(redis_client: redis.Redis) -> None:
+    """A message is leased as a whole: one callback of it at a time, the earliest next."""
+    store = CallbackStore(redis_client)
+    now = time.time()
+    delivered = _callback("1764646800005-0", "m-fly", Status.DELIVERED)
+    sent = _callback("1764646800004-0", "m-fly", Status.SENT)
+    other = _callback("1764646800006-0", "m-other", Status.SENT)
+    store.queue(delivered, due=now)
+    (first,) = store.take(now=now, lease=now + 30, limit=10)
+    assert first.callback.entry == delivered.entry
+    store.queue(sent, due=now)
+    store.queue(other, due=now)
+    (second,) = store.take(now=now, lease=now + 30, limit=10)
+    assert second.callback.message_id == "m-other"  # m-fly stays leased while its try is on
+    assert store.done(first.callback, "delivered", next_due=now, lease=first.lease)
+    (third,) = store.take(now=now, lease=now + 30, limit=10)
+    assert third.callback.entry == sent.entry and third.attempts == 0
+    assert not store.retry(first, at=now, got="5xx")  # an old lease changes nothing
+    assert store.retry(third, at=now, got="5xx")
+    (again,) = store.take(now=now, lease=now + 31, limit=10)
+    assert again.callback.entry == sent.entry and again.attempts == 1
+
+
+# --- endpoints that answered 410 --------------------------------------------------------------
+
+
+def test_a_410_disables_a_message_url_by_its_origin(redis_client: redis.Redis, receiver: Receiver) -> None:
+    """A host answering 410 on a path of its own per message is one disabled endpoint; the
+    operator's own URL on that host stays enabled; callbacks waiting are dropped as they come."""
+    receiver.answer = 410
+    store = CallbackStore(redis_client)
+    base = f"http://127.0.0.1:{receiver.port}"
+    settings = Settings(
+        HUDHUD_CALLBACK_SECRET=SECRET, HUDHUD_CALLBACK_HOSTS="127.0.0.1", HUDHUD_CALLBACK_URL=receiver.url
+    )
+    dispatcher = Dispatcher(settings, _ledger(redis_client), threads=1)
+    now = time.time()
+    store.queue(_callback("1-1", "m-a", Status.SENT, f"{base}/per/a?t=1"), due=now)
+    store.queue(_callback("1-2", "m-a", Status.DELIVERED, f"{base}/per/a?t=1"), due=now)
+    store.queue(_callback("1-3", "m-b", Status.SENT, f"{base}/per/b?t=2"), due=now + 1)
+    (taken,) = store.take(now=now, lease=now + 30, limit=10)
+    dispatcher.deliver(taken)
+    assert list(store.disabled()) == [f"http://127.0.0.1:{receiver.port}"]
+    assert not store.is_disabled(receiver.url)
+    for _ in range(2):
+        (taken,) = store.take(now=time.time() + 2, lease=time.time() + 30, limit=1)
+        dispatcher.deliver(taken)
+    assert len(receiver.all()) == 1
+    stats = store.stats()
+    assert stats["disabled"] == 1 and stats["dropped"] == 2 and stats["pending"] == 0
+    assert stats["endpoints_disabled"] == 1
+
+
+def test_the_disabled_endpoints_kept_are_capped(redis_client: redis.Redis) -> None:
+    store = CallbackStore(redis_client)
+    extra = 5
+    for i in range(DISABLED_KEPT + extra):
+        assert store.disable(f"https://h{i}.example:443", {"at": 1000.0 + i})
+    kept = store.disabled()
+    assert len(kept) == DISABLED_KEPT
+    assert f"https://h{DISABLED_KEPT + extra - 1}.example:443" in kept
+    assert not any(f"https://h{i}.example:443" in kept for i in range(extra))
+
+
+def test_enable_takes_a_url_of_a_disabled_origin(redis_server: RedisServer, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    store = CallbackStore(client)
+    store.disable("https://hooks.example.com:443", {"at": 1.0})
+    store.disable("http://127.0.0.1:9/op?token=x", {"at": 2.0})
+    env = {**os.environ, "HUDHUD_REDIS_URL": redis_server.url}
+    done = run_cli(
+        "callbacks", "enable", "https://hooks.example.com/orders/77?sig=abc", "--json", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"enabled": 1}
+    assert list(store.disabled()) == ["http://127.0.0.1:9/op?token=x"]
+    other = run_cli("callbacks", "enable", "http://127.0.0.1:9/other", "--json", env=env, cwd=tmp_path)
+    assert other.returncode == 2 and json.loads(other.stdout)["field"] == "url"
+    client.close()
+
+
+# --- addresses that wrap an inside one ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "inside"),
+    [
+        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::", True),  # 6to4 of 10.0.0.1
+        ("64:ff9b::7f00:1", True),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254
+        ("64:ff9b:1::a00:1", True),  # a network's own NAT64 prefix
+        ("::7f00:1", True),  # IPv4-compatible 127.0.0.1
+        ("::c0a8:101", True),  # IPv4-compatible 192.168.1.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", True),  # Teredo, client 127.0.0.1
+        ("2002:808:808::", False),  # 6to4 of 8.8.8.8
+        ("64:ff9b::808:808", False),  # NAT64 of 8.8.8.8
+        ("::ffff:8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+    ],
+)
+def test_an_ipv6_address_is_judged_by_the_ipv4_it_carries(address: str, inside: bool) -> None:
+    assert targets.inside(address) is inside

@@ -269,3 +269,52 @@ def test_redis_unreachable_raises_so_the_answer_is_no_2xx() -> None:
     )
     with pytest.raises(redis.exceptions.ConnectionError):
         call(gone, {"type": "email.delivered", "email_id": "e-1"})
+
+
+def test_a_signed_body_replayed_with_new_delivery_ids_is_kept_once(ledger: Ledger) -> None:
+    sent_email(ledger, "m1", "e-1")
+    opened = {"type": "email.opened", "email_id": "e-1", "data": {"metadata": {"user_agent": "Mail"}}}
+    assert call(ledger, opened, delivery="d-1").body == {"recorded": True}
+    for replay in ("d-2", "d-3", "forged-id"):
+        assert call(ledger, opened, delivery=replay).body == {"duplicate": True}
+    assert kinds(ledger, "m1").count("opened") == 1
+
+
+def test_a_final_body_replayed_with_a_new_delivery_id_is_a_duplicate(ledger: Ledger) -> None:
+    sent_email(ledger, "m1", "e-1")
+    delivered = {"type": "email.delivered", "email_id": "e-1", "data": {}}
+    assert call(ledger, delivered, delivery="d-1").body == {"recorded": True}
+    assert call(ledger, delivered, delivery="d-2").body == {"duplicate": True}
+
+
+def test_nested_metadata_loses_personal_fields_and_long_numbers(ledger: Ledger) -> None:
+    sent_email(ledger, "m1", "e-1")
+    metadata = {
+        "user_agent": "Mail",
+        "subject": "your code is 4921",
+        "text": "hello",
+        "hop": {"to": "someone@example.com", "ip": "10.0.0.1"},
+        "phone": 254712345678,
+        "count": 3,
+    }
+    opened = {"type": "email.opened", "email_id": "e-1", "data": {"metadata": metadata}}
+    assert call(ledger, opened).body == {"recorded": True}
+    record = ledger.get("m1")
+    assert record is not None
+    kept = record["events"][-1]["metadata"]
+    assert kept == {"user_agent": "Mail", "hop": {"ip": "10.0.0.1"}, "phone": "<number>", "count": 3}
+    assert "254712345678" not in json.dumps(record["events"])
+
+
+def test_a_report_during_the_hand_over_is_503_and_lands_once_sent(ledger: Ledger) -> None:
+    now = time.time()
+    ledger.create(NewMessage("m1", "email", "taifa", {}, "h"), now=now)
+    claim = ledger.claim("m1", "taifa", now=now, rate=0.0, burst=1.0)
+    campaign.follow_recipients(ledger, "m1", {"": "e-1"}, provider="taifa", now=now, keep_seconds=600)
+    delivered = {"type": "email.delivered", "email_id": "e-1", "data": {}}
+    early = call(ledger, delivered)
+    assert early.status == 503 and isinstance(early.body, dict) and early.body["error"]["field"] == "email_id"
+    assert ledger.field("m1", "status") == Status.SENDING
+    ledger.transition("m1", to=Status.SENT, expect=Status.SENDING, now=now, token=claim.attempts)
+    assert call(ledger, delivered).body == {"recorded": True}, "the 503 spent no delivery id"
+    assert ledger.field("m1", "status") == Status.DELIVERED

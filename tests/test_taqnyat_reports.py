@@ -18,7 +18,7 @@ from hudhud.worker.ledger.status import Status
 from hudhud.worker.ledger.tracking import Tracker
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import Inbound
-from hudhud.worker.providers.taqnyat import reports
+from hudhud.worker.providers.taqnyat import pass_phrase, report_shapes, reports
 from hudhud.worker.providers.taqnyat.report_shapes import Report, outcome, read
 from hudhud.worker.runtime import make_ledger
 
@@ -146,7 +146,7 @@ def test_form_fields_are_read_in_any_spelling() -> None:
     inbound = call(body, FORM)
     report = only(inbound)
     assert (report.provider_id, report.number, report.status) == ("7", NUMBER, Status.FAILED)
-    assert read(inbound, PHRASE).phrases == [PHRASE]
+    assert pass_phrase.offered(inbound) == [PHRASE]
 
 
 def test_form_fields_without_a_content_type_are_read_too() -> None:
@@ -244,12 +244,12 @@ def test_a_body_that_reads_as_nothing_is_unreadable() -> None:
     ],
 )
 def test_the_pass_phrase_is_found_wherever_it_comes(inbound: Inbound) -> None:
-    assert reports.matches(read(inbound, PHRASE).phrases, PHRASE)
+    assert pass_phrase.matches(pass_phrase.offered(inbound), PHRASE)
 
 
 def test_a_wrong_pass_phrase_does_not_match() -> None:
-    assert not reports.matches(read(call(query={"passphrase": PHRASE + "x"}), PHRASE).phrases, PHRASE)
-    assert not reports.matches([], PHRASE)
+    assert not pass_phrase.matches(pass_phrase.offered(call(query={"passphrase": PHRASE + "x"})), PHRASE)
+    assert not pass_phrase.matches([], PHRASE)
 
 
 # --- the answers, on a real Redis -------------------------------------------------------------
@@ -324,3 +324,74 @@ def test_a_redis_error_is_raised_so_taqnyat_sends_again() -> None:
 def test_a_time_that_reads_as_none_is_left_out(value: Any) -> None:
     report = only(call({"messageId": "1", "status": "DELIVRD", "deliveredAt": value}, JSON))
     assert report.reported_at is None
+
+
+# --- the pass phrase before the body ------------------------------------------------------------
+
+
+def deep(levels: int, inner: str = '{"messageId": "1", "status": "DELIVRD"}') -> str:
+    return '{"x": ' * levels + inner + "}" * levels
+
+
+def test_a_body_without_the_pass_phrase_is_refused_unread(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_bodies: list[Inbound] = []
+    monkeypatch.setattr(reports, "read", lambda inbound, secret: read_bodies.append(inbound))
+    many = [{"messageId": str(i), "mobile": NUMBER, "status": "DELIVRD"} for i in range(20_000)]
+    status, _ = receive(call(many, JSON), tracker)
+    assert status == 401
+    assert read_bodies == [], "the reports were parsed before the pass phrase was checked"
+
+
+def test_a_deeply_nested_body_is_401_without_the_phrase_and_400_with_it(
+    tracker: Tracker, redis_client: redis.Redis
+) -> None:
+    assert receive(call(deep(900), JSON), tracker)[0] == 401
+    status, body = receive(call(deep(900), JSON, {"passphrase": PHRASE}), tracker)
+    assert status == 400 and body["error"]["field"] == "body"
+    assert redis_client.dbsize() == 0
+
+
+def test_the_pass_phrase_is_found_among_a_json_objects_top_level_fields_only() -> None:
+    nested = {"data": {"passphrase": PHRASE}, "messageId": "1"}
+    assert pass_phrase.offered(call(nested, JSON)) == []
+    text = '{"data": [{"x": "}"}, {"passphrase": "no"}], "note": "{\\"pass\\": 1}", "passPhrase": '
+    text += json.dumps(PHRASE) + "}"
+    assert pass_phrase.offered(call(text, JSON)) == [PHRASE]
+
+
+def test_at_most_one_candidate_is_taken_of_each_place(tracker: Tracker) -> None:
+    body = {f"passphrase{i}": "wrong" for i in range(49)} | {"passphrase49": PHRASE}
+    headers = {**JSON, "x-passphrase": "wrong", "passphrase": "wrong too", "authorization": "Bearer no"}
+    offered = pass_phrase.offered(call(body, headers, {"pass": "no", "secret": "none"}))
+    assert offered == ["no", "wrong", "no", "wrong"]
+    assert receive(call(body, JSON), tracker)[0] == 401
+
+
+def test_pass_phrases_are_compared_as_digests_of_one_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[int, int]] = []
+    real = pass_phrase.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(pass_phrase.hmac, "compare_digest", spy)
+    assert pass_phrase.matches(["x", PHRASE * 3, PHRASE], PHRASE)
+    assert compared == [(32, 32)] * 3
+
+
+def test_what_is_kept_of_a_report_is_bounded_in_depth_and_size() -> None:
+    body = {"messageId": "1", "status": "DELIVRD", "a": {"b": {"c": {"d": {"e": NUMBER}}}}}
+    body |= {f"list{i}": list(range(100)) for i in range(20)}
+    raw = only(call(body, JSON)).raw
+    assert raw["a"]["b"]["c"] == {"d": report_shapes.NESTED_MASK}
+    kept = json.dumps(raw)
+    assert kept.count(",") < report_shapes.MAX_KEPT + 10
+
+
+def test_a_body_nested_up_to_the_bound_is_read(tracker: Tracker) -> None:
+    limit = report_shapes.MAX_BODY_DEPTH
+    assert receive(call(deep(limit - 1), JSON, {"passphrase": PHRASE}), tracker)[0] == 200
+    assert receive(call(deep(limit), JSON, {"passphrase": PHRASE}), tracker)[0] == 400

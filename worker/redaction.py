@@ -3,7 +3,7 @@
 - `mask_url`: a URL with its password masked (the Redis URL in errors and reports);
 - `Redactor`: a provider's words without its token, email addresses and phone numbers;
 - `scrubbed`: a provider's structured data (event metadata, error replies) walked whole,
-  keys that echo input dropped and every text redacted;
+  keys that echo input dropped, every text redacted and every long integer masked;
 - `argument_shape`: the shape of a task's arguments (field names, never values), for the
   reprs that Flower, events and `inspect` show;
 - `MessageContentFilter`: Celery's own log lines about a message it discards, without the
@@ -40,7 +40,8 @@ def mask_url(url: str) -> str:
 # --- a provider's words and data ----------------------------------------------------------
 
 _ADDRESS = re.compile(r"[^\s@<>\"',;:()\[\]]+@[^\s@<>\"',;:()\[\]]+")
-_LONG_NUMBER = re.compile(r"(?<![\w.])\+?\d{8,}(?![\w.])")
+LONG_DIGITS = 8  # a run of this many digits may be a phone number
+_LONG_NUMBER = re.compile(rf"(?<![\w.])\+?\d{{{LONG_DIGITS},}}(?![\w.])")
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,19 @@ def scrubbed(
     drop: Collection[str] = (),
     redact: Callable[[str], str] | None = NO_SECRETS,
 ) -> Any:
-    """`value` (JSON-like) with the keys in `drop` left out at every depth and every text
-    passed through `redact` (None: texts kept as they are)."""
+    """`value` (JSON-like) with the keys in `drop` left out at every depth, every text passed
+    through `redact` and every integer of 8 digits or more (a phone number) masked as `redact`
+    masks it in a text (None: texts and numbers kept as they are)."""
     if isinstance(value, Mapping):
         return {str(k): scrubbed(v, drop=drop, redact=redact) for k, v in value.items() if k not in drop}
     if isinstance(value, list | tuple):
         return [scrubbed(v, drop=drop, redact=redact) for v in value]
-    if isinstance(value, str) and redact is not None:
+    if redact is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
         return redact(value)
+    if isinstance(value, int) and len(str(abs(value))) >= LONG_DIGITS:
+        return redact(str(abs(value)))
     return value
 
 

@@ -189,19 +189,19 @@ class Delivery:
         return fields
 
     def sent(self, message_id: str, claim: Claim, result: Any, *, how: str = Status.SENT) -> Outcome:
+        """The provider took the message. Its ids are mapped to the message before the `sent`
+        transition: a report pushed right away finds the message (still `sending`: the
+        provider is asked to send it again) instead of no message at all."""
         now = time.time()
         fields = self.result_fields(result)
         if result.status == Status.REJECTED:
             # the provider's words may name the recipient; the error reaches the change stream
             fields["error"] = f"{claim.provider}: {NO_SECRETS(result.rejection_reason or 'rejected')}"
             return self.end(message_id, claim, Status.REJECTED, fields=fields)
-        fields["error"] = ""
-        if claim.reconcile:
-            fields["reconcile"] = ""
-        if claim.reconciled or how == "reconciled":
-            fields["in_doubt"] = ""  # the provider said what it has: no longer in doubt
         follow = self.clients(claim.provider).follow(claim.channel, claim.payload)
+        self._map_provider_ids(message_id, claim, result, follow, now)
         tracking = follow is Follow.MESSAGE
+        fields.update(self._sent_fields(claim, how, tracking=tracking))
         ev = event(
             how,
             now,
@@ -209,14 +209,29 @@ class Delivery:
             cost=fields.get("cost"),
             rejected=len(result.rejected) or None,
         )
-        if tracking:
-            fields["tracked"] = "1"  # its delivery is followed: `sent` is not final yet
-        recorded = self.record(
+        self.record(
             message_id, claim, Status.SENT, now, ev, fields, zset="tracking" if tracking else "", score=now
         )
-        if recorded and follow is not Follow.NONE:
-            # Follow each provider id's fate (delivered, bounced) through the provider's feed
-            # of changes: a batch's by recipient, a single send's as the message itself.
+        return Outcome(DeliveryOutcome.SENT)
+
+    def _sent_fields(self, claim: Claim, how: str, *, tracking: bool) -> dict[str, str]:
+        fields = {"error": ""}
+        if claim.reconcile:
+            fields["reconcile"] = ""
+        if claim.reconciled or how == "reconciled":
+            fields["in_doubt"] = ""  # the provider said what it has: no longer in doubt
+        if tracking:
+            fields["tracked"] = "1"  # its delivery is followed: `sent` is not final yet
+        return fields
+
+    def _map_provider_ids(
+        self, message_id: str, claim: Claim, result: Any, follow: Follow, now: float
+    ) -> None:
+        """Remember which message each of the provider's ids stands for."""
+        keep_seconds = int(self.settings.tracking_days * 86400)
+        if follow is not Follow.NONE:
+            # Followed through the provider's feed of changes (delivered, bounced): a batch's
+            # ids by recipient, a single send's as the message itself.
             emails = result.item_ids if follow is Follow.RECIPIENTS else {"": result.provider_message_id}
             prints = self.ledger.fingerprints
             followed = {(prints.of(r) if r else ""): i for r, i in emails.items() if i}
@@ -228,10 +243,10 @@ class Delivery:
                     followed,
                     provider=claim.provider,
                     now=now,
-                    keep_seconds=int(self.settings.tracking_days * 86400),
+                    keep_seconds=keep_seconds,
                 ),
             )
-        elif recorded and result.provider_message_id and self.clients(claim.provider).takes_webhooks:
+        elif result.provider_message_id and self.clients(claim.provider).takes_webhooks:
             # its reports, pushed to /webhooks/<provider>, find the message by the provider's id
             self.patiently(
                 f"the provider id of {message_id}",
@@ -240,10 +255,9 @@ class Delivery:
                     claim.provider,
                     message_id,
                     result.provider_message_id,
-                    keep_seconds=int(self.settings.tracking_days * 86400),
+                    keep_seconds=keep_seconds,
                 ),
             )
-        return Outcome(DeliveryOutcome.SENT)
 
     def end(
         self,

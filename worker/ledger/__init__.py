@@ -56,7 +56,8 @@ from hudhud.worker.ledger.status import Status as Status
 FINAL_STATUSES = FINAL
 SAFETY_DAYS = 7  # a live record outlives its retention by this much before Redis drops it
 CREATE_FIELDS = 10  # create.lua's ARGV: the record's fields follow its first ten values
-CREATE_MANY_TASKS = 5  # create_many.lua's ARGV: the task messages start here (Lua counts from 1)
+CREATE_MANY_TASKS = 6  # create_many.lua's ARGV: the task messages start here (Lua counts from 1)
+WRITE, WHOLE, CHECK = "", "whole", "check"  # create_many.lua's modes
 CHANGES_MAXLEN = 100_000  # entries the change stream keeps (about: trimmed with MAXLEN ~)
 
 
@@ -183,9 +184,34 @@ class Ledger(Indexes):
         *,
         now: float,
         tasks: Sequence[tuple[str, str] | None] | None = None,
+        all_or_nothing: bool = False,
     ) -> list[Created]:
         """Record many messages in one round trip; with `tasks` (a `(queue, task message)` or
-        None per message), push each created message's broker task in the same script."""
+        None per message), push each created message's broker task in the same script.
+
+        Each message is created, a duplicate or a conflict on its own; `all_or_nothing` makes
+        a batch of them: if any message's key was used for another request (before, or by an
+        earlier message of `messages`), nothing is written, those messages answer `conflict`
+        (with the id that holds the key) and the others `withheld`."""
+        return self._many(messages, now, tasks, WHOLE if all_or_nothing else WRITE)
+
+    def key_conflicts(self, messages: Sequence[NewMessage], *, now: float) -> dict[int, str]:
+        """The messages (by index) whose key was used for another request, before or by an
+        earlier message of `messages`, each with the id that holds it. Only reads: for a
+        batch written in several `create_many` calls, checked whole first."""
+        keyed = [(index, msg) for index, msg in enumerate(messages) if msg.key]
+        if not keyed:
+            return {}
+        found = self._many([msg for _, msg in keyed], now, None, CHECK)
+        return {index: c.id for (index, _), c in zip(keyed, found, strict=True) if c.outcome == "conflict"}
+
+    def _many(
+        self,
+        messages: Sequence[NewMessage],
+        now: float,
+        tasks: Sequence[tuple[str, str] | None] | None,
+        mode: str,
+    ) -> list[Created]:
         keys: list[str] = [CHANGES]
         items = []
         bodies: list[str] = []
@@ -200,7 +226,8 @@ class Ledger(Indexes):
             if task:
                 bodies.append(task[1])
         batch = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
-        flat = self._create_many(keys=keys, args=[batch, op_token(), iso(now), self.changes_maxlen, *bodies])
+        args = [batch, op_token(), iso(now), self.changes_maxlen, mode, *bodies]
+        flat = self._create_many(keys=keys, args=args)
         created = [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
         return self._with_statuses(created)
 

@@ -1,12 +1,13 @@
 """What status callbacks keep in Redis: the callback of each change until it is done, each
-message's callbacks in order, endpoints disabled by a 410, counters.
+message's pending callbacks in stream order, endpoints disabled by a 410, counters.
 
 A callback is queued (`queue`) under its change's stream entry, before that change is
 acknowledged, and stays `pending` until it is done: delivered, given up, dropped or refused.
-Only the first pending callback of a message is in `due`; `take` leases due callbacks to one
+A message with pending callbacks has one place in `due`; `take` leases due messages to one
 dispatcher (their due time moves to the lease's end, so a dispatcher that dies mid-call leaves
-them to another); `retry` sets the next try, `done` ends one and lets the message's next one
-in. Counters (`stats`): `pending`, `queued`, `replayed`, the outcomes (`delivered`,
+them to another) with the first of each one's pending callbacks by stream order, whatever
+order they were queued in; `retry` sets the next try, `done` ends one and lets the message's
+next one in. Counters (`stats`): `pending`, `queued`, `replayed`, the outcomes (`delivered`,
 `given_up`, `dropped`, `refused`, `disabled`) and `attempt:<what it got>`.
 """
 
@@ -26,6 +27,7 @@ from hudhud.worker.ledger.keys import (
     CALLBACKS_DUE,
     CALLBACKS_GIVEN_UP,
     CALLBACKS_STATS,
+    NONE,
     callback_key,
     callback_queue_key,
     msg_key,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 DONE_KEPT = 2 * 86400  # seconds a done callback's mark stays (a change read again is not resent)
 GIVEN_UP_KEPT = 100  # given-up callbacks listed for `hudhud callbacks status`
+DISABLED_KEPT = 1000  # endpoints disabled by a 410 that are remembered (the oldest forgotten)
 DISPATCHER_SEEN = 30.0  # seconds a dispatcher counts as running after its last sign of life
 RECORD_FIELDS = (
     "key",
@@ -65,6 +68,21 @@ class Callback:
     @property
     def webhook_id(self) -> str:
         return f"msg_{self.entry}"
+
+    @property
+    def place(self) -> str:
+        return place_of(self.entry)
+
+
+def place_of(entry: str) -> str:
+    """A stream entry id (`ms-seq`) in a fixed-width form: places sort as the stream does."""
+    ms, _, seq = entry.partition("-")
+    return f"{int(ms):020d}-{int(seq or 0):020d}"
+
+
+def entry_of(place: str) -> str:
+    ms, _, seq = place.partition("-")
+    return f"{int(ms)}-{int(seq or 0)}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,7 @@ class CallbackStore:
             "target": callback.target,
             "body": callback.body,
         }
-        args: list[Any] = [callback.entry, repr(due), "1" if replay else "0"]
+        args: list[Any] = [callback.place, callback.message_id, repr(due), "1" if replay else "0"]
         args += [item for pair in fields.items() for item in pair]
         keys = [
             callback_key(callback.entry),
@@ -112,30 +130,57 @@ class CallbackStore:
         return bool(self._scripts["callback_queue"](keys=keys, args=args))
 
     def take(self, *, now: float, lease: float, limit: int) -> list[Taken]:
-        """Up to `limit` due callbacks, leased until `lease`."""
+        """The first pending callback of up to `limit` due messages, leased until `lease`."""
         if limit <= 0:
             return []
-        entries = self._scripts["callback_take"](keys=[CALLBACKS_DUE], args=[repr(now), repr(lease), limit])
-        if not entries:
+        found = self._scripts["callback_take"](keys=[CALLBACKS_DUE], args=[repr(now), repr(lease), limit])
+        if not found:
             return []
+        messages = [_s(message_id) for message_id in found]
         with self.redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                pipe.hgetall(callback_key(_s(entry)))
-            rows = pipe.execute()
+            for message_id in messages:
+                pipe.zrange(callback_queue_key(message_id), 0, 0)
+            firsts = pipe.execute()
+        heads = {m: entry_of(_s(first[0])) for m, first in zip(messages, firsts, strict=True) if first}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for entry in heads.values():
+                pipe.hgetall(callback_key(entry))
+            rows = dict(zip(heads, pipe.execute(), strict=True))
         taken = []
-        for raw_entry, raw in zip(entries, rows, strict=True):
-            row = {_s(k): _s(v) for k, v in raw.items()}
-            if row.get("state") != "pending":
-                continue  # done by another step since: `done` with no lease removes it
-            callback = Callback(_s(raw_entry), row.get("id", ""), row.get("target", ""), row.get("body", ""))
+        for message_id in messages:
+            row = {_s(k): _s(v) for k, v in rows.get(message_id, {}).items()}
+            entry = heads.get(message_id, "")
+            if row.get("state") != "pending":  # done since by an operator's step: the next is let in
+                self._release(message_id, entry, lease, now)
+                continue
+            callback = Callback(entry, message_id, row.get("target", ""), row.get("body", ""))
             taken.append(Taken(callback, int(row.get("attempts") or 0), lease))
         return taken
+
+    def _release(self, message_id: str, entry: str, lease: float, next_due: float) -> None:
+        """Free a leased message whose first callback was done meanwhile (or is missing)."""
+        keys = [
+            callback_key(entry) if entry else NONE,
+            callback_queue_key(message_id),
+            CALLBACKS_DUE,
+            CALLBACKS_STATS,
+        ]
+        args = [
+            place_of(entry) if entry else "",
+            message_id,
+            repr(lease),
+            repr(next_due),
+            "dropped",
+            "",
+            DONE_KEPT,
+        ]
+        self._scripts["callback_done"](keys=keys, args=args)
 
     def retry(self, taken: Taken, *, at: float, got: str) -> bool:
         """A try that got `got` failed: the next one at `at`."""
         keys = [callback_key(taken.callback.entry), CALLBACKS_DUE, CALLBACKS_STATS]
         args: list[str | int] = [
-            taken.callback.entry,
+            taken.callback.message_id,
             repr(taken.lease),
             repr(at),
             taken.attempts + 1,
@@ -161,7 +206,8 @@ class CallbackStore:
             CALLBACKS_STATS,
         ]
         args: list[str | int] = [
-            callback.entry,
+            callback.place,
+            callback.message_id,
             "" if lease is None else repr(lease),
             repr(next_due),
             outcome,
@@ -169,23 +215,6 @@ class CallbackStore:
             DONE_KEPT,
         ]
         return bool(self._scripts["callback_done"](keys=keys, args=args))
-
-    def heads(self) -> Iterator[Callback]:
-        """The first pending callback of every message (those in `due`)."""
-        cursor = 0
-        while True:
-            cursor, found = self.redis.zscan(CALLBACKS_DUE, cursor, count=500)
-            entries = [_s(entry) for entry, _score in found]
-            if entries:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    for entry in entries:
-                        pipe.hmget(callback_key(entry), ["id", "target", "state"])
-                    rows = pipe.execute()
-                for entry, (message_id, target, state) in zip(entries, rows, strict=True):
-                    if state is not None and _s(state) == "pending":
-                        yield Callback(entry, _s(message_id or b""), _s(target or b""), "")
-            if not cursor:
-                return
 
     def give_up_note(self, note: Mapping[str, Any]) -> None:
         """Remember a given-up callback (no URL, nothing personal) for `status`."""
@@ -198,20 +227,28 @@ class CallbackStore:
         self.redis.hincrby(CALLBACKS_STATS, counter, by)
 
     # --- endpoints that answered 410 ----------------------------------------------------
-    def disable(self, url: str, note: Mapping[str, Any]) -> bool:
-        """False when it was disabled already."""
-        return bool(self.redis.hsetnx(CALLBACKS_DISABLED, url, json.dumps(dict(note), sort_keys=True)))
+    def disable(self, endpoint: str, note: Mapping[str, Any]) -> bool:
+        """False when it was disabled already. Past DISABLED_KEPT endpoints, the oldest is
+        forgotten."""
+        if not self.redis.hsetnx(CALLBACKS_DISABLED, endpoint, json.dumps(dict(note), sort_keys=True)):
+            return False
+        if int(cast(int, self.redis.hlen(CALLBACKS_DISABLED))) > DISABLED_KEPT:
+            kept = sorted(self.disabled().items(), key=lambda item: float(item[1].get("at") or 0))
+            extra = [name for name, _note in kept[: len(kept) - DISABLED_KEPT] if name != endpoint]
+            if extra:
+                self.redis.hdel(CALLBACKS_DISABLED, *extra)
+        return True
 
-    def is_disabled(self, url: str) -> bool:
-        return bool(self.redis.hexists(CALLBACKS_DISABLED, url))
+    def is_disabled(self, endpoint: str) -> bool:
+        return bool(self.redis.hexists(CALLBACKS_DISABLED, endpoint))
 
     def disabled(self) -> dict[str, dict[str, Any]]:
-        """Disabled endpoints: URL -> what disabled it."""
+        """Disabled endpoints: URL or origin -> what disabled it."""
         raw: Any = self.redis.hgetall(CALLBACKS_DISABLED)
         return {_s(url): json.loads(_s(note)) for url, note in raw.items()}
 
-    def enable(self, url: str) -> bool:
-        return bool(self.redis.hdel(CALLBACKS_DISABLED, url))
+    def enable(self, endpoint: str) -> bool:
+        return bool(self.redis.hdel(CALLBACKS_DISABLED, endpoint))
 
     # --- what `status` and `check` show -------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -222,7 +259,8 @@ class CallbackStore:
         return [json.loads(_s(item)) for item in self.redis.lrange(CALLBACKS_GIVEN_UP, 0, count - 1)]
 
     def waiting(self, now: float) -> tuple[int, int]:
-        """Message heads due now, and those waiting for a later try (or a lease's end)."""
+        """Messages whose first pending callback is due now, and those waiting for a later
+        try (or a lease's end)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcount(CALLBACKS_DUE, "-inf", repr(now))
             pipe.zcount(CALLBACKS_DUE, f"({now!r}", "+inf")

@@ -30,9 +30,10 @@ Indexes and shared state:
 - `broker:idle`, `broker:write-probe`, `check:write-probe`: the transport's and check's own
 - `reply:{key}` string: the HTTP API's answer to an `Idempotency-Key` (`{key}` its fingerprint):
   `p|…` while the first request is recorded, then `d|…` with the answer to replay
-- `cb:d:{entry}` hash: the status callback of one change; `cb:q:{id}` list: a message's
-  callbacks in order; `cb:due` zset: the callback due next of each message, by due time;
-  `cb:stats` hash: callback counters; `cb:disabled` hash: endpoints that answered 410;
+- `cb:d:{entry}` hash: the status callback of one change; `cb:q:{id}` zset: a message's
+  pending callbacks in stream order; `cb:due` zset: each message with pending callbacks, by
+  when its first is due; `cb:stats` hash: callback counters; `cb:disabled` hash: endpoints
+  that answered 410 (`HUDHUD_CALLBACK_URL`, or the origin of a message's own URL);
   `cb:given-up` list: the last callbacks given up; `cb:dispatchers` zset: dispatchers seen
 """
 
@@ -115,6 +116,10 @@ def feed_cursor_key(provider: str) -> str:
 
 def delivery_key(provider: str, digest: str) -> str:
     return f"{PREFIX}{provider}:delivery:{digest}"
+
+
+def delivery_body_key(provider: str, digest: str) -> str:
+    return f"{PREFIX}{provider}:delivery-body:{digest}"
 
 
 def follow_lock_key(provider: str) -> str:

@@ -60,7 +60,7 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class Created:
-    outcome: str  # created | duplicate | exists | conflict
+    outcome: str  # created | duplicate | exists | conflict | withheld (a batch refused whole)
     id: str
     status: str
 

@@ -39,11 +39,12 @@ BULK_CHUNK = 500
 
 
 class IdempotencyConflict(InvalidInput):
-    """The idempotency key was used before for a different request."""
+    """The idempotency key was used before for a different request (`field` names it: `key`,
+    or `items[i].key` in a batch, which then records nothing)."""
 
-    def __init__(self, existing_id: str) -> None:
+    def __init__(self, existing_id: str, field: str = "key") -> None:
         self.existing_id = existing_id
-        super().__init__("key", f"was already used for a different request (message {existing_id})")
+        super().__init__(field, f"was already used for a different request (message {existing_id})")
 
 
 class NotFound(LookupError):
@@ -214,14 +215,21 @@ class Hudhud:
 
     @_redis_errors
     def send_many(self, channel: str, items: Iterable[Mapping[str, Any]]) -> list[Receipt]:
-        """Bulk producer API: check every item first (all or nothing: a bad item raises
-        `InvalidInput` naming `items[i].field` and nothing is recorded), then record and
-        enqueue them in pipelined round trips, a thousand messages per round trip."""
+        """Bulk producer API, all or nothing: every item is checked first (a bad item raises
+        `InvalidInput` naming `items[i].field`), then every key (an item whose key was used for
+        another request raises `IdempotencyConflict` naming `items[i].key`), and only then are
+        they recorded and enqueued, in pipelined round trips of `BULK_CHUNK` messages. A key
+        used again for the same request answers its first message (a duplicate)."""
         requests = messages.build_many(channel, items, self.settings)
         now = time.time()
+        news = [self._new(r, None, None) for r in requests]
+        if len(news) > BULK_CHUNK:  # written in several calls: checked whole first
+            _refuse_conflicts(self.ledger.key_conflicts(news, now=now), 0)
         receipts: list[Receipt] = []
-        for start in range(0, len(requests), BULK_CHUNK):
-            receipts += self._record_and_enqueue(requests[start : start + BULK_CHUNK], now)
+        for start in range(0, len(news), BULK_CHUNK):
+            created = self._create_and_push(news[start : start + BULK_CHUNK], now, all_or_nothing=True)
+            _refuse_conflicts({i: c.id for i, c in enumerate(created) if c.outcome == "conflict"}, start)
+            receipts += [Receipt(c.id, c.status, duplicate=c.outcome != "created") for c in created]
         return receipts
 
     def check(self, channel: str, fields: Mapping[str, Any]) -> messages.SendRequest:
@@ -235,26 +243,19 @@ class Hudhud:
         now = time.time()
         answers: list[Receipt | IdempotencyConflict] = []
         for start in range(0, len(requests), BULK_CHUNK):
-            for item in self._create_and_push(requests[start : start + BULK_CHUNK], now):
+            news = [self._new(r, None, None) for r in requests[start : start + BULK_CHUNK]]
+            for item in self._create_and_push(news, now):
                 if item.outcome == "conflict":
                     answers.append(IdempotencyConflict(item.id))
                 else:
                     answers.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
         return answers
 
-    def _record_and_enqueue(self, requests: list[messages.SendRequest], now: float) -> list[Receipt]:
-        receipts = []
-        for item in self._create_and_push(requests, now):
-            if item.outcome == "conflict":
-                receipts.append(Receipt(item.id, "refused: key conflict", duplicate=True))
-            else:
-                receipts.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
-        return receipts
-
-    def _create_and_push(self, requests: Sequence[messages.SendRequest], now: float) -> list[Created]:
+    def _create_and_push(
+        self, news: Sequence[NewMessage], now: float, *, all_or_nothing: bool = False
+    ) -> list[Created]:
         """Record messages and push the broker tasks of those created, in one script call."""
         ledger = self.ledger
-        news = [self._new(r, None, None) for r in requests]
         tasks = [
             enqueue.broker_message(
                 self.app,
@@ -264,7 +265,7 @@ class Hudhud:
             )
             for msg in news
         ]
-        return ledger.create_many(news, now=now, tasks=tasks)
+        return ledger.create_many(news, now=now, tasks=tasks, all_or_nothing=all_or_nothing)
 
     @_redis_errors
     def send_campaign(
@@ -362,7 +363,8 @@ class Hudhud:
     @_redis_errors
     def retry_email(self, message_id: str, *, new_id: str | None = None) -> Receipt:
         """Ask the provider to retry a bounced, failed or rejected email: a new, linked message
-        (`new_id`, when given, is its id: asking twice with the same one makes one retry)."""
+        with the original's reference and callback URL (`new_id`, when given, is its id:
+        asking twice with the same one makes one retry)."""
         record = self.ledger.get(message_id)
         if record is None:
             raise NotFound(message_id)
@@ -380,10 +382,23 @@ class Hudhud:
         if not record.get("provider_message_id"):
             raise Refused(f"message {message_id} never reached {provider}: send it again instead")
         payload = registry.get(provider).retry_payload(record["provider_message_id"])
-        request = messages.SendRequest("email", provider, payload)
+        request = messages.SendRequest(
+            "email",
+            provider,
+            payload,
+            reference=record.get("reference") or None,
+            callback_url=record.get("callback_url") or None,
+        )
         if new_id is not None:
             validation.message_id(new_id, "id")
         return self.submit(request, message_id=new_id, retry_of=message_id)
+
+
+def _refuse_conflicts(conflicts: Mapping[int, str], start: int) -> None:
+    """Raise for the first of a batch's messages (by index in its chunk) whose key conflicts."""
+    if conflicts:
+        index = min(conflicts)
+        raise IdempotencyConflict(conflicts[index], f"items[{start + index}].key")
 
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -65,18 +67,72 @@ def callback_url(value: object, field: str, settings: Settings) -> str:
     return url
 
 
-def inside(address: str) -> bool:
-    """Whether an IP address is loopback, private, link-local or otherwise not public."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in its last 32 bits
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # a network's own translator: never public
+COMPATIBLE = ipaddress.ip_network("::/96")  # the deprecated IPv4-compatible form (and :: and ::1)
+
+
+class TooSlow(Exception):
+    """A host name did not resolve before the deadline."""
+
+
+def wrapped(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (6to4, Teredo, NAT64, IPv4-compatible)."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in NAT64 or ip in COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def addresses(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (an IP literal: itself)."""
+def inside(address: str) -> bool:
+    """Whether an IP address is loopback, private, link-local or otherwise not public, also
+    when it is an IPv6 address that carries such an IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _not_public(ip)
+    if ip.ipv4_mapped is not None:
+        return _not_public(ip.ipv4_mapped)
+    if ip in NAT64_LOCAL:
+        return True
+    return any(_not_public(each) for each in (ip, *wrapped(ip)))
+
+
+def _lookup(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return sorted({str(info[4][0]) for info in infos})
+
+
+def addresses(host: str, port: int, *, deadline: float | None = None) -> list[str]:
+    """Every address `host` resolves to (an IP literal: itself). With a `deadline`
+    (`time.monotonic()` seconds), the name is resolved in a thread of its own, since the
+    system's resolver takes no time limit: TooSlow when it has not answered by then."""
+    if deadline is None:
+        return _lookup(host, port)
+    answer: list[list[str] | BaseException] = []
+
+    def resolve() -> None:
+        try:
+            answer.append(_lookup(host, port))
+        except BaseException as exc:  # handed to the caller
+            answer.append(exc)
+
+    worker = threading.Thread(target=resolve, name="callback-resolve", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if not answer:
+        raise TooSlow("the host name did not resolve in time")
+    found = answer[0]
+    if isinstance(found, BaseException):
+        raise found
+    return found
 
 
 @dataclass(frozen=True)
@@ -89,9 +145,10 @@ class Verdict:
     address: str | None = None
 
 
-def judge(url: str, settings: Settings, *, listed_only: bool) -> Verdict:
+def judge(url: str, settings: Settings, *, listed_only: bool, deadline: float | None = None) -> Verdict:
     """May a callback go to `url` now? `listed_only`: a send's own URL, whose host must still
-    be listed; the operator's `HUDHUD_CALLBACK_URL` is trusted."""
+    be listed; the operator's `HUDHUD_CALLBACK_URL` is trusted. TooSlow when the host does not
+    resolve by `deadline` (see `addresses`)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     hosts = Hosts.of(settings)
@@ -100,7 +157,7 @@ def judge(url: str, settings: Settings, *, listed_only: bool) -> Verdict:
     if not listed_only or hosts.trusts_inside(host):
         return Verdict()
     try:
-        found = addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+        found = addresses(host, parts.port or (443 if parts.scheme == "https" else 80), deadline=deadline)
     except (OSError, UnicodeError):
         return Verdict("its host does not resolve")
     if not found or any(inside(a) for a in found):
@@ -126,3 +183,17 @@ def shown(url: str) -> str:
         port = ""
     rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
     return f"{parts.scheme or '?'}://{host}{port}{rest}"
+
+
+def origin(url: str) -> str:
+    """The endpoint a URL names, as `scheme://host:port` (the port always written), without
+    its path, query or user part."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme.lower()}://{host}:{port}"

@@ -1,11 +1,11 @@
 """Single sends from the HTTP API, recorded together (group commit).
 
 Each request's fields are checked at once, so a bad field fails that request alone and
-records nothing. Checked requests then wait for the flusher: while one flush is in Redis,
-the requests that arrive gather, and the next flush records and enqueues them (at most
-`FLUSH_LIMIT`) in one script call, answering each with its own receipt or error. A request
-that finds the flusher idle is flushed at once: nobody waits for a batch to fill. An email
-with attachments is checked and recorded alone, in a thread, as `Hudhud.send` does.
+records nothing. Checked requests then wait for a flusher: while the flushes under way are
+in Redis, the requests that arrive gather, and the next flush records and enqueues them (at
+most `FLUSH_LIMIT`) in one script call, answering each with its own receipt or error. A
+request that finds a flusher free is flushed at once: nobody waits for a batch to fill. An
+email with attachments is checked and recorded alone, in a thread, as `Hudhud.send` does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from fastapi.concurrency import run_in_threadpool
 from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, Receipt
 from hudhud.worker.producer.messages import SendRequest
 
-FLUSH_LIMIT = 200
+FLUSH_LIMIT = 200  # requests in one flush
+FLUSHERS = 2  # flushes at once: while one waits on Redis, the next can start
 
 
 @dataclass(frozen=True)
@@ -36,26 +37,29 @@ class Gatherer:
     def __init__(self, hudhud: Hudhud) -> None:
         self.hudhud = hudhud
         self.waiting: list[_Waiting] = []
-        self.flusher: asyncio.Task[None] | None = None
+        self.flushers: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: SendRequest) -> Receipt:
         answer: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self.waiting.append(_Waiting(request, answer))
-        if self.flusher is None:
-            self.flusher = asyncio.create_task(self._flush_while_waiting())
+        if len(self.flushers) < FLUSHERS:
+            self.flushers.add(asyncio.create_task(self._flush_while_waiting()))
         return await answer
 
     async def _flush_while_waiting(self) -> None:
+        current = asyncio.current_task()
         try:
             while self.waiting:
                 batch = self.waiting[:FLUSH_LIMIT]
                 del self.waiting[:FLUSH_LIMIT]
                 await self._flush(batch)
-        finally:
-            self.flusher = None
-            for left in self.waiting:  # only when the loop is shutting down
+        except BaseException:  # cancelled: the loop is shutting down
+            for left in self.waiting:
                 left.answer.cancel()
             self.waiting.clear()
+            raise
+        finally:
+            self.flushers.discard(current)
 
     async def _flush(self, batch: list[_Waiting]) -> None:
         try:

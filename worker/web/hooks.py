@@ -45,7 +45,8 @@ def _answer(answer: InboundAnswer) -> Response:
 @router.post("/webhooks/{provider}", operation_id="provider_webhook")
 @router.get("/webhooks/{provider}", operation_id="provider_webhook_by_query")
 async def webhook(provider: str, request: Request) -> Response:
-    """A provider's report (Taifa: POST; Taqnyat: POST, or GET with query parameters)."""
+    """A provider's report: a POST, or a GET carrying it in the query (the provider module
+    reads either)."""
     if not registry.known(provider) or not registry.get(provider).takes_webhooks:
         return _unknown()
     body = await _body(request, MAX_WEBHOOK_BODY)

@@ -13,10 +13,13 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import models_json_schema
 
+from hudhud.config import Settings
 from hudhud.worker.producer.messages import EMAIL_PROVIDERS, MAX_AHEAD
 from hudhud.worker.producer.validation import MAX_ATTACHMENT_BYTES, MAX_SMS_BODY
+from hudhud.worker.providers import registry
 
 REF = "#/components/schemas/{model}"
+SENDER_FIELDS = {"sender": ("sms", "sender name"), "caller_id": ("voice", "the number calls come from")}
 Recipients = Annotated[
     list[str] | str, Field(description="one recipient, or a list (one provider call's worth)")
 ]
@@ -56,13 +59,15 @@ class _Common(_Body):
 class SmsSend(_Common):
     to: Recipients = Field(examples=[["966500000000"]])
     body: str = Field(max_length=MAX_SMS_BODY, examples=["Your code is 4831"])
-    sender: str | None = Field(None, description="sender name (default TAQNYAT_SENDER)")
+    sender: str | None = Field(None, description="sender name (default the SMS provider's sender)")
 
 
 class VoiceSend(_Common):
     to: Recipients = Field(examples=[["966500000000"]])
     audio_url: str = Field(description="https URL of the recording to play")
-    caller_id: str | None = Field(None, description="the number calls come from (default TAQNYAT_CALLER_ID)")
+    caller_id: str | None = Field(
+        None, description="the number calls come from (default the voice provider's caller id)"
+    )
 
 
 class Attachment(_Body):
@@ -213,10 +218,25 @@ def answers(model: type[BaseModel] | None, status: int, *extra: int) -> dict[int
     return out
 
 
+def _default_senders(components: dict[str, Any], settings: Settings) -> None:
+    """Name, in each sender field's description, the variable its channel's provider reads."""
+    for field, (channel, what) in SENDER_FIELDS.items():
+        try:
+            provider = registry.get(registry.for_channel(channel, settings))
+        except ValueError:  # a provider not registered in this process: the generic words stay
+            continue
+        _, variable = provider.default_sender(channel, settings)
+        for model in components.values():
+            found = model.get("properties", {}).get(field)
+            if found is not None:
+                found["description"] = f"{what} (default {variable})"
+
+
 def install(app: FastAPI) -> None:
     """Put the request models in the document's components (request bodies refer to them)."""
     _, definitions = models_json_schema([(model, "validation") for model in REQUEST_MODELS], ref_template=REF)
     components = definitions.get("$defs", {})
+    _default_senders(components, app.state.settings)
     default = app.openapi
 
     def openapi() -> dict[str, Any]:

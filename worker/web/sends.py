@@ -8,6 +8,7 @@ at once share a round trip to Redis); a batch or a campaign runs in a thread.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -192,11 +193,6 @@ def _batch_items(body: Mapping[str, Any]) -> list[Any]:
 
 
 def _batch_answer(receipts: list[Receipt]) -> Answer:
-    for index, receipt in enumerate(receipts):
-        if receipt.status.startswith("refused"):
-            raise InvalidInput(
-                f"messages[{index}].key", f"{KEY_USED} (the batch's other messages were recorded)"
-            )
     replayed = all(r.duplicate for r in receipts)
     return Answer(202, {"ids": [r.id for r in receipts]}, replayed=replayed)
 
@@ -223,6 +219,9 @@ async def send_batch(request: Request) -> Response:
     async def action() -> Answer:
         try:
             receipts = await run_in_threadpool(hudhud.send_many, channel, items)
+        except IdempotencyConflict as exc:  # nothing of the batch was recorded
+            field = "messages" + exc.field.removeprefix("items")
+            raise InvalidInput(field, f"{KEY_USED}: nothing of the batch was recorded") from None
         except InvalidInput as exc:
             if exc.field.startswith("items"):
                 raise InvalidInput("messages" + exc.field.removeprefix("items"), exc.message) from None
@@ -301,6 +300,14 @@ async def cancel(message_id: str, request: Request) -> Response:
     return await _idempotent(request, "cancel", {"id": message_id}, key, action, hold=SEND_HOLD)
 
 
+def _retry_id(hudhud: Hudhud, message_id: str, key: str) -> str:
+    """The id of the retry of `message_id` asked with `key`: the same on every try with the
+    key, so a retry recorded before its answer was kept is not made twice. Made from the keyed
+    key, so the id does not tell the key."""
+    keyed = hudhud.ledger.keyed(digest("retry", {"id": message_id, "idempotency_key": key}))
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, keyed))
+
+
 @router.post(
     "/messages/{message_id}/retry",
     operation_id="retry_message",
@@ -314,8 +321,12 @@ async def retry(message_id: str, request: Request) -> Response:
     key = key_of(request, None)
     hudhud = _hudhud(request)
 
+    def retry_once() -> Receipt:
+        new_id = _retry_id(hudhud, message_id, key) if key else None
+        return hudhud.retry_email(message_id, new_id=new_id)
+
     async def action() -> Answer:
-        receipt = await run_in_threadpool(hudhud.retry_email, message_id)
+        receipt = await run_in_threadpool(retry_once)
         return Answer(202, {"id": receipt.id, "status": receipt.status, "retry_of": message_id})
 
     return await _idempotent(request, "retry", {"id": message_id}, key, action, hold=SEND_HOLD)

@@ -83,12 +83,14 @@ def status(as_json: bool) -> None:
 @click.argument("url")
 @json_option
 def enable(url: str, as_json: bool) -> None:
-    """Send to an endpoint disabled by a 410 again (its URL, or as `status` shows it)."""
+    """Send to an endpoint disabled by a 410 again: HUDHUD_CALLBACK_URL, any URL of a disabled
+    origin (scheme, host, port), or either as `status` shows it."""
     from hudhud.worker.producer import targets
 
     _settings, store = _store()
+    named = {url, targets.origin(url)} if "://" in url else {url}
     try:
-        found = [u for u in store.disabled() if url in (u, targets.shown(u))]
+        found = [u for u in store.disabled() if u in named or url == targets.shown(u)]
         for each in found:
             store.enable(each)
     except redis.RedisError as exc:

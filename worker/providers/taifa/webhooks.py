@@ -8,7 +8,11 @@ the raw body with the endpoint's `whsec_...` secret; it sends a delivery again u
 or base64 (standard or URL-safe), with or without a `sha256=` prefix, keyed either way.
 
 What a report does is the poller's meaning of Taifa's words (`tracking.meaning`), written
-through the same calls, with `via: "webhook"`.
+through the same calls, with `via: "webhook"`. A delivery is applied once: the delivery id is
+not signed, so a body seen before is a duplicate whatever its delivery id. A report about a
+message still being handed over is answered 503, so Taifa sends it again once it is `sent`.
+What is kept of Taifa's data leaves out, at every depth, the fields that name a person or
+carry the email's content.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hudhud.worker.ledger.inbound import Appended, Deliveries
+from hudhud.worker.ledger.inbound import Appended, Deliveries, Delivery
+from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.base import Inbound, InboundAnswer
 from hudhud.worker.providers.taifa import tracking
 from hudhud.worker.providers.taifa.failures import PROVIDER
 from hudhud.worker.providers.taifa.tracking import Meaning
+from hudhud.worker.redaction import scrubbed
 
 if TYPE_CHECKING:
     from hudhud.config import Settings
@@ -104,12 +110,13 @@ def signed(body: bytes, header: str, secret: str) -> bool:
 
 @dataclass(frozen=True)
 class Report:
-    """One webhook delivery: Taifa's event type, its email id, its data, its delivery id."""
+    """One webhook delivery: Taifa's event type, its email id, its data, and what tells it
+    apart (its delivery id and body)."""
 
     kind: str
     email_id: str
     data: dict[str, Any]
-    delivery_id: str
+    delivery: Delivery
 
 
 def _bad(field: str, message: str) -> InboundAnswer:
@@ -142,15 +149,15 @@ def parse(inbound: Inbound) -> Report | InboundAnswer:
     # Without a delivery id, the body itself tells a delivery sent again.
     given = _text_field(inbound.headers.get(DELIVERY_HEADER))
     delivery_id = given or hashlib.sha256(inbound.body).hexdigest()
-    return Report(kind, email_id, data or {}, delivery_id)
+    return Report(kind, email_id, data or {}, Delivery(delivery_id, inbound.body))
 
 
 def _metadata(data: dict[str, Any]) -> Any:
-    """What Taifa said about the event: its `metadata` when it nests one, else the data
-    (without the fields that would name a person or carry the email's content)."""
-    if isinstance(data.get("metadata"), dict):
-        return data["metadata"]
-    return {key: value for key, value in data.items() if key not in PERSONAL}
+    """What Taifa said about the event: its `metadata` when it nests one, else the data;
+    either without the fields that would name a person or carry the email's content (at
+    every depth), and with long numbers masked."""
+    said = data["metadata"] if isinstance(data.get("metadata"), dict) else data
+    return scrubbed(said, drop=PERSONAL)
 
 
 def _moment(data: dict[str, Any]) -> datetime | None:
@@ -181,12 +188,16 @@ def receive(inbound: Inbound, tracker: Tracker, settings: Settings, now: float) 
 
 
 def apply(report: Report, tracker: Tracker, deliveries: Deliveries, now: float) -> InboundAnswer:
-    """Record what `report` says (once per delivery id); Redis errors propagate (no 2xx)."""
-    if deliveries.seen(report.delivery_id):
+    """Record what `report` says (once per delivery id and body); Redis errors propagate
+    (no 2xx)."""
+    if deliveries.seen(report.delivery):
         return InboundAnswer(200, {"duplicate": True})
     owner = tracker.owners([report.email_id])[0]
     if owner is None:
         return InboundAnswer(200, {"ignored": True})
+    if tracker.ledger.field(owner[0], "status") == Status.SENDING:
+        message = "is still being handed over: send the report again"
+        return InboundAnswer(503, {"error": {"field": "email_id", "message": message}})
     kind, status = tracking.meaning(report.kind)
     if kind is Meaning.FINISH and status is not None:
         why = tracking.reason(report.kind, _metadata(report.data))
@@ -194,7 +205,7 @@ def apply(report: Report, tracker: Tracker, deliveries: Deliveries, now: float) 
             tracking.finish_recipient(tracker, owner, report.email_id, status, why, now=now)
         else:
             tracking.finish_message(tracker, owner[0], status, why, now=now, via=VIA)
-        deliveries.remember(report.delivery_id)  # only once the change is recorded
+        deliveries.remember(report.delivery)  # only once the change is recorded
         return InboundAnswer(200, {"recorded": True})
     return _append(report, owner, deliveries, now)
 
@@ -204,7 +215,7 @@ def _append(report: Report, owner: tuple[str, str], deliveries: Deliveries, now:
     entry = tracking.report(report.kind, _metadata(report.data), _moment(report.data), now, via=VIA)
     if recipient:
         entry["recipient"] = recipient  # a campaign recipient, by its fingerprint
-    outcome = deliveries.append_event(report.delivery_id, batch, json.dumps(entry, default=str))
+    outcome = deliveries.append_event(report.delivery, batch, json.dumps(entry, default=str))
     if outcome is Appended.DUPLICATE:
         return InboundAnswer(200, {"duplicate": True})
     if outcome is Appended.MISSING:

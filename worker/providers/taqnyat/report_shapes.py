@@ -10,7 +10,8 @@ Taqnyat does not publish the report's payload, so this reads liberally:
   `secret` or `token`, in the query, the body or a header.
 
 What is kept of a report (`Report.raw`) has every number masked, the pass phrase and any
-message text withheld: it becomes an event in the ledger.
+message text withheld, and at most `MAX_KEPT` values `MAX_DEPTH` deep: it becomes an event in
+the ledger. A JSON body nested deeper than `MAX_BODY_DEPTH` is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -22,18 +23,24 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl
 
 from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.base import Inbound
+from hudhud.worker.providers.taqnyat.body_scan import deeper_than
 from hudhud.worker.redaction import MASK, Redactor
 
 NUMBER_MASK = "<number>"
 TEXT_MASK = "<text withheld>"
 MAX_REPORTS = 10_000  # reports read from one call
-MAX_DEPTH = 4
+MAX_DEPTH = 4  # levels of a report's objects read and kept
+MAX_BODY_DEPTH = 12  # levels of a JSON body at most: deeper, it is refused unread
+MAX_KEPT = 200  # values kept of one report
+MAX_FIELDS = 100  # fields read of one object
+NESTED_MASK = "<nested>"
 
 ID_KEYS = ("messageid", "msgid", "messagesid", "requestid", "providermessageid", "mid", "dlrid", "id")
 OWN_ID_KEYS = ("smsid", "clientmessageid", "clientmsgid", "clientid", "customid", "externalid")
@@ -122,11 +129,14 @@ class Report:
 
 @dataclass(frozen=True)
 class Call:
-    """A call to the webhook, read: its reports and the pass phrases it offers."""
+    """A call to the webhook, read: its reports."""
 
     reports: list[Report]
-    phrases: list[str]
     readable: bool = True
+
+
+class TooDeep(ValueError):
+    """A JSON body nested deeper than `MAX_BODY_DEPTH`."""
 
 
 def outcome(word: str | None) -> Status | None:
@@ -185,11 +195,9 @@ def time_of(value: Any) -> str | None:
 
 
 def read(inbound: Inbound, secret: str) -> Call:
-    """The reports of a call and the pass phrases it offers (query, body fields, headers)."""
+    """The reports of a call (query and body); TooDeep for a body nested too deep."""
     body, readable = decode_body(inbound)
     query = {k: v for k, v in inbound.query.items() if not is_secret_name(k)}
-    phrases = [v for k, v in inbound.query.items() if is_secret_name(k)]
-    phrases += header_phrases(inbound.headers) + body_phrases(body)
     if body is None:
         items: list[dict[str, Any]] = [query] if query else []
     else:
@@ -199,7 +207,7 @@ def read(inbound: Inbound, secret: str) -> Call:
             if len(items) >= MAX_REPORTS:
                 break
     redact = Redactor(secrets=(secret,))
-    return Call([report_of(item, redact) for item in items], phrases, readable)
+    return Call([report_of(item, redact) for item in items], readable)
 
 
 def decode_body(inbound: Inbound) -> tuple[Any, bool]:
@@ -220,6 +228,8 @@ def decode_body(inbound: Inbound) -> tuple[Any, bool]:
     if kind == "application/x-www-form-urlencoded":
         return form_fields(text), True
     if text[:1] in "{[":
+        if deeper_than(text, MAX_BODY_DEPTH):
+            raise TooDeep(f"nests deeper than {MAX_BODY_DEPTH} levels")
         try:
             return json.loads(text), True
         except (ValueError, RecursionError):
@@ -257,28 +267,6 @@ def multipart_fields(content_type: str, raw: bytes) -> dict[str, Any] | None:
     return fields
 
 
-def header_phrases(headers: Mapping[str, str]) -> list[str]:
-    found = [value.strip() for name, value in headers.items() if is_secret_name(name)]
-    auth = headers.get("authorization", "").strip()
-    if auth:
-        scheme, _, rest = auth.partition(" ")
-        found += [rest.strip(), auth] if scheme.lower() in ("bearer", "token", "passphrase") else [auth]
-    return found
-
-
-def body_phrases(body: Any, depth: int = 0) -> list[str]:
-    """Pass phrases under a secret's name, in the body and in the objects it holds."""
-    if depth > 2:
-        return []
-    if isinstance(body, list):
-        return [p for item in body[:MAX_REPORTS] for p in body_phrases(item, depth + 1)]
-    if not isinstance(body, Mapping):
-        return []
-    found = [str(v) for k, v in body.items() if is_secret_name(str(k)) and isinstance(v, str | int)]
-    held = [v for v in body.values() if isinstance(v, Mapping | list)]
-    return found + [p for v in held for p in body_phrases(v, depth + 1)]
-
-
 def _items(value: Any, around: Mapping[str, Any], depth: int) -> Iterator[dict[str, Any]]:
     """Each report in `value` as one flat mapping (the names as given), holding the fields of
     the objects around it too (a list of recipients under one `messageId`)."""
@@ -292,9 +280,10 @@ def _items(value: Any, around: Mapping[str, Any], depth: int) -> Iterator[dict[s
         value = smpp_fields(value)
     if not isinstance(value, Mapping):
         return
-    inner = {str(k): v for k, v in value.items() if norm(str(k)) in CONTAINER_KEYS and _nested(v)}
-    merged = {**around, **{str(k): v for k, v in value.items() if str(k) not in inner}}
-    for key, v in value.items():
+    fields = {str(k): v for k, v in islice(value.items(), MAX_FIELDS)}
+    inner = {k: v for k, v in fields.items() if norm(k) in CONTAINER_KEYS and _nested(v)}
+    merged = {**around, **{k: v for k, v in fields.items() if k not in inner}}
+    for key, v in fields.items():
         if isinstance(v, str) and norm(str(key)) not in TEXT_KEYS and _RECEIPT.search(v):
             merged = {**smpp_fields(v), **merged}
     found = False
@@ -388,16 +377,46 @@ def _description(value: Any, redact: Redactor) -> str | None:
     return None if word is None else redact(word)
 
 
-def masked(value: Any, redact: Redactor, name: str = "") -> Any:
+@dataclass
+class _Budget:
+    """How many more values `masked` keeps of one report."""
+
+    left: int = MAX_KEPT
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def masked(
+    value: Any, redact: Redactor, name: str = "", depth: int = 0, budget: _Budget | None = None
+) -> Any:
     """`value` fit for the ledger: numbers masked, the pass phrase and message text withheld,
-    every other text without numbers, addresses or the pass phrase."""
-    key = norm(name)
+    every other text without numbers, addresses or the pass phrase; objects deeper than
+    `MAX_DEPTH` withheld, and no more than `MAX_KEPT` values in all."""
+    budget = budget if budget is not None else _Budget()
     if name and is_secret_name(name):
         return MASK
+    if isinstance(value, Mapping | list) and depth >= MAX_DEPTH:
+        return NESTED_MASK
     if isinstance(value, Mapping):
-        return {str(k): masked(v, redact, str(k)) for k, v in list(value.items())[:100]}
+        kept: dict[str, Any] = {}
+        for k, v in value.items():
+            if not budget.take():
+                break
+            kept[str(k)] = masked(v, redact, str(k), depth + 1, budget)
+        return kept
     if isinstance(value, list):
-        return [masked(v, redact, name) for v in value[:100]]
+        items: list[Any] = []
+        for v in value:
+            if not budget.take():
+                break
+            items.append(masked(v, redact, name, depth + 1, budget))
+        return items
+    return _masked_scalar(value, redact, norm(name))
+
+
+def _masked_scalar(value: Any, redact: Redactor, key: str) -> Any:
     if value is None or isinstance(value, bool | float):
         return value
     if key in TEXT_KEYS:

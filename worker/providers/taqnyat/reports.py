@@ -1,9 +1,10 @@
 """Taqnyat's delivery reports at `/webhooks/taqnyat`: the pass phrase, and what a report does.
 
 Taqnyat's portal configures the URL and a pass phrase that the endpoint echoes back. A call
-counts only with that pass phrase (`TAQNYAT_DLR_PASSPHRASE`, compared in constant time); it
-is then answered with the pass phrase as plain text, once every report in it is recorded.
-The shapes read are in `report_shapes`.
+counts only with that pass phrase (`TAQNYAT_DLR_PASSPHRASE`, found and compared by
+`pass_phrase` before the body is parsed); it is then answered with the pass phrase as plain
+text, once every report in it is recorded. The shapes read are in `report_shapes`; a JSON
+body nested too deep is answered 400.
 
 A report finds its message by Taqnyat's `messageId` (remembered at the hand-over), else by
 the `smsId` hudhud sent (the message's own id). It is kept as a `report` event, numbers
@@ -18,7 +19,6 @@ one of no message of ours is answered `{"ignored": true}` and only counted.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -31,8 +31,9 @@ from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.reports import Membership
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.base import Inbound, InboundAnswer
+from hudhud.worker.providers.taqnyat import pass_phrase
 from hudhud.worker.providers.taqnyat.codes import PROVIDER
-from hudhud.worker.providers.taqnyat.report_shapes import Report, read
+from hudhud.worker.providers.taqnyat.report_shapes import Call, Report, TooDeep, read
 from hudhud.worker.redaction import NO_SECRETS
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ log = logging.getLogger("hudhud.webhooks")
 SETTING = "TAQNYAT_DLR_PASSPHRASE"
 EVENT = "report"
 VIA = f"{PROVIDER} webhook"
-MAX_PHRASES = 50  # pass phrase candidates compared, per call
 
 IGNORED: Counter[str] = Counter()  # reports answered `ignored`, by reason
 _COUNTING = threading.Lock()
@@ -61,9 +61,16 @@ def receive(inbound: Inbound, tracker: Tracker, settings: Settings, now: float) 
     phrase = secret.get_secret_value() if secret is not None else ""
     if not phrase:
         return InboundAnswer(503, _error(SETTING, "is not set: Taqnyat's delivery reports are refused"))
-    call = read(inbound, phrase)
-    if not matches(call.phrases, phrase):
+    if not pass_phrase.matches(pass_phrase.offered(inbound), phrase):
         return InboundAnswer(401, _error("passphrase", "is missing or wrong"))
+    try:
+        call = read(inbound, phrase)
+    except TooDeep as exc:
+        return InboundAnswer(400, _error("body", str(exc)))
+    return _answer(tracker, call, phrase, now)
+
+
+def _answer(tracker: Tracker, call: Call, phrase: str, now: float) -> InboundAnswer:
     reporting = [report for report in call.reports if report.reports_anything]
     if call.readable and not reporting:
         return InboundAnswer(200, phrase)  # the portal's check of the URL: no report in it
@@ -74,15 +81,6 @@ def receive(inbound: Inbound, tracker: Tracker, settings: Settings, now: float) 
         ignored("unreadable body" if not call.readable else "no message of ours", len(reporting) or 1)
         return InboundAnswer(200, {"ignored": True})
     return InboundAnswer(200, phrase)
-
-
-def matches(offered: list[str], phrase: str) -> bool:
-    """Whether any offered pass phrase is the configured one (each compared in constant time)."""
-    expected = phrase.encode()
-    found = False
-    for candidate in offered[:MAX_PHRASES]:
-        found |= hmac.compare_digest(candidate.encode(), expected)
-    return found
 
 
 def ignored(reason: str, count: int) -> None:

@@ -2,11 +2,14 @@
 change's callback in the ledger before the change is acknowledged, and POSTs the due ones from
 a pool of threads: a message's callbacks one after the other, different messages at once.
 
-A try that gets a 2xx is done; a 410 disables the endpoint (its pending callbacks are dropped
-and its later ones too, until `hudhud callbacks enable`); anything else (a 3xx is not followed,
-a timeout, a refused connection) is tried again as `HUDHUD_CALLBACK_SCHEDULE` says, then given
-up. A message's own `callback_url` is checked when each call is made: its host must still be
-listed, and must not resolve inside the network unless listed by its own name.
+A try that gets a 2xx is done; a 410 disables the endpoint (`HUDHUD_CALLBACK_URL` itself, or
+a message's own URL's origin): its callbacks are dropped as each comes up, until `hudhud
+callbacks enable`; anything else (a 3xx is not followed, a timeout, a refused connection) is
+tried again as `HUDHUD_CALLBACK_SCHEDULE` says, then given up. A message's own `callback_url`
+is checked when each call is made: its host must still be listed, and must not resolve inside
+the network unless listed by its own name. A try, name lookups included, is over within
+`HUDHUD_CALLBACK_TIMEOUT`; a message is leased for well longer, so that no other thread takes
+its callback while a try is still on.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import redis
-import requests
 
 from hudhud.config import Settings
 from hudhud.worker.errors import ConfigurationError
@@ -37,6 +39,7 @@ log = logging.getLogger("hudhud.callbacks")
 GROUP = "callbacks"
 THREADS = 16
 POLL = 0.2  # seconds between looks for callbacks whose next try came due
+LEASE_SPARE = 30.0  # seconds a lease outlasts twice the longest try
 ALIVE_EVERY = 5.0  # seconds between a dispatcher's signs of life
 
 
@@ -56,12 +59,11 @@ class Dispatcher:
         self.waits = schedule.of(settings)
         self.threads = threads
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.lease_seconds = 2 * settings.callback_timeout + 1
+        self.lease_seconds = 2 * settings.callback_timeout + LEASE_SPARE
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
-        self._local = threading.local()
         self.consumer = ChangeConsumer.from_settings(
             ledger, settings, GROUP, self.name, self.take_in, block=0.5
         )
@@ -81,40 +83,34 @@ class Dispatcher:
     def deliver(self, taken: Taken) -> None:
         """One try of a taken callback, and what follows from it."""
         callback = taken.callback
+        deadline = time.monotonic() + self.settings.callback_timeout
         url = intake.endpoint(callback.target, self.settings)
-        if not url or self.store.is_disabled(url):
+        if not url or self.store.is_disabled(intake.disabled_as(callback.target, self.settings)):
             self._end(taken, "dropped")
             return
-        verdict = targets.judge(url, self.settings, listed_only=bool(callback.target))
-        refusal = verdict.refusal
-        if refusal:
+        try:
+            verdict = targets.judge(url, self.settings, listed_only=bool(callback.target), deadline=deadline)
+        except targets.TooSlow:
+            self._failed(taken, sending.Try(sending.TIMEOUT), url)
+            return
+        if verdict.refusal:
             log.warning(
                 "callback %s of message %s not sent to %s: %s",
                 callback.webhook_id,
                 callback.message_id,
                 targets.shown(url),
-                refusal,
+                verdict.refusal,
             )
             self._end(taken, "refused")
             return
         headers = self.signer.headers(callback.webhook_id, callback.body, time.time())
-        timeout = self.settings.callback_timeout
-        if verdict.address:
-            tried = sending.post_to(verdict.address, url, callback.body, headers, timeout)
-        else:
-            tried = sending.post(self._session(), url, callback.body, headers, timeout)
+        tried = sending.post(url, callback.body, headers, deadline=deadline, address=verdict.address)
         if tried.got == sending.DELIVERED:
             self._end(taken, "delivered", tried.got)
         elif tried.got == sending.GONE:
-            self._gone(taken, url)
+            self._gone(taken)
         else:
             self._failed(taken, tried, url)
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
 
     def _end(self, taken: Taken, outcome: str, got: str | None = None) -> None:
         next_due = time.time() + self.waits[0]
@@ -153,30 +149,21 @@ class Dispatcher:
             )
         self.wake.set()
 
-    def _gone(self, taken: Taken, url: str) -> None:
-        """The endpoint answered 410: disabled, with every callback waiting for it dropped."""
-        note = {"at": time.time(), "shown": targets.shown(url), "webhook_id": taken.callback.webhook_id}
-        disabled_now = self.store.disable(url, note)  # before the message's next callback is let in
+    def _gone(self, taken: Taken) -> None:
+        """The endpoint answered 410: disabled; each callback waiting for it is dropped when it
+        comes up."""
+        callback = taken.callback
+        endpoint = intake.disabled_as(callback.target, self.settings)
+        note = {"at": time.time(), "shown": targets.shown(endpoint), "webhook_id": callback.webhook_id}
+        disabled_now = self.store.disable(endpoint, note)  # before the message's next callback is let in
         self._end(taken, "disabled", sending.GONE)
         if disabled_now:
             self.store.count("endpoints_disabled")
             log.error(
                 "callback endpoint %s answered 410 Gone: disabled, its callbacks are dropped until "
                 "`hudhud callbacks enable`",
-                targets.shown(url),
+                targets.shown(endpoint),
             )
-        self.drop_waiting(url)
-
-    def drop_waiting(self, url: str) -> int:
-        """Drop the callbacks waiting to go to `url` (each message's next one follows, and is
-        dropped in turn when it comes due)."""
-        dropped = 0
-        now = time.time()
-        for head in list(self.store.heads()):
-            if intake.endpoint(head.target, self.settings) == url:
-                dropped += self.store.done(head, "dropped", next_due=now)
-        self.wake.set()
-        return dropped
 
     # --- the loop ----------------------------------------------------------------------------
     def stop(self) -> None:

@@ -1,18 +1,32 @@
 """One try of a callback over HTTP, and the word for what it got: `2xx`, `410` (the endpoint
-is gone), `3xx`/`4xx`/`5xx` (redirects are not followed), `timeout` or `connection`."""
+is gone), `3xx`/`4xx`/`5xx` (redirects are not followed), `timeout` or `connection`.
+
+A try has one deadline for all of it: resolving the name, connecting, TLS, sending, and the
+answer's status line and headers (its body is never read). A socket's own timeout bounds
+each read only, so an endpoint that answers a byte at a time would hold a try for as long as
+it likes: at the deadline a watchdog shuts the connection down instead.
+"""
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
+import threading
+import time
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import requests
-import urllib3
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+from hudhud.worker.producer import targets
 
 DELIVERED = "2xx"
 GONE = "410"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
 
 
 def user_agent() -> str:
@@ -32,61 +46,116 @@ def word(status: int) -> str:
     return GONE if status == 410 else f"{status // 100}xx"
 
 
-def _headers(headers: dict[str, str]) -> dict[str, str]:
-    return {**headers, "Content-Type": "application/json", "User-Agent": user_agent()}
+class TooLate(Exception):
+    """The try's deadline passed."""
 
 
-def post(session: requests.Session, url: str, body: str, headers: dict[str, str], timeout: float) -> Try:
-    try:
-        answer = session.post(
-            url,
-            data=body.encode("utf-8"),
-            headers=_headers(headers),
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,  # the answer's body is never read
-        )
-    except requests.Timeout:
-        return Try("timeout")
-    except requests.RequestException:
-        return Try("connection")
-    answer.close()
-    return Try(word(answer.status_code), answer.status_code)
+def left(deadline: float) -> float:
+    """Seconds until `deadline` (`time.monotonic()` seconds); TooLate when none are left."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TooLate
+    return remaining
 
 
-def post_to(address: str, url: str, body: str, headers: dict[str, str], timeout: float) -> Try:
-    """One try at `url` over a connection to `address` (the one its name was checked to
-    resolve to), TLS still verified for the URL's own host name."""
+class Watchdog:
+    """Shuts a connection down at the deadline, which ends whatever read or write waits on it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.fired = False
+        self._sock = sock
+        self._over = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.fired = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def end(self) -> None:
+        """The try is over (before the socket is closed, so that its number is not reused under
+        the watchdog's hands)."""
+        with self._lock:
+            self._over = True
+            self._timer.cancel()
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
+
+
+def _headers(headers: dict[str, str], parts: SplitResult) -> dict[str, str]:
+    host = parts.hostname or ""
+    named = f"[{host}]" if ":" in host else host
+    return {
+        **headers,
+        "Content-Type": "application/json",
+        "User-Agent": user_agent(),
+        "Host": named + (f":{parts.port}" if parts.port else ""),
+    }
+
+
+def _connect(found: list[str], port: int, deadline: float) -> socket.socket:
+    """A connection to the first of `found` that takes one before the deadline."""
+    failure: OSError = OSError("no address")
+    for address in found:
+        try:
+            return socket.create_connection((address, port), timeout=left(deadline))
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            failure = exc
+    raise failure
+
+
+def post(url: str, body: str, headers: dict[str, str], *, deadline: float, address: str | None = None) -> Try:
+    """One try at `url`, over a connection to `address` when given (the one its name was
+    checked to resolve to; TLS still verified for the URL's own host name), all of it over
+    by `deadline` (`time.monotonic()` seconds)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     secure = parts.scheme == "https"
     port = parts.port or (443 if secure else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    named = f"[{host}]" if ":" in host else host
-    options = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False}
-    pool: urllib3.HTTPConnectionPool = (
-        urllib3.HTTPSConnectionPool(
-            address,
-            port,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=DEFAULT_CA_BUNDLE_PATH,
-            **options,  # type: ignore[arg-type]
-        )
-        if secure
-        else urllib3.HTTPConnectionPool(address, port, **options)  # type: ignore[arg-type]
-    )
-    sent = {**_headers(headers), "Host": named + (f":{parts.port}" if parts.port else "")}
     try:
-        answer = pool.urlopen(
-            "POST", target, body=body.encode("utf-8"), headers=sent, redirect=False, preload_content=False
-        )
-        answer.release_conn()
-        return Try(word(answer.status), answer.status)
-    except urllib3.exceptions.TimeoutError:
-        return Try("timeout")
-    except urllib3.exceptions.HTTPError:
-        return Try("connection")
+        left(deadline)
+        found = [address] if address else targets.addresses(host, port, deadline=deadline)
+        raw = _connect(found, port, deadline)
+    except (TooLate, targets.TooSlow, TimeoutError):
+        return Try(TIMEOUT)
+    except (OSError, UnicodeError):
+        return Try(CONNECTION)
+    watchdog = Watchdog(raw, deadline)
+    try:
+        return _exchange(raw, parts, body, _headers(headers, parts), secure, deadline)
+    except (TooLate, TimeoutError):
+        return Try(TIMEOUT)
+    except (OSError, http.client.HTTPException, ValueError):
+        return Try(TIMEOUT if watchdog.fired else CONNECTION)
     finally:
-        pool.close()
+        watchdog.end()
+        raw.close()
+
+
+def _exchange(
+    raw: socket.socket, parts: SplitResult, body: str, headers: dict[str, str], secure: bool, deadline: float
+) -> Try:
+    host = parts.hostname or ""
+    sock = _tls().wrap_socket(raw, server_hostname=host) if secure else raw
+    connection = http.client.HTTPConnection(host, timeout=left(deadline))
+    connection.sock = sock
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", target, body=body.encode("utf-8"), headers=headers)
+        answer = connection.getresponse()
+        return Try(word(answer.status), answer.status)
+    finally:
+        connection.close()
