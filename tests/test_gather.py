@@ -56,13 +56,13 @@ def test_concurrent_sends_are_recorded_in_few_flushes_each_with_its_own_receipt(
     hudhud: Hudhud, redis_client: redis.Redis
 ) -> None:
     flushes: list[int] = []
-    submit_many = hudhud.submit_many
+    prepare = hudhud.prepare
 
-    def counted(requests: Any) -> Any:
+    def counted(requests: Any, now: float) -> Any:
         flushes.append(len(requests))
-        return submit_many(requests)
+        return prepare(requests, now)
 
-    hudhud.submit_many = counted  # type: ignore[method-assign]
+    hudhud.prepare = counted  # type: ignore[method-assign]
     sends = [("sms", {"to": [number(i)], "body": f"code {i}"}) for i in range(450)]
     outcomes = asyncio.run(submit_all(hudhud, sends))
     assert all(isinstance(o, Receipt) and o.status == "queued" and not o.duplicate for o in outcomes)

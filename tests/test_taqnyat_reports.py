@@ -333,15 +333,41 @@ def deep(levels: int, inner: str = '{"messageId": "1", "status": "DELIVRD"}') ->
     return '{"x": ' * levels + inner + "}" * levels
 
 
+def multipart(parts: list[tuple[str, str]], boundary: str = "xYzBoundary") -> Inbound:
+    body = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in parts
+    )
+    return call(body + f"--{boundary}--\r\n", {"content-type": f"multipart/form-data; boundary={boundary}"})
+
+
+MANY = [{"messageId": str(i), "mobile": NUMBER, "status": "DELIVRD"} for i in range(20_000)]
+
+
+@pytest.mark.parametrize(
+    "inbound",
+    [
+        call(MANY, JSON),
+        call({"data": MANY}, JSON),
+        call("&".join(f"messageId={i}&mobile={NUMBER}&status=DELIVRD" for i in range(20_000)), FORM),
+        multipart([(f"messageId{i}", str(i)) for i in range(20_000)]),
+    ],
+    ids=["json-list", "json-object", "form", "multipart"],
+)
 def test_a_body_without_the_pass_phrase_is_refused_unread(
-    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch, inbound: Inbound
 ) -> None:
     read_bodies: list[Inbound] = []
     monkeypatch.setattr(reports, "read", lambda inbound, secret: read_bodies.append(inbound))
-    many = [{"messageId": str(i), "mobile": NUMBER, "status": "DELIVRD"} for i in range(20_000)]
-    status, _ = receive(call(many, JSON), tracker)
+    status, _ = receive(inbound, tracker)
     assert status == 401
     assert read_bodies == [], "the reports were parsed before the pass phrase was checked"
+
+
+def test_the_pass_phrase_is_found_among_multipart_fields() -> None:
+    inbound = multipart([("messageId", "10"), ("passphrase", PHRASE)])
+    assert pass_phrase.offered(inbound) == [PHRASE]
+    assert only(inbound).provider_id == "10"
 
 
 def test_a_deeply_nested_body_is_401_without_the_phrase_and_400_with_it(

@@ -61,6 +61,12 @@ WRITE, WHOLE, CHECK = "", "whole", "check"  # create_many.lua's modes
 CHANGES_MAXLEN = 100_000  # entries the change stream keeps (about: trimmed with MAXLEN ~)
 
 
+def many_answer(flat: Sequence[Any]) -> list[Created]:
+    """What `create_many.lua` answered, one `Created` per message (a duplicate's status not
+    yet read)."""
+    return [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+
 class Ledger(Indexes):
     """The record of every message, in Redis."""
 
@@ -212,6 +218,17 @@ class Ledger(Indexes):
         tasks: Sequence[tuple[str, str] | None] | None,
         mode: str,
     ) -> list[Created]:
+        keys, args = self.many_call(messages, now, tasks, mode)
+        return self._with_statuses(many_answer(self._create_many(keys=keys, args=args)))
+
+    def many_call(
+        self,
+        messages: Sequence[NewMessage],
+        now: float,
+        tasks: Sequence[tuple[str, str] | None] | None,
+        mode: str,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of one `create_many.lua` call (`mode`: WRITE, WHOLE, CHECK)."""
         keys: list[str] = [CHANGES]
         items = []
         bodies: list[str] = []
@@ -226,10 +243,7 @@ class Ledger(Indexes):
             if task:
                 bodies.append(task[1])
         batch = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
-        args = [batch, op_token(), iso(now), self.changes_maxlen, mode, *bodies]
-        flat = self._create_many(keys=keys, args=args)
-        created = [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
-        return self._with_statuses(created)
+        return keys, [batch, op_token(), iso(now), self.changes_maxlen, mode, *bodies]
 
     def record_failure(self, message_id: str, channel: str, error: str, *, now: float) -> None:
         """A complete `failed` record for input refused inside the worker (no payload kept)."""

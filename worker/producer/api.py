@@ -75,7 +75,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
     """Whether Redis's OOM refusal is the cause (kombu wraps it in its OperationalError)."""
     seen: BaseException | None = exc
     for _ in range(8):
@@ -98,7 +98,7 @@ def _redis_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
         except RedisFull:
             raise
         except (redis.RedisError, KombuError) as exc:
-            if _out_of_memory(exc):
+            if out_of_memory(exc):
                 raise RedisFull() from exc
             raise
 
@@ -243,29 +243,27 @@ class Hudhud:
         now = time.time()
         answers: list[Receipt | IdempotencyConflict] = []
         for start in range(0, len(requests), BULK_CHUNK):
-            news = [self._new(r, None, None) for r in requests[start : start + BULK_CHUNK]]
-            for item in self._create_and_push(news, now):
-                if item.outcome == "conflict":
-                    answers.append(IdempotencyConflict(item.id))
-                else:
-                    answers.append(Receipt(item.id, item.status, duplicate=item.outcome != "created"))
+            news, tasks = self.prepare(requests[start : start + BULK_CHUNK], now)
+            answers += one_by_one(self.ledger.create_many(news, now=now, tasks=tasks))
         return answers
+
+    def prepare(
+        self, requests: Sequence[messages.SendRequest], now: float
+    ) -> tuple[list[NewMessage], list[tuple[str, str] | None]]:
+        """The new messages of checked requests, and the broker task of each (None: parked)."""
+        news = [self._new(r, None, None) for r in requests]
+        return news, self._tasks(news, now)
+
+    def _tasks(self, news: Sequence[NewMessage], now: float) -> list[tuple[str, str] | None]:
+        window = self.ledger.park_after
+        return [enqueue.broker_message(self.app, _task_of(msg), window=window, now=now) for msg in news]
 
     def _create_and_push(
         self, news: Sequence[NewMessage], now: float, *, all_or_nothing: bool = False
     ) -> list[Created]:
         """Record messages and push the broker tasks of those created, in one script call."""
-        ledger = self.ledger
-        tasks = [
-            enqueue.broker_message(
-                self.app,
-                enqueue.DeliveryTask(msg.id, msg.provider, msg.channel, msg.due),
-                window=ledger.park_after,
-                now=now,
-            )
-            for msg in news
-        ]
-        return ledger.create_many(news, now=now, tasks=tasks, all_or_nothing=all_or_nothing)
+        tasks = self._tasks(news, now)
+        return self.ledger.create_many(news, now=now, tasks=tasks, all_or_nothing=all_or_nothing)
 
     @_redis_errors
     def send_campaign(
@@ -399,6 +397,20 @@ def _refuse_conflicts(conflicts: Mapping[int, str], start: int) -> None:
     if conflicts:
         index = min(conflicts)
         raise IdempotencyConflict(conflicts[index], f"items[{start + index}].key")
+
+
+def one_by_one(created: Iterable[Created]) -> list[Receipt | IdempotencyConflict]:
+    """Each recorded message's receipt, or the conflict of its key (its neighbours recorded)."""
+    return [
+        IdempotencyConflict(c.id)
+        if c.outcome == "conflict"
+        else Receipt(c.id, c.status, duplicate=c.outcome != "created")
+        for c in created
+    ]
+
+
+def _task_of(msg: NewMessage) -> enqueue.DeliveryTask:
+    return enqueue.DeliveryTask(msg.id, msg.provider, msg.channel, msg.due)
 
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each request's fields are checked at once, so a bad field fails that request alone and
 records nothing. Checked requests then wait for a flusher: while the flushes under way are
 in Redis, the requests that arrive gather, and the next flush records and enqueues them (at
-most `FLUSH_LIMIT`) in one script call, answering each with its own receipt or error. A
+most `FLUSH_LIMIT`) in one script call, awaited on the event loop (`ledger.aio`), answering
+each with its own receipt or error. A
 request that finds a flusher free is flushed at once: nobody waits for a batch to fill. An
 email with attachments is checked and recorded alone, in a thread, as `Hudhud.send` does.
 """
@@ -11,14 +12,18 @@ email with attachments is checked and recorded alone, in a thread, as `Hudhud.se
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from fastapi.concurrency import run_in_threadpool
 
-from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, Receipt
+from hudhud.worker.errors import RedisFull
+from hudhud.worker.ledger.aio import AsyncRecorder
+from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, Receipt, one_by_one, out_of_memory
 from hudhud.worker.producer.messages import SendRequest
 
 FLUSH_LIMIT = 200  # requests in one flush
@@ -36,6 +41,7 @@ class Gatherer:
 
     def __init__(self, hudhud: Hudhud) -> None:
         self.hudhud = hudhud
+        self.recorder = AsyncRecorder(hudhud.ledger, hudhud.settings.redis_url)
         self.waiting: list[_Waiting] = []
         self.flushers: set[asyncio.Task[None]] = set()
 
@@ -63,7 +69,7 @@ class Gatherer:
 
     async def _flush(self, batch: list[_Waiting]) -> None:
         try:
-            answers = await run_in_threadpool(self.hudhud.submit_many, [w.request for w in batch])
+            answers = await self._record([w.request for w in batch])
         except Exception as exc:  # a Redis error fails every request of this flush, and only those
             for waiting in batch:
                 if not waiting.answer.done():
@@ -80,6 +86,17 @@ class Gatherer:
                 waiting.answer.set_exception(answer)
             else:
                 waiting.answer.set_result(answer)
+
+    async def _record(self, requests: list[SendRequest]) -> list[Receipt | IdempotencyConflict]:
+        now = time.time()
+        news, tasks = self.hudhud.prepare(requests, now)
+        try:
+            created = await self.recorder.create_many(news, now=now, tasks=tasks)
+        except redis.RedisError as exc:
+            if out_of_memory(exc):
+                raise RedisFull() from exc
+            raise
+        return one_by_one(created)
 
 
 _gatherers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hudhud, Gatherer]] = (

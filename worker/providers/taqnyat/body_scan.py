@@ -1,7 +1,9 @@
-"""Looking at a JSON body without parsing it: its top-level fields, and how deep it nests.
+"""Looking at a body without parsing it whole: a JSON body's top-level fields and how deep it
+nests, a multipart body's fields one by one.
 
-Both walk the text's strings and brackets only, in one pass and without recursion, so a
-large or deeply nested body costs little before its pass phrase is known to be right.
+The JSON walks step over the text's strings and brackets only, in one pass and without
+recursion; the multipart one splits on the boundary. A large or deeply nested body costs
+little before its pass phrase is known to be right.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _KEY_END = re.compile(r"\s*:\s*")
 _SCALAR = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?\d{1,100}(?![\d.eE])')
 _OPENING = re.compile(r"\s*\[\s*")
+_BOUNDARY = re.compile(r'boundary="?([^";]{1,200})"?', re.IGNORECASE)
+_PART_NAME = re.compile(rb'^content-disposition:[^\r\n]*?\bname="([^"\r\n]*)"', re.IGNORECASE | re.MULTILINE)
 
 
 def top_fields(text: str) -> Iterator[tuple[str, str]]:
@@ -65,3 +69,23 @@ def deeper_than(text: str, limit: int) -> bool:
         elif mark in ("}", "]"):
             depth -= 1
     return False
+
+
+def multipart_fields(content_type: str, raw: bytes) -> Iterator[tuple[str, str]] | None:
+    """Each (name, text) of a multipart/form-data body, in order; None without a boundary."""
+    boundary = _BOUNDARY.search(content_type)
+    if boundary is None:
+        return None
+    return _parts(raw, b"--" + boundary.group(1).encode())
+
+
+def _parts(raw: bytes, delimiter: bytes) -> Iterator[tuple[str, str]]:
+    chunks = raw.split(delimiter)
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            return  # the closing delimiter
+        head, _, content = chunk.partition(b"\r\n\r\n" if b"\r\n\r\n" in chunk else b"\n\n")
+        name = _PART_NAME.search(head)
+        if name is not None:
+            value = content.removesuffix(b"\n").removesuffix(b"\r")
+            yield name.group(1).decode("utf-8", "replace"), value.decode("utf-8", "replace").strip()

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote_plus
 
 from hudhud.worker.providers.base import Inbound
-from hudhud.worker.providers.taqnyat.body_scan import top_fields
-from hudhud.worker.providers.taqnyat.report_shapes import is_secret_name, multipart_fields
+from hudhud.worker.providers.taqnyat.body_scan import multipart_fields, top_fields
+from hudhud.worker.providers.taqnyat.report_shapes import is_secret_name
 
 MAX_PHRASES = 4  # one from each place a pass phrase may come
 AUTH_SCHEMES = ("bearer", "token", "passphrase")
+# A form field whose name holds a secret's word (or an escape that may spell one).
+_SECRET_FIELD = re.compile(r"(?:^|&)([^=&]*(?:pass|secret|token|key|%)[^=&]*)=([^&]*)", re.IGNORECASE)
 
 
 def matches(offered: list[str], phrase: str) -> bool:
@@ -62,8 +65,7 @@ def body_fields(inbound: Inbound) -> Iterable[tuple[str, str]]:
     raw = inbound.body
     content_type = inbound.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() == "multipart/form-data":
-        fields = multipart_fields(content_type, raw) or {}
-        return ((name, value) for name, value in fields.items() if isinstance(value, str))
+        return multipart_fields(content_type, raw) or ()
     text = raw.decode("utf-8", "replace").strip()
     if text[:1] in ("{", "["):
         return top_fields(text)
@@ -73,6 +75,6 @@ def body_fields(inbound: Inbound) -> Iterable[tuple[str, str]]:
 
 
 def _form_pairs(text: str) -> Iterable[tuple[str, str]]:
-    for pair in text.split("&"):
-        name, _, value = pair.partition("=")
-        yield unquote_plus(name), unquote_plus(value)
+    """The url-encoded fields whose names may be a secret's (the others are not decoded)."""
+    for found in _SECRET_FIELD.finditer(text):
+        yield unquote_plus(found.group(1)), unquote_plus(found.group(2))

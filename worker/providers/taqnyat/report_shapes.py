@@ -16,8 +16,6 @@ the ledger. A JSON body nested deeper than `MAX_BODY_DEPTH` is refused before it
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -30,6 +28,7 @@ from urllib.parse import parse_qsl
 from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.base import Inbound
+from hudhud.worker.providers.taqnyat import body_scan
 from hudhud.worker.providers.taqnyat.body_scan import deeper_than
 from hudhud.worker.redaction import MASK, Redactor
 
@@ -254,17 +253,8 @@ def form_fields(text: str) -> dict[str, Any]:
 
 
 def multipart_fields(content_type: str, raw: bytes) -> dict[str, Any] | None:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    if not message.is_multipart():
-        return None
-    fields: dict[str, Any] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        content = part.get_content() if not part.is_multipart() else None
-        if isinstance(name, str) and isinstance(content, str):
-            fields[name] = content.strip()
-    return fields
+    fields = body_scan.multipart_fields(content_type, raw)
+    return None if fields is None else dict(islice(fields, MAX_REPORTS))
 
 
 def _items(value: Any, around: Mapping[str, Any], depth: int) -> Iterator[dict[str, Any]]:

@@ -39,7 +39,7 @@ log = logging.getLogger("hudhud.callbacks")
 GROUP = "callbacks"
 THREADS = 16
 POLL = 0.2  # seconds between looks for callbacks whose next try came due
-LEASE_SPARE = 30.0  # seconds a lease outlasts twice the longest try
+LEASE_SPARE = 10.0  # seconds a lease outlasts twice the longest try
 ALIVE_EVERY = 5.0  # seconds between a dispatcher's signs of life
 
 
