@@ -110,12 +110,13 @@ class Receiver:
 
 @dataclass
 class Trickler:
-    """An endpoint that reads a callback, then answers one byte at a time (`every` seconds
-    apart, a status line and headers that would take minutes): it records when each
-    connection came and when the caller let go of it."""
+    """An endpoint that reads a callback (or a TLS hello), then answers one byte at a time
+    (`every` seconds apart: a status line and headers, or a TLS record, that would take
+    minutes): it records when each connection came and when the caller let go of it."""
 
     port: int
     every: float = 0.2
+    answer: bytes = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 2000 + b"\r\nContent-Length: 0\r\n\r\n"
     opened: list[float] = field(default_factory=list)
     closed: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -161,11 +162,10 @@ class Trickler:
             threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
-        answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 2000 + b"\r\nContent-Length: 0\r\n\r\n"
         conn.settimeout(5)
         try:
             conn.recv(65536)
-            for byte in answer:
+            for byte in self.answer:
                 if self._stopping.wait(self.every):
                     break
                 conn.sendall(bytes([byte]))

@@ -391,6 +391,21 @@ def test_an_endpoint_answering_a_byte_at_a_time_is_let_go_at_the_deadline(trickl
     assert trickler.held()[0] < 3.0
 
 
+def test_a_tls_handshake_a_byte_at_a_time_is_let_go_at_the_deadline() -> None:
+    hello = b"\x16\x03\x03\x40\x00" + b"\x02" * 16384  # a handshake record of 16 KiB, slowly
+    slow = Trickler(free_port(), answer=hello).start()
+    try:
+        headers = Signer(SECRET).headers("msg_7-0", "{}", time.time())
+        started = time.monotonic()
+        url = f"https://127.0.0.1:{slow.port}/hooks"
+        assert sending.post(url, "{}", headers, deadline=started + 1.0).got == "timeout"
+        assert time.monotonic() - started < 3.0
+        wait_until(lambda: slow.held(), timeout=5)
+        assert slow.connections() == 1
+    finally:
+        slow.stop()
+
+
 def test_a_name_that_does_not_resolve_in_time_ends_the_try(monkeypatch: pytest.MonkeyPatch) -> None:
     """The system's resolver takes no time limit: a lookup that hangs is left behind."""
     hung = threading.Event()

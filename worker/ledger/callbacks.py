@@ -165,7 +165,7 @@ class CallbackStore:
             CALLBACKS_DUE,
             CALLBACKS_STATS,
         ]
-        args = [
+        args: list[str | int] = [
             place_of(entry) if entry else "",
             message_id,
             repr(lease),

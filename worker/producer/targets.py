@@ -102,7 +102,8 @@ def inside(address: str) -> bool:
         return _not_public(ip.ipv4_mapped)
     if ip in NAT64_LOCAL:
         return True
-    return any(_not_public(each) for each in (ip, *wrapped(ip)))
+    judged: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip, *wrapped(ip)]
+    return any(_not_public(each) for each in judged)
 
 
 def _lookup(host: str, port: int) -> list[str]:

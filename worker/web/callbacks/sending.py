@@ -63,12 +63,17 @@ class Watchdog:
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.fired = False
-        self._sock = sock
+        self.sock = sock
         self._over = False
         self._lock = threading.Lock()
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.daemon = True
         self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Watch `sock` instead (TLS takes the connection over from the plain socket)."""
+        with self._lock:
+            self.sock = sock
 
     def _fire(self) -> None:
         with self._lock:
@@ -76,13 +81,13 @@ class Watchdog:
                 return
             self.fired = True
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
     def end(self) -> None:
-        """The try is over (before the socket is closed, so that its number is not reused under
-        the watchdog's hands)."""
+        """The try is over: called before the socket is closed, so that the watchdog never
+        shuts down a socket that took the closed one's number."""
         with self._lock:
             self._over = True
             self._timer.cancel()
@@ -134,28 +139,27 @@ def post(url: str, body: str, headers: dict[str, str], *, deadline: float, addre
     except (OSError, UnicodeError):
         return Try(CONNECTION)
     watchdog = Watchdog(raw, deadline)
+    connection = http.client.HTTPConnection(f"[{host}]" if ":" in host else host, port)
     try:
-        return _exchange(raw, parts, body, _headers(headers, parts), secure, deadline)
-    except (TooLate, TimeoutError):
+        connection.sock = _secured(watchdog, host) if secure else raw
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", target, body=body.encode("utf-8"), headers=_headers(headers, parts))
+        answer = connection.getresponse()  # the status line and headers; the body is not read
+        return Try(word(answer.status), answer.status)
+    except TimeoutError:
         return Try(TIMEOUT)
     except (OSError, http.client.HTTPException, ValueError):
         return Try(TIMEOUT if watchdog.fired else CONNECTION)
     finally:
         watchdog.end()
-        raw.close()
-
-
-def _exchange(
-    raw: socket.socket, parts: SplitResult, body: str, headers: dict[str, str], secure: bool, deadline: float
-) -> Try:
-    host = parts.hostname or ""
-    sock = _tls().wrap_socket(raw, server_hostname=host) if secure else raw
-    connection = http.client.HTTPConnection(host, timeout=left(deadline))
-    connection.sock = sock
-    try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=body.encode("utf-8"), headers=headers)
-        answer = connection.getresponse()
-        return Try(word(answer.status), answer.status)
-    finally:
         connection.close()
+        watchdog.sock.close()
+
+
+def _secured(watchdog: Watchdog, host: str) -> ssl.SSLSocket:
+    """TLS over the watched connection, its certificate checked for `host`; the handshake is
+    watched too."""
+    secured = _tls().wrap_socket(watchdog.sock, server_hostname=host, do_handshake_on_connect=False)
+    watchdog.watch(secured)
+    secured.do_handshake()
+    return secured
