@@ -22,13 +22,11 @@ Prints a table and writes every figure to bench/results/api-<date>.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 import psutil  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
+from run import stop_process as stop  # noqa: E402
 
 from hudhud.config import Settings  # noqa: E402
 from hudhud.worker import runtime  # noqa: E402
@@ -118,18 +117,6 @@ def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[byt
     )
     wait_for_port(port, 60, proc)
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def cpu_seconds(pid: int) -> float:
