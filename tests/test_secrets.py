@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -688,7 +689,10 @@ def test_status_output_error_fields_and_exception_texts_hold_no_personal_data(sc
     for message_id in sc.bad_input_ids:
         assert records[message_id]["error"].split(":")[0] in ("to[0]", "caller_id"), records[message_id]
     retried = [r for r in records.values() if any(e["type"] == "retry" for e in r["events"])]
-    assert any("503" in json.dumps(r["events"]) for r in retried), "provider error texts were recorded"
+    # the sandbox's 5xx storm answers 503, or (one time in five) a proxy's 502 page
+    assert any(re.search(r"\b50[23]\b", json.dumps(r["events"])) for r in retried), (
+        "provider error texts were recorded"
+    )
     assert any(text.startswith("pause reason:") for text in sc.outputs)
     assert sum(text.startswith("InvalidInput") or "IdempotencyConflict" in text for text in sc.outputs) >= 6
     found = [f"{i}: {leak}" for i, r in records.items() for leak in leaks(json.dumps(r), sc.needles)]
