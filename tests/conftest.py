@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in SERIAL:
             item.add_marker(pytest.mark.serial)
+        if item.get_closest_marker("proof") is not None:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")

@@ -346,6 +346,7 @@ def kill_while_taking(stack: Stack, name: str, chance: random.Random) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.proof
 @pytest.mark.timeout(170)
 def test_foreign_sends_survive_a_worker_killed_at_random_moments(stack: Stack) -> None:
     seed = random.randrange(1 << 30)
