@@ -67,6 +67,19 @@ def many_answer(flat: Sequence[Any]) -> list[Created]:
     return [Created(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
 
 
+def duplicated(created: Sequence[Created]) -> list[str]:
+    """The ids of the messages that `created` holds duplicates of."""
+    return [c.id for c in created if c.outcome == "duplicate"]
+
+
+def with_statuses(created: Sequence[Created], statuses: Iterable[Any]) -> list[Created]:
+    """`created`, each duplicate with the status read of its first message (in order)."""
+    found = iter(statuses)
+    return [
+        Created(c.outcome, c.id, _s(next(found) or "")) if c.outcome == "duplicate" else c for c in created
+    ]
+
+
 class Ledger(Indexes):
     """The record of every message, in Redis."""
 
@@ -176,13 +189,8 @@ class Ledger(Indexes):
     def _with_statuses(self, created: list[Created]) -> list[Created]:
         """Duplicates with the status of the message they duplicate (read after the script,
         which touches only the keys it is given)."""
-        firsts = [c.id for c in created if c.outcome == "duplicate"]
-        if not firsts:
-            return created
-        found = iter(self.status_of(firsts))
-        return [
-            Created(c.outcome, c.id, next(found) or "") if c.outcome == "duplicate" else c for c in created
-        ]
+        firsts = duplicated(created)
+        return with_statuses(created, self.status_of(firsts)) if firsts else created
 
     def create_many(
         self,

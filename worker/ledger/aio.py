@@ -9,9 +9,17 @@ from collections.abc import Sequence
 
 import redis.asyncio
 
-from hudhud.worker.ledger import WRITE, Created, Ledger, NewMessage, many_answer, scripts
+from hudhud.worker.ledger import (
+    WRITE,
+    Created,
+    Ledger,
+    NewMessage,
+    duplicated,
+    many_answer,
+    scripts,
+    with_statuses,
+)
 from hudhud.worker.ledger.keys import msg_key
-from hudhud.worker.ledger.records import text
 
 
 class AsyncRecorder:
@@ -37,17 +45,13 @@ class AsyncRecorder:
         """As `Ledger.create_many` (each message created, a duplicate or a conflict on its own)."""
         keys, args = self.ledger.many_call(messages, now, tasks, WRITE)
         created = many_answer(await self._create_many(keys=keys, args=args))
-        firsts = [c.id for c in created if c.outcome == "duplicate"]
+        firsts = duplicated(created)
         if not firsts:
             return created
         pipe = self.redis.pipeline(transaction=False)
         for mid in firsts:
             pipe.hget(msg_key(mid), "status")
-        found = iter(await pipe.execute())
-        return [
-            Created(c.outcome, c.id, text(next(found) or "")) if c.outcome == "duplicate" else c
-            for c in created
-        ]
+        return with_statuses(created, await pipe.execute())
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -236,17 +236,6 @@ class Hudhud:
         """The checked request `send` would record (raises `InvalidInput` naming the field)."""
         return messages.build(channel, _without_none(fields), self.settings)
 
-    @_redis_errors
-    def submit_many(self, requests: Sequence[messages.SendRequest]) -> list[Receipt | IdempotencyConflict]:
-        """Record and enqueue checked requests, one round trip per chunk; for each, the receipt
-        `submit` answers or the `IdempotencyConflict` it raises (the others are still recorded)."""
-        now = time.time()
-        answers: list[Receipt | IdempotencyConflict] = []
-        for start in range(0, len(requests), BULK_CHUNK):
-            news, tasks = self.prepare(requests[start : start + BULK_CHUNK], now)
-            answers += one_by_one(self.ledger.create_many(news, now=now, tasks=tasks))
-        return answers
-
     def prepare(
         self, requests: Sequence[messages.SendRequest], now: float
     ) -> tuple[list[NewMessage], list[tuple[str, str] | None]]:

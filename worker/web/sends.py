@@ -192,6 +192,11 @@ def _batch_items(body: Mapping[str, Any]) -> list[Any]:
     return items
 
 
+def _in_batch(field: str) -> str:
+    """The producer API's `items[i]...` as the HTTP API's body names it: `messages[i]...`."""
+    return "messages" + field.removeprefix("items")
+
+
 def _batch_answer(receipts: list[Receipt]) -> Answer:
     replayed = all(r.duplicate for r in receipts)
     return Answer(202, {"ids": [r.id for r in receipts]}, replayed=replayed)
@@ -220,11 +225,11 @@ async def send_batch(request: Request) -> Response:
         try:
             receipts = await run_in_threadpool(hudhud.send_many, channel, items)
         except IdempotencyConflict as exc:  # nothing of the batch was recorded
-            field = "messages" + exc.field.removeprefix("items")
-            raise InvalidInput(field, f"{KEY_USED}: nothing of the batch was recorded") from None
+            recorded = f"{KEY_USED}: nothing of the batch was recorded"
+            raise InvalidInput(_in_batch(exc.field), recorded) from None
         except InvalidInput as exc:
             if exc.field.startswith("items"):
-                raise InvalidInput("messages" + exc.field.removeprefix("items"), exc.message) from None
+                raise InvalidInput(_in_batch(exc.field), exc.message) from None
             raise
         return _batch_answer(receipts)
 
