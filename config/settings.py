@@ -105,6 +105,21 @@ class Settings(BaseSettings):
     taifa_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("TAIFA_WEBHOOK_SECRET"))
     taqnyat_dlr_passphrase: SecretStr | None = Field(None, validation_alias=_env("TAQNYAT_DLR_PASSPHRASE"))
 
+    # --- lanes, expiry, suppression, failover -------------------------------------------
+    # The share of each provider's rate limit the bulk lane leaves to transactional sends.
+    transactional_share: float = Field(0.2, ge=0, lt=1, validation_alias=_env("HUDHUD_TRANSACTIONAL_SHARE"))
+    # Default lifetime (seconds from the due time) of a message that names none; 0: none.
+    ttl_transactional: float = Field(0.0, ge=0, validation_alias=_env("HUDHUD_TTL_TRANSACTIONAL"))
+    ttl_bulk: float = Field(0.0, ge=0, validation_alias=_env("HUDHUD_TTL_BULK"))
+    # What puts an address on the suppression list by itself: `bounce` (a hard bounce),
+    # `complaint`; comma-separated, "" for neither.
+    suppress_on: str = Field("bounce,complaint", validation_alias=_env("HUDHUD_SUPPRESS_ON"))
+    # Email failover between the email providers when both are configured.
+    email_failover: bool = Field(True, validation_alias=_env("HUDHUD_EMAIL_FAILOVER"))
+    failover_window: float = Field(300.0, gt=0, validation_alias=_env("HUDHUD_FAILOVER_WINDOW"))
+    failover_share: float = Field(0.5, gt=0, le=1, validation_alias=_env("HUDHUD_FAILOVER_SHARE"))
+    failover_min_calls: int = Field(20, ge=1, validation_alias=_env("HUDHUD_FAILOVER_MIN_CALLS"))
+
     # --- HTTP -----------------------------------------------------------------------
     http_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("HUDHUD_HTTP_CONNECT_TIMEOUT"))
     http_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("HUDHUD_HTTP_READ_TIMEOUT"))

@@ -96,7 +96,7 @@ class Stack:
         *,
         pool: str = "gevent",
         concurrency: int = 20,
-        queues: str = "sms,email,voice,hudhud,celery",
+        queues: str = "sms,email,voice,hudhud,celery,sms.bulk,email.bulk,voice.bulk",
     ) -> subprocess.Popen[bytes]:
         proc = self._spawn(
             name, ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-Q", queues]

@@ -1,7 +1,8 @@
 """The Celery application, configured from `hudhud.config.get_settings()`.
 
 - Redis broker from HUDHUD_REDIS_URL (`rediss://` gets certificate checks by default).
-- One queue per channel (`sms`, `email`, `voice`), `hudhud` for beat jobs and intake, and
+- Two queues per channel, its lanes (`sms` for transactional sends, `sms.bulk` for bulk
+  ones, ...; see `lanes.py`), `hudhud` for beat jobs and intake, and
   Celery's default queue `celery` for producers that name no queue.
 - `acks_late` + reject-on-worker-lost: a task is acknowledged after it ran; the ledger's
   atomic claim makes the redelivered copy harmless.
@@ -26,10 +27,12 @@ from kombu import Exchange, Queue
 
 from hudhud.config import Settings, get_settings
 from hudhud.worker import redaction
+from hudhud.worker.broker import lanes
 from hudhud.worker.broker.transport import TRANSPORT as BROKER_TRANSPORT
 from hudhud.worker.ops import redis_safety
 
-CHANNEL_QUEUES = ("sms", "email", "voice")
+CHANNEL_QUEUES = lanes.CHANNELS  # each channel's transactional lane
+DELIVERY_QUEUES = lanes.DELIVERY_QUEUES  # and its bulk lane, `{channel}.bulk`
 CONTROL_QUEUE = "hudhud"
 # Where a producer's own plain Celery app puts a task it names no queue for: Celery's default
 # queue, exchange and routing key. Workers consume it too, so a `send_task` by name alone is
@@ -149,7 +152,7 @@ def _task_queues(exchange: Exchange) -> list[Queue]:
     `_kombu.binding.celery`, and one published to the nameless exchange straight to the list."""
     default = Exchange(CELERY_DEFAULT_QUEUE, type="direct")
     return [
-        *(Queue(q, exchange, routing_key=q) for q in (*CHANNEL_QUEUES, CONTROL_QUEUE)),
+        *(Queue(q, exchange, routing_key=q) for q in (*DELIVERY_QUEUES, CONTROL_QUEUE)),
         Queue(CELERY_DEFAULT_QUEUE, default, routing_key=CELERY_DEFAULT_QUEUE),
     ]
 

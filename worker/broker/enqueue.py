@@ -2,7 +2,7 @@
 
 A message is enqueued by its id, provider, channel and due time (none: now), where
 `ledger.placement` puts it:
-- due now: a `hudhud.deliver` task on its channel's queue;
+- due now: a `hudhud.deliver` task on its lane's queue (`broker.lanes`);
 - due within the ETA window (`HUDHUD_ETA_WINDOW`, at most half the broker's visibility
   timeout: `runtime.park_after`, kept by the ledger as `park_after`): the same task with an
   ETA, which a worker holds until the due time;
@@ -25,8 +25,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from hudhud.worker.broker import publish
+from hudhud.worker.broker import lanes, publish
 from hudhud.worker.ledger.placement import SOON as SOON
+from hudhud.worker.ledger.status import Lane
 from hudhud.worker.ledger.placement import Placement as Placement
 from hudhud.worker.ledger.placement import placement as placement
 
@@ -43,6 +44,7 @@ class DeliveryTask(NamedTuple):
     provider: str
     channel: str
     due: float | None = None  # epoch seconds; None: now
+    lane: str = Lane.TRANSACTIONAL
 
 
 def broker_message(app: Celery, task: DeliveryTask, *, window: float, now: float) -> tuple[str, str] | None:
@@ -52,7 +54,7 @@ def broker_message(app: Celery, task: DeliveryTask, *, window: float, now: float
         return None
     eta = datetime.fromtimestamp(task.due, UTC) if where is Placement.ETA and task.due is not None else None
     body = publish.messages_for(app).build(task.message_id, task.provider, task.channel, eta)
-    return task.channel, body
+    return lanes.queue(task.channel, task.lane), body
 
 
 def enqueue(app: Celery, ledger: Ledger, task: DeliveryTask, *, now: float | None = None) -> Placement:

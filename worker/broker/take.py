@@ -4,7 +4,8 @@ kombu pops a message with BRPOP and only then writes it to the `unacked` hash an
 `unacked_index` zset, the record from which a dead worker's tasks are handed back: a worker
 killed between the two lost the message for good. The BRPOP is replaced by the Lua script
 TAKE (`worker/ledger/lua/take.lua`), which pops the first message of the channel's queue keys
-(kombu's BRPOP keys, in its order: every queue at priority 0, then at 3, ...) and writes both
+(kombu's BRPOP keys, in its order but every transactional lane before the bulk ones: every
+queue at priority 0, then at 3, ...) and writes both
 entries in kombu's own format, in one step; kombu's later write of them is skipped (see
 `QoS.append`). TAKE declares itself a writing script (`#!lua`, no `allow-oom`), which a full
 Redis refuses whole: nothing is popped.
@@ -30,7 +31,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
-from hudhud.worker.broker import unreadable
+from hudhud.worker.broker import lanes, unreadable
 from hudhud.worker.broker.full_redis import GatedChannel
 from hudhud.worker.ledger import keys, scripts
 
@@ -56,7 +57,8 @@ class TakingChannel(GatedChannel):
         super().__init__(*args, **kwargs)
 
     def _brpop_start(self, timeout: Any = None) -> None:
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        # every transactional lane before any bulk one (a stable sort keeps kombu's rotation)
+        queues = sorted(self._queue_cycle.consume(len(self.active_queues)), key=lanes.is_bulk)
         if not queues:
             return
         if self._found_nothing:

@@ -84,6 +84,8 @@ class Delivery:
             return Outcome(DeliveryOutcome(claim.outcome))
         from hudhud.worker.delivery import doubt
 
+        if claim.suppressed:
+            claim = self._without_suppressed(message_id, claim)
         if claim.reconcile:
             settled = doubt.reconcile_first(self, message_id, claim)
             if isinstance(settled, Outcome):
@@ -92,6 +94,26 @@ class Delivery:
         elif claim.reconciled:  # what the provider was found to have is never sent again
             claim = doubt.without_reconciled(claim)
         return self.attempt(message_id, claim)
+
+    def _without_suppressed(self, message_id: str, claim: Claim) -> Claim:
+        """The claim's payload without the recipients the suppression list holds (their
+        positions in to, then cc, then bcc), and an event that says how many."""
+        dropped = set(claim.suppressed)
+        payload = dict(claim.payload)
+        position = 0
+        for field in ("to", "cc", "bcc"):
+            given = list(payload.get(field) or ())
+            if not given:
+                continue
+            kept = [r for i, r in enumerate(given, start=position) if i not in dropped]
+            position += len(given)
+            if kept:
+                payload[field] = kept
+            else:
+                payload.pop(field, None)
+        with contextlib.suppress(redis.RedisError):
+            self.ledger.add_event(message_id, "recipients_suppressed", now=time.time(), count=len(dropped))
+        return replace(claim, payload=payload)
 
     def attempt(self, message_id: str, claim: Claim) -> Outcome:
         """One provider call for a claimed message, and its outcome recorded."""
@@ -155,7 +177,15 @@ class Delivery:
         burst = max(1.0, rate / 10)
         deadline = time.monotonic() + MAX_INLINE_WAITING
         while True:
-            claim = self.ledger.claim(message_id, provider, now=time.time(), rate=rate, burst=burst, op=op)
+            claim = self.ledger.claim(
+                message_id,
+                provider,
+                now=time.time(),
+                rate=rate,
+                burst=burst,
+                op=op,
+                share=self.settings.transactional_share,
+            )
             short = claim.outcome is ClaimOutcome.WAIT and claim.wait <= MAX_INLINE_WAIT
             if not short or time.monotonic() > deadline:
                 return claim

@@ -25,6 +25,7 @@ from hudhud.worker.ledger.keys import (
     CHANGES,
     LEASES,
     NONE,
+    SUPPRESSED,
     QUEUED,
     SCHEDULED,
     events_key,
@@ -33,6 +34,7 @@ from hudhud.worker.ledger.keys import (
     msg_key,
     outcomes_key,
     pause_key,
+    bulk_rate_key,
     rate_key,
     slow_key,
 )
@@ -152,6 +154,13 @@ class Ledger(Indexes):
             fields["reference"] = msg.reference
         if msg.callback_url:
             fields["callback_url"] = msg.callback_url
+        fields["lane"] = msg.lane
+        if msg.expires is not None:
+            fields["expires"] = repr(float(msg.expires))
+            fields["expires_at"] = iso(msg.expires)
+        fps = self.recipient_fingerprints(msg.payload)
+        if fps:
+            fields["fps"] = fps
         flat = [item for pair in fields.items() for item in pair]
         keys = [msg_key(msg.id), events_key(msg.id), idem_key(msg.key) if msg.key else "", target, CHANGES]
         score = msg.due if msg.due is not None else now
@@ -169,6 +178,16 @@ class Ledger(Indexes):
             *flat,
         ]
         return keys, args
+
+    def recipient_fingerprints(self, payload: Mapping[str, Any]) -> str:
+        """The keyed fingerprints of a message's recipients, as the claim checks them against
+        the suppression list: `to` comma-separated, then `|` and cc and bcc ("" for a
+        campaign's batch, whose recipients were checked when it was planned)."""
+        if payload.get("batch") or not payload.get("to"):
+            return ""
+        primary = self.fingerprints.of_all(str(r) for r in payload["to"])
+        copies = self.fingerprints.of_all(str(r) for r in (*payload.get("cc", ()), *payload.get("bcc", ())))
+        return ",".join(primary) + ("|" + ",".join(copies) if copies else "")
 
     def _record_life(self, status: str, due: float | None, now: float) -> int:
         """Seconds a new record is kept: its retention when it is born final, else long
@@ -272,7 +291,10 @@ class Ledger(Indexes):
         rate: float = 0.0,
         burst: float = 1.0,
         op: str | None = None,
+        share: float = 0.0,
     ) -> Claim:
+        """Claim a message for one provider call. `rate` is the provider's global limit (calls
+        a second, 0: none); a bulk message leaves `share` of it to transactional ones."""
         keys = [
             msg_key(message_id),
             events_key(message_id),
@@ -283,10 +305,23 @@ class Ledger(Indexes):
             rate_key(provider),
             slow_key(provider),
             CHANGES,
+            SUPPRESSED,
+            bulk_rate_key(provider),
         ]
         lease_until = now + self.lease_seconds
         op = op or op_token()
-        args: list[Any] = [message_id, now, iso(now), lease_until, rate, burst, op, self.changes_maxlen]
+        args: list[Any] = [
+            message_id,
+            now,
+            iso(now),
+            lease_until,
+            rate,
+            burst,
+            op,
+            self.changes_maxlen,
+            share,
+            self.retention_seconds,
+        ]
         reply = self._claim(keys=keys, args=args)
         outcome = ClaimOutcome(_s(reply[0]))
         if outcome is ClaimOutcome.CLAIMED:
@@ -302,6 +337,9 @@ class Ledger(Indexes):
                 reconciled=json.loads(_s(reply[8]) or "{}"),
                 probe=_s(reply[9]) == "1",
                 free_tries=int(_s(reply[10]) or 0),
+                lane=_s(reply[11]),
+                expires=float(_s(reply[12])) if _s(reply[12]) else None,
+                suppressed=tuple(int(p) for p in _s(reply[13]).split(",") if p),
             )
         if outcome is ClaimOutcome.SKIP:
             return Claim(outcome, status=Status(_s(reply[1])))

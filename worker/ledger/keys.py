@@ -13,7 +13,10 @@ Indexes and shared state:
 - `held:{provider}` zset: messages waiting while that provider is paused
 - `pause:{provider}` string: JSON reason of a provider pause
 - `tracking` zset: handed-over emails waiting for a final event
-- `rate:{provider}` string: the global rate limiter's theoretical arrival time
+- `rate:{provider}` string: the global rate limiter's theoretical arrival time;
+  `rate:{provider}:bulk` the bulk lane's own, at the rate the transactional share leaves it
+- `suppressed` hash: the suppression list, keyed fingerprint of a number or address -> JSON
+  `{reason, source, at}` (no plain number or address)
 - `slow:{provider}` hash: until when that provider asked every caller to wait (Retry-After)
 - `doubt` zset: messages whose hand-over is in doubt and that wait for an operator's decision
 - `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
@@ -51,6 +54,7 @@ GONE = PREFIX + "gone"
 CHANGES = PREFIX + "changes"
 CHANGES_DEAD = PREFIX + "changes:dead"
 DATA_KEY = PREFIX + "data-key"
+SUPPRESSED = PREFIX + "suppressed"
 UNREADABLE = PREFIX + "unreadable"
 BROKER_IDLE = PREFIX + "broker:idle"
 BROKER_WRITE_PROBE = PREFIX + "broker:write-probe"
@@ -92,6 +96,10 @@ def held_key(provider: str) -> str:
 
 def rate_key(provider: str) -> str:
     return f"{PREFIX}rate:{provider}"
+
+
+def bulk_rate_key(provider: str) -> str:
+    return f"{PREFIX}rate:{provider}:bulk"
 
 
 def slow_key(provider: str) -> str:

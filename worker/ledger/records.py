@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hudhud.worker.ledger.status import ClaimOutcome, Status
+from hudhud.worker.ledger.status import ClaimOutcome, Lane, Status
 
 
 def op_token() -> str:
@@ -56,6 +56,8 @@ class NewMessage:
     status: Status = Status.QUEUED
     reference: str | None = None
     callback_url: str | None = None
+    lane: str = Lane.TRANSACTIONAL
+    expires: float | None = None  # epoch seconds: not handed over by then, it ends `expired`
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class Claim:
     reconciled: dict[str, str] = field(default_factory=dict)  # recipient -> provider id found
     probe: bool = False  # the first claim after the provider asked every caller to slow down
     free_tries: int = 0  # tries that spent no attempt (nothing was sent): they drive the back-off
+    lane: str = Lane.TRANSACTIONAL
+    expires: float | None = None  # epoch seconds
+    # positions (in to, then cc, then bcc) of recipients on the suppression list: not sent to
+    suppressed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

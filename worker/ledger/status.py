@@ -39,6 +39,15 @@ WAITING = frozenset({Status.SCHEDULED, Status.QUEUED})
 PENDING = WAITING | {Status.SENDING}
 
 
+class Lane(StrEnum):
+    """Which queue a message waits in: transactional sends (one-time passwords, receipts)
+    never wait behind bulk ones (campaigns), and bulk sends never take a provider's whole
+    rate limit."""
+
+    TRANSACTIONAL = "transactional"
+    BULK = "bulk"
+
+
 class ClaimOutcome(StrEnum):
     """What the claim script answered for one delivery task."""
 
@@ -47,6 +56,8 @@ class ClaimOutcome(StrEnum):
     MISSING = "missing"  # no record
     HELD = "held"  # its provider is paused; the message waits in held:{provider}
     WAIT = "wait"  # not yet: the rate limit or a slow-down asks for a wait
+    EXPIRED = "expired"  # its `expires_at` passed before it was handed over: it ended so
+    SUPPRESSED = "suppressed"  # every recipient is on the suppression list: it ended so
 
 
 class DeliveryOutcome(StrEnum):
@@ -61,3 +72,5 @@ class DeliveryOutcome(StrEnum):
     MISSING = "missing"
     PARKED = "parked"
     DOUBT = "doubt"
+    EXPIRED = "expired"
+    SUPPRESSED = "suppressed"

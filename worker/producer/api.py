@@ -274,7 +274,7 @@ class Hudhud:
         request = plan.request
         due = request.due.timestamp() if request.due else None
         batches = (
-            enqueue.DeliveryTask(campaign.batch_id(cid, n), request.provider, request.channel, due)
+            enqueue.DeliveryTask(campaign.batch_id(cid, n), request.provider, request.channel, due, request.lane)
             for n in range(size)
         )
         enqueue.enqueue_many(self.app, self.ledger, batches, now=now)
@@ -304,6 +304,8 @@ class Hudhud:
             retry_of=retry_of,
             reference=request.reference,
             callback_url=request.callback_url,
+            lane=request.lane,
+            expires=request.expires.timestamp() if request.expires else None,
         )
 
     def _after_create(self, created: Created, request: messages.SendRequest, now: float) -> Receipt:
@@ -312,7 +314,7 @@ class Hudhud:
         if created.outcome != "created":
             return Receipt(created.id, created.status, duplicate=True)
         due = request.due.timestamp() if request.due else None
-        task = enqueue.DeliveryTask(created.id, request.provider, request.channel, due)
+        task = enqueue.DeliveryTask(created.id, request.provider, request.channel, due, request.lane)
         enqueue.enqueue(self.app, self.ledger, task, now=now)
         return Receipt(created.id, created.status)
 
@@ -399,7 +401,7 @@ def one_by_one(created: Iterable[Created]) -> list[Receipt | IdempotencyConflict
 
 
 def _task_of(msg: NewMessage) -> enqueue.DeliveryTask:
-    return enqueue.DeliveryTask(msg.id, msg.provider, msg.channel, msg.due)
+    return enqueue.DeliveryTask(msg.id, msg.provider, msg.channel, msg.due, msg.lane)
 
 
 def _without_none(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 from hudhud.config.settings import Settings
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, Status, campaigns, event, iso
-from hudhud.worker.ledger.status import PENDING
+from hudhud.worker.ledger.status import PENDING, Lane
 from hudhud.worker.producer import messages
 from hudhud.worker.producer import validation as v
 from hudhud.worker.producer.public import money_text, ordered_events
@@ -92,7 +92,8 @@ def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaig
         raise InvalidInput("to", "needs at least one recipient")
     if len(recipients) > MAX_CAMPAIGN_RECIPIENTS:
         raise InvalidInput("to", f"has too many recipients (at most {MAX_CAMPAIGN_RECIPIENTS})")
-    request = messages.build(channel, {**fields, "to": recipients[:1]}, settings)
+    lane = fields.get("lane") or Lane.BULK  # a campaign waits in the bulk lane unless told
+    request = messages.build(channel, {**fields, "to": recipients[:1], "lane": lane}, settings)
     check = v.email if channel == "email" else v.msisdn
     unique: dict[str, None] = {}
     for index, item in enumerate(recipients):
@@ -120,6 +121,8 @@ def batch_messages(campaign: Campaign, campaign_id: str) -> list[NewMessage]:
             due=request.due.timestamp() if request.due else None,
             reference=request.reference,
             callback_url=request.callback_url,
+            lane=request.lane,
+            expires=request.expires.timestamp() if request.expires else None,
         )
         for number, recipients in enumerate(campaign.batches)
     ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from hudhud.config.settings import Settings
 from hudhud.worker.errors import InvalidInput
+from hudhud.worker.ledger.status import Lane
 from hudhud.worker.producer import targets
 from hudhud.worker.producer import validation as v
 from hudhud.worker.providers import registry
@@ -24,7 +25,8 @@ CHANNELS = ("sms", "email", "voice")
 EMAIL_PROVIDERS = registry.Serving("email")
 MAX_AHEAD = timedelta(days=366)
 
-_COMMON = {"to", "at", "key", "reference", "callback_url"}
+_COMMON = {"to", "at", "key", "reference", "callback_url", "lane", "ttl", "expires_at"}
+MAX_TTL = MAX_AHEAD.total_seconds()
 SMS_FIELDS = _COMMON | {"body", "sender"}
 VOICE_FIELDS = _COMMON | {"audio_url", "caller_id"}
 EMAIL_FIELDS = _COMMON | {
@@ -57,6 +59,9 @@ class SendRequest:
     key: str | None = None
     reference: str | None = None  # the producer's own id, echoed in status and callbacks
     callback_url: str | None = None  # where this message's status callbacks go
+    lane: Lane = Lane.TRANSACTIONAL
+    expires: datetime | None = None  # not handed over by then: it ends `expired`
+    expiry: str | None = None  # the expiry as given (`ttl=30`, or the ISO time), for the hash
 
     @property
     def request_hash(self) -> str:
@@ -69,6 +74,8 @@ class SendRequest:
                 "due": self.due.isoformat() if self.due else None,
                 **({"reference": self.reference} if self.reference else {}),
                 **({"callback_url": self.callback_url} if self.callback_url else {}),
+                **({"lane": self.lane} if self.lane != Lane.TRANSACTIONAL else {}),
+                **({"expiry": self.expiry} if self.expiry else {}),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -146,6 +153,47 @@ def _callback_url(fields: Mapping[str, Any], settings: Settings) -> str | None:
     return targets.callback_url(fields["callback_url"], "callback_url", settings)
 
 
+def _lane(fields: Mapping[str, Any]) -> Lane:
+    value = fields.get("lane")
+    if not _given(value):
+        return Lane.TRANSACTIONAL
+    if value not in (Lane.TRANSACTIONAL, Lane.BULK):
+        raise InvalidInput("lane", "must be transactional or bulk")
+    return Lane(value)
+
+
+def _ttl(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidInput("ttl", "must be a number of seconds")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InvalidInput("ttl", "must be a number of seconds") from None
+    if not seconds > 0 or seconds > MAX_TTL:
+        raise InvalidInput("ttl", f"must be more than 0 and at most {int(MAX_TTL)} seconds")
+    return seconds
+
+
+def _expiry(
+    fields: Mapping[str, Any], due: datetime | None, lane: Lane, now: datetime, settings: Settings
+) -> tuple[datetime | None, str | None]:
+    """When the message expires, and the expiry as given (None: a lane's default or none).
+    `ttl` counts from the due time (`at`, or now)."""
+    start = due or now
+    if _given(fields.get("ttl")) and _given(fields.get("expires_at")):
+        raise InvalidInput("expires_at", "give expires_at or ttl, not both")
+    if _given(fields.get("ttl")):
+        seconds = _ttl(fields["ttl"])
+        return start + timedelta(seconds=seconds), f"ttl={seconds!r}"
+    if _given(fields.get("expires_at")):
+        moment = v.future_instant(fields["expires_at"], "expires_at", now=now, max_ahead=MAX_AHEAD * 2)
+        if moment <= start:
+            raise InvalidInput("expires_at", "must be after the send's time (at)")
+        return moment, moment.isoformat()
+    default = settings.ttl_bulk if lane == Lane.BULK else settings.ttl_transactional
+    return (start + timedelta(seconds=default) if default > 0 else None), None
+
+
 def _request(
     channel: str,
     provider: type[Provider],
@@ -154,14 +202,20 @@ def _request(
     now: datetime,
     settings: Settings,
 ) -> SendRequest:
+    due = _due(fields, now)
+    lane = _lane(fields)
+    expires, expiry = _expiry(fields, due, lane, now, settings)
     return SendRequest(
         channel,
         provider.name,
         payload,
-        _due(fields, now),
+        due,
         _key(fields),
         reference=_reference(fields),
         callback_url=_callback_url(fields, settings),
+        lane=lane,
+        expires=expires,
+        expiry=expiry,
     )
 
 

@@ -63,6 +63,8 @@ def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "retry_of": record.get("retry_of") or None,
         "key": record.get("key") or None,
         "reference": record.get("reference") or None,
+        "lane": record.get("lane") or "transactional",
+        "expires_at": record.get("expires_at") or None,
     }
     for name in ("accepted", "rejected"):
         if record.get(name):
