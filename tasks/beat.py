@@ -21,6 +21,11 @@ def release_due() -> int:
     return jobs().release_due()
 
 
+@app.task(name="hudhud.beat.expire_due", ignore_result=True)
+def expire_due() -> int:
+    return jobs().expire_due()
+
+
 @app.task(name="hudhud.beat.requeue_stale", ignore_result=True)
 def requeue_stale() -> int:
     return jobs().requeue_stale()

@@ -108,9 +108,10 @@ def test_campaign_is_split_into_deduplicated_batches_recorded_whole(
     batches = [hudhud.ledger.get(campaign.batch_id(receipt.id, n)) for n in range(3)]
     sizes = [len(json.loads(b["payload"])["to"]) for b in batches if b]
     assert sizes == [1000, 1000, 500]
-    assert sorted(t["args"][0] for t in queued_tasks(redis_client, "sms")) == sorted(  # type: ignore[index]
+    assert sorted(t["args"][0] for t in queued_tasks(redis_client, "sms.bulk")) == sorted(  # type: ignore[index]
         campaign.batch_id(receipt.id, n) for n in range(3)
     )
+    assert queued_tasks(redis_client, "sms") == []
     assert redis_client.hlen(keys.recipients_key(receipt.id)) == 2500
     summary = hudhud.status(receipt.id)
     assert summary["status"] == "queued" and summary["recipient_counts"]["pending"] == 2500
@@ -199,6 +200,8 @@ def test_sms_campaign_reaches_every_recipient_once_with_per_recipient_status(sta
         "rejected": 5,
         "failed": 0,
         "cancelled": 0,
+        "expired": 0,
+        "suppressed": 0,
         "pending": 0,
     }
     assert float(summary["cost"]) == pytest.approx(2300 * 0.026)
@@ -246,6 +249,8 @@ def test_taifa_campaign_emails_are_followed_to_delivered_or_bounced(stack: Stack
         "rejected": 0,
         "failed": 0,
         "cancelled": 0,
+        "expired": 0,
+        "suppressed": 0,
         "pending": 0,
     }
     bounced = stack.hudhud.recipient_status(receipt.id, bouncing[1])

@@ -132,7 +132,7 @@ def test_a_message_sent_appends_each_change_once_in_order(ledger: Ledger) -> Non
         ("sending", "sent"),
     ]
     assert [e["attempt"] for e in found] == ["0", "1", "1"]
-    assert {e["lane"] for e in found} == {""} and {e["reference"] for e in found} == {""}
+    assert {e["lane"] for e in found} == {"transactional"} and {e["reference"] for e in found} == {""}
 
 
 def test_lane_reference_and_error_come_from_the_record(ledger: Ledger) -> None:

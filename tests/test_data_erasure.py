@@ -1,8 +1,10 @@
 """Personal data is not kept past its use (real worker, beat, sandbox).
 
 Once a message is final its record keeps no body, attachment, number or address: only keyed
-fingerprints (for idempotency and support look-ups), counts, ids and statuses. Every key of a
-message expires; what is kept without expiry holds ids only.
+fingerprints (for idempotency and support look-ups), counts, ids and statuses. The one exception
+is a message that ended `failed` or `expired` without reaching anyone: it keeps its payload for
+`hudhud redrive` until it is redriven or its retention ends (tests/test_redrive.py). Every key of
+a message expires; what is kept without expiry holds ids only.
 """
 
 from __future__ import annotations

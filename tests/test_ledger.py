@@ -164,14 +164,16 @@ def test_expired_lease_is_recovered_once(ledger: Ledger) -> None:
     ledger.create(new(), now=now)
     ledger.claim("m1", "taqnyat", now=now)
     assert ledger.expired_leases(now=now + 5).items == []
-    assert ledger.expired_leases(now=now + 31).items == [("m1", "taqnyat", "1")]
+    assert ledger.expired_leases(now=now + 31).items == [("m1", "taqnyat", "1", "sms", "transactional")]
     assert ledger.expired_leases(now=now + 32).items == [], "the lease was extended for the recoverer"
 
 
 def test_stale_queued_messages_are_requeued(ledger: Ledger) -> None:
     now = time.time()
     ledger.create(new(), now=now - 1000)
-    assert ledger.requeue_stale(older_than=now - 300, now=now).items == [("m1", "sms", "taqnyat")]
+    assert ledger.requeue_stale(older_than=now - 300, now=now).items == [
+        ("m1", "sms", "taqnyat", "transactional")
+    ]
     assert ledger.requeue_stale(older_than=now - 300, now=now).items == []
 
 
@@ -181,12 +183,12 @@ def test_a_message_behind_a_backlog_is_not_enqueued_twice_until_long_overdue(led
     ledger.redis.lpush("sms", "a task still waiting in the broker queue")
     assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 3000).items == []
     assert ledger.requeue_stale(older_than=now - 300, now=now, hard_limit=now - 900).items == [
-        ("m1", "sms", "taqnyat")
+        ("m1", "sms", "taqnyat", "transactional")
     ], "overdue past the hard limit: enqueued again even behind a backlog"
     ledger.redis.delete("sms")
     later = now + 400
     assert ledger.requeue_stale(older_than=later - 300, now=later, hard_limit=later - 3000).items == [
-        ("m1", "sms", "taqnyat")
+        ("m1", "sms", "taqnyat", "transactional")
     ], "the queue drained: enqueued again"
 
 

@@ -27,8 +27,8 @@ from kombu import Exchange, Queue
 
 from hudhud.config import Settings, get_settings
 from hudhud.worker import redaction
-from hudhud.worker.broker import lanes
 from hudhud.worker.broker.transport import TRANSPORT as BROKER_TRANSPORT
+from hudhud.worker.ledger import lanes
 from hudhud.worker.ops import redis_safety
 
 CHANNEL_QUEUES = lanes.CHANNELS  # each channel's transactional lane
@@ -160,6 +160,7 @@ def _task_queues(exchange: Exchange) -> list[Queue]:
 def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     jobs = {
         "release-due": ("hudhud.beat.release_due", settings.release_interval),
+        "expire-due": ("hudhud.beat.expire_due", settings.release_interval),
         "requeue-stale": ("hudhud.beat.requeue_stale", settings.recover_interval),
         "recover-leases": ("hudhud.beat.recover_leases", settings.recover_interval),
         "taqnyat-status": ("hudhud.beat.taqnyat_status", settings.status_interval),

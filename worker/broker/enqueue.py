@@ -2,7 +2,7 @@
 
 A message is enqueued by its id, provider, channel and due time (none: now), where
 `ledger.placement` puts it:
-- due now: a `hudhud.deliver` task on its lane's queue (`broker.lanes`);
+- due now: a `hudhud.deliver` task on its lane's queue (`ledger.lanes`);
 - due within the ETA window (`HUDHUD_ETA_WINDOW`, at most half the broker's visibility
   timeout: `runtime.park_after`, kept by the ledger as `park_after`): the same task with an
   ETA, which a worker holds until the due time;
@@ -25,11 +25,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from hudhud.worker.broker import lanes, publish
+from hudhud.worker.broker import publish
+from hudhud.worker.ledger import lanes
 from hudhud.worker.ledger.placement import SOON as SOON
-from hudhud.worker.ledger.status import Lane
 from hudhud.worker.ledger.placement import Placement as Placement
 from hudhud.worker.ledger.placement import placement as placement
+from hudhud.worker.ledger.status import Lane
 
 if TYPE_CHECKING:
     from celery import Celery

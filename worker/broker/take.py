@@ -31,9 +31,9 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
-from hudhud.worker.broker import lanes, unreadable
+from hudhud.worker.broker import unreadable
 from hudhud.worker.broker.full_redis import GatedChannel
-from hudhud.worker.ledger import keys, scripts
+from hudhud.worker.ledger import keys, lanes, scripts
 
 IDLE_KEY = keys.BROKER_IDLE  # a list nobody writes: a BRPOP on it is a short wait
 IDLE_WAIT = 0.05  # seconds a channel whose queues were empty waits before it takes again

@@ -45,6 +45,7 @@ MAX_INLINE_WAITING = 3.0  # seconds of such sleeps in all, for one task
 # Outcomes that carry the provider's own answer (as opposed to "try again later").
 ANSWERED = frozenset({Status.SENT, Status.REJECTED, Status.FAILED})
 DEFAULT_SLOW_DOWN = 2.0  # seconds every worker waits after a 429 without Retry-After
+EXPIRED_ERROR = "expired: not handed to a provider before its expires_at"  # as claim.lua says
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class Delivery:
         return patiently(call, what=what, patience=self.settings.redis_patience)
 
     def deliver(self, message_id: str, provider: str) -> Outcome:
+        from hudhud.worker.delivery import failover
+
+        provider = self.patiently(
+            f"the provider of {message_id}",
+            lambda: failover.before_claim(self.ledger, message_id, provider, self.settings),
+        )
         op = op_token()  # one token for every try: a claim Redis ran but did not answer is ours
         claim = self.patiently(f"the claim of {message_id}", lambda: self._claim(message_id, provider, op))
         if claim.outcome is ClaimOutcome.WAIT:
@@ -193,10 +200,19 @@ class Delivery:
 
     # --- the provider call --------------------------------------------------------
     def call(self, message_id: str, claim: Claim) -> Any:
+        from hudhud.worker.delivery import failover
+
         client = self.clients(claim.provider)
-        if claim.payload.get("batch"):
-            return client.deliver_batch(claim.channel, message_id, claim.payload)
-        return client.deliver(claim.channel, message_id, claim.payload)
+        try:
+            if claim.payload.get("batch"):
+                result = client.deliver_batch(claim.channel, message_id, claim.payload)
+            else:
+                result = client.deliver(claim.channel, message_id, claim.payload)
+        except ProviderError as exc:
+            failover.count_outcome(self.ledger, claim, self.settings, exc)
+            raise
+        failover.count_outcome(self.ledger, claim, self.settings, None)
+        return result
 
     # --- outcomes -----------------------------------------------------------------
     def result_fields(self, result: Any) -> dict[str, Any]:
@@ -334,6 +350,11 @@ class Delivery:
         the provider to be asked, which sends nothing by itself)."""
         fields = dict(fields or {})
         if counted and claim.attempts >= self.settings.max_attempts and not spare:
+            from hudhud.worker.delivery import failover
+
+            moved = failover.spent_elsewhere(self, message_id, claim, error, fields)
+            if moved is not None:
+                return moved
             return self.end(
                 message_id,
                 claim,
@@ -348,6 +369,8 @@ class Delivery:
         delay = backoff(max(1, tries), self.settings.backoff_base, self.settings.backoff_cap)
         delay = max(delay, retry_after or 0.0)
         now = time.time()
+        if self.expires_by(claim, now + delay) and not fields.get("in_doubt"):
+            return self.expire(message_id, claim, now)
         park = placement(now + delay, now, self.ledger.park_after) is Placement.PARK
         log.info("message %s retry in %.1fs (attempt %d): %s", message_id, delay, claim.attempts, error)
         self.record(
@@ -363,6 +386,19 @@ class Delivery:
         )
         outcome = DeliveryOutcome.PARKED if park else DeliveryOutcome.RETRY
         return Outcome(outcome, retry_in=None if park else delay)
+
+    def expires_by(self, claim: Claim, moment: float) -> bool:
+        """Whether a claimed message's expiry comes at or before `moment` (never one in doubt:
+        its provider may have it)."""
+        return claim.expires is not None and claim.expires <= moment and not claim.in_doubt
+
+    def expire(self, message_id: str, claim: Claim, now: float) -> Outcome:
+        """End a claimed message `expired` instead of making it wait past its expiry."""
+        expires_at = iso(claim.expires) if claim.expires is not None else None
+        log.info("message %s expired: its next try would come after its expires_at", message_id)
+        ev = event(Status.EXPIRED, now, error=EXPIRED_ERROR, expires_at=expires_at)
+        self.record(message_id, claim, Status.EXPIRED, now, ev, {"error": EXPIRED_ERROR})
+        return Outcome(DeliveryOutcome.EXPIRED)
 
     def hold(self, message_id: str, claim: Claim, exc: ProviderError, **reason: Any) -> Outcome:
         """An account-level fault: the provider is paused for every worker, the message waits."""

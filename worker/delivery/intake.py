@@ -21,8 +21,9 @@ from hudhud.worker import runtime
 from hudhud.worker.broker.enqueue import DeliveryTask, enqueue
 from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.errors import InvalidInput
-from hudhud.worker.ledger import Created, Status, op_token
+from hudhud.worker.ledger import Created, Status, lanes, op_token
 from hudhud.worker.ledger.patience import patiently
+from hudhud.worker.ledger.status import Lane
 from hudhud.worker.producer import messages, validation
 from hudhud.worker.producer.api import Hudhud, IdempotencyConflict, NotFound, Refused
 
@@ -42,7 +43,8 @@ def deliver(app: Celery, message_id: str, provider: str) -> str:
     if outcome.retry_in is not None:
         ledger = runtime.ledger(settings)
         channel = ledger.field(message_id, "channel")
-        retry = DeliveryTask(message_id, provider, channel, time.time() + outcome.retry_in)
+        lane = lanes.lane_or_default(ledger.field(message_id, "lane"))
+        retry = DeliveryTask(message_id, provider, channel, time.time() + outcome.retry_in, lane)
         _enqueue_patiently(app, settings, retry)
     return outcome.result
 
@@ -75,13 +77,20 @@ def intake(app: Celery, task_id: str, channel: str, args: tuple[Any, ...], field
     fresh = created.outcome == "created" or (created.outcome == "exists" and created.status == Status.QUEUED)
     if not fresh or created.status != Status.QUEUED:
         if created.status == Status.SCHEDULED and created.outcome == "created" and request.due:
-            due = DeliveryTask(message_id, request.provider, request.channel, request.due.timestamp())
+            at = request.due.timestamp()
+            due = DeliveryTask(message_id, request.provider, request.channel, at, request.lane)
             _enqueue_patiently(app, settings, due)
+        return created.status
+    if request.lane == Lane.BULK:
+        # intake runs on the transactional queue: a bulk send waits its turn in its own lane
+        bulk = DeliveryTask(message_id, request.provider, request.channel, None, request.lane)
+        _enqueue_patiently(app, settings, bulk)
         return created.status
     outcome = delivery(settings).deliver(message_id, request.provider)
     if outcome.retry_in is not None:
         # The first attempt asked for another (a 5xx, a rate limit): the delivery task takes over.
-        retry = DeliveryTask(message_id, request.provider, request.channel, time.time() + outcome.retry_in)
+        again = time.time() + outcome.retry_in
+        retry = DeliveryTask(message_id, request.provider, request.channel, again, request.lane)
         _enqueue_patiently(app, settings, retry)
     return outcome.result
 

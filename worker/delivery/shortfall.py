@@ -56,6 +56,8 @@ def wait_for_top_up(
     deadline = since + delivery.settings.balance_wait
     count = len(recipients_of(claim.payload))
     seen = f"{balance} {claim.provider}" if balance else "unknown"
+    if delivery.expires_by(claim, now):  # no top-up can come in time for it
+        return delivery.expire(message_id, claim, now)
     if now >= deadline:
         return delivery.end(
             message_id,

@@ -1,7 +1,7 @@
 """The periodic jobs run by beat, by concern: `scheduling` (release due messages),
-`recovery` (lost tasks, expired claims), `health` (provider outages, balances, probes and
-pauses) and `tracking` (what providers report after the hand-over). Each loops over the
-registered providers; none names one.
+`expiry` (end waiting messages whose expiry passed), `recovery` (lost tasks, expired claims),
+`health` (provider outages, balances, probes and pauses) and `tracking` (what providers report
+after the hand-over). Each loops over the registered providers; none names one.
 
 Each job is safe to run on several workers at once: every move is an atomic ledger script.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hudhud.worker.jobs import health, recovery, scheduling, tracking
+from hudhud.worker.jobs import expiry, health, recovery, scheduling, tracking
 from hudhud.worker.jobs.context import Context
 
 __all__ = ["Context", "Jobs"]
@@ -21,6 +21,9 @@ class Jobs(Context):
 
     def release_due(self) -> int:
         return scheduling.release_due(self)
+
+    def expire_due(self) -> int:
+        return expiry.expire_due(self)
 
     def requeue_stale(self) -> int:
         return recovery.requeue_stale(self)

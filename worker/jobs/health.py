@@ -14,6 +14,7 @@ from hudhud.worker.broker.enqueue import DeliveryTask, enqueue, enqueue_many
 from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.jobs.context import Context, log
 from hudhud.worker.ledger import held_key
+from hudhud.worker.ledger.lanes import lane_or_default
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.errors import ProviderError
@@ -87,7 +88,8 @@ def release_short(ctx: Context, provider: str, balance: Decimal | None) -> int:
         )
         if outcome == "ok":
             channel = ctx.ledger.field(message_id, "channel") or "sms"
-            enqueue(ctx.app, ctx.ledger, DeliveryTask(message_id, provider, channel))
+            lane = lane_or_default(ctx.ledger.field(message_id, "lane"))
+            enqueue(ctx.app, ctx.ledger, DeliveryTask(message_id, provider, channel, None, lane))
     if ready:
         log.warning("%d sends that waited for a %s top-up go again", len(ready), provider)
     return len(ready)
@@ -130,7 +132,9 @@ def resume(ctx: Context, provider: str) -> int:
     while True:
         sweep = ctx.ledger.release_held(held_key(provider), now=now)
         ctx.report_gone("held", sweep.gone)
-        held = (DeliveryTask(mid, prov, ch) for mid, ch, prov, _ in sweep.items)
+        held = (
+            DeliveryTask(mid, prov, ch, None, lane_or_default(la)) for mid, ch, prov, _, la in sweep.items
+        )
         enqueue_many(ctx.app, ctx.ledger, held, now=now)
         moved += len(sweep.items)
         if len(sweep.items) + len(sweep.gone) < RELEASE:

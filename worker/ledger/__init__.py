@@ -23,18 +23,19 @@ from hudhud.worker.ledger.indexes import GONE_TTL as GONE_TTL
 from hudhud.worker.ledger.indexes import Indexes
 from hudhud.worker.ledger.keys import (
     CHANGES,
+    EXPIRIES,
     LEASES,
     NONE,
-    SUPPRESSED,
     QUEUED,
     SCHEDULED,
+    SUPPRESSED,
+    bulk_rate_key,
     events_key,
     held_key,
     idem_key,
     msg_key,
     outcomes_key,
     pause_key,
-    bulk_rate_key,
     rate_key,
     slow_key,
 )
@@ -116,6 +117,7 @@ class Ledger(Indexes):
         self._slow_down = registered["slow_down"]
         self._flag = registered["flag"]
         self._finish_recipient = registered["finish_recipient"]
+        self._expire_due = registered["expire_due"]
 
     # --- recording ----------------------------------------------------------------
     def keyed(self, request_hash: str) -> str:
@@ -158,11 +160,20 @@ class Ledger(Indexes):
         if msg.expires is not None:
             fields["expires"] = repr(float(msg.expires))
             fields["expires_at"] = iso(msg.expires)
+        if msg.pinned:
+            fields["pinned"] = "1"
         fps = self.recipient_fingerprints(msg.payload)
         if fps:
             fields["fps"] = fps
         flat = [item for pair in fields.items() for item in pair]
-        keys = [msg_key(msg.id), events_key(msg.id), idem_key(msg.key) if msg.key else "", target, CHANGES]
+        keys = [
+            msg_key(msg.id),
+            events_key(msg.id),
+            idem_key(msg.key) if msg.key else "",
+            target,
+            CHANGES,
+            EXPIRIES,
+        ]
         score = msg.due if msg.due is not None else now
         args = [
             msg.id,
@@ -269,6 +280,7 @@ class Ledger(Indexes):
             items.append([msg.id, str(ttl), request_hash, status, repr(score), entry, fields, life, position])
             if task:
                 bodies.append(task[1])
+        keys.append(EXPIRIES)
         batch = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
         return keys, [batch, op_token(), iso(now), self.changes_maxlen, mode, *bodies]
 

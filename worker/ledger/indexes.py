@@ -12,9 +12,11 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from hudhud.worker.ledger import lanes
 from hudhud.worker.ledger.keys import (
     CHANGES,
     DOUBT,
+    EXPIRIES,
     GONE,
     LEASES,
     QUEUED,
@@ -39,9 +41,11 @@ class Indexes:
     redis: redis.Redis
     changes_maxlen: int
     lease_seconds: int
+    retention_seconds: int
     _release: Script
     _requeue: Script
     _expired: Script
+    _expire_due: Script
 
     def _fields(self, message_ids: Iterable[str], name: str) -> list[str | None]:
         """One field of each record (None where the record or the field is absent)."""
@@ -69,7 +73,7 @@ class Indexes:
     # --- beat's sweeps -----------------------------------------------------------
     def release_due(self, *, until: float, now: float, count: int = 500) -> Sweep:
         """Scheduled (or backed-off) messages due before `until`, moved to `queued`:
-        items (id, channel, provider, due)."""
+        items (id, channel, provider, due, lane)."""
         return self._release_from(SCHEDULED, until, now, count, "due", WAITING)
 
     def release_held(self, zset_key: str, *, now: float, count: int = 1000) -> Sweep:
@@ -84,7 +88,7 @@ class Indexes:
             return Sweep([], [])
         keys = [source, QUEUED, CHANGES, *(k for mid in ids for k in (msg_key(mid), events_key(mid)))]
         args = [limit, now, iso(now), mode, ",".join(sorted(accept)), self.changes_maxlen, *ids]
-        return self._sweep(self._release(keys=keys, args=args), 4)
+        return self._sweep(self._release(keys=keys, args=args), 5)
 
     def _due(self, zset: str, limit: float | str, count: int) -> list[str]:
         """The first `count` members of `zset` scored up to `limit`: the candidates a beat
@@ -94,24 +98,47 @@ class Indexes:
     def requeue_stale(
         self, *, older_than: float, now: float, count: int = 1000, hard_limit: float | None = None
     ) -> Sweep:
-        """Queued messages overdue since `older_than` -> items (id, channel, provider). Those
-        whose channel queue is not empty wait, unless overdue since `hard_limit` too."""
+        """Queued messages overdue since `older_than` -> items (id, channel, provider, lane).
+        Those whose broker queue is not empty wait, unless overdue since `hard_limit` too."""
         limit = older_than if hard_limit is None else hard_limit
         ids = self._due(QUEUED, older_than, count)
         if not ids:
             return Sweep([], [])
-        # a message's channel never changes: read apart, it names the broker queue to look at
-        queues = [q or "" for q in self._fields(ids, "channel")]
+        # a message's channel and lane never change: read apart, they name the broker queue to look at
+        channels, lanes_ = self._fields(ids, "channel"), self._fields(ids, "lane")
+        queues = [
+            lanes.queue(c, lanes.lane_or_default(la)) if c else ""
+            for c, la in zip(channels, lanes_, strict=True)
+        ]
         keys = [QUEUED, *(k for mid, queue in zip(ids, queues, strict=True) for k in (msg_key(mid), queue))]
-        return self._sweep(self._requeue(keys=keys, args=[older_than, now, limit, *ids]), 3)
+        return self._sweep(self._requeue(keys=keys, args=[older_than, now, limit, *ids]), 4)
 
     def expired_leases(self, *, now: float, count: int = 200) -> Sweep:
-        """Claims whose lease ran out -> items (id, provider, attempts)."""
+        """Claims whose lease ran out -> items (id, provider, attempts, channel, lane)."""
         ids = self._due(LEASES, now, count)
         if not ids:
             return Sweep([], [])
         keys = [LEASES, *(msg_key(mid) for mid in ids)]
-        return self._sweep(self._expired(keys=keys, args=[now, now + self.lease_seconds, *ids]), 3)
+        return self._sweep(self._expired(keys=keys, args=[now, now + self.lease_seconds, *ids]), 5)
+
+    def expire_due(
+        self, *, now: float, providers: Iterable[str] = (), count: int = 500, skip: int = 0
+    ) -> tuple[list[str], int, int]:
+        """Messages whose expiry passed while they wait, ended `expired` (out of every index,
+        `providers`' held and short ones among them); entries of messages no longer waiting
+        dropped. `skip`: entries to pass over (those kept by an earlier call). Returns the ids
+        ended, the entries kept (in a provider call: they may come back to wait) and how many
+        were read."""
+        ids = [_s(m) for m in self.redis.zrangebyscore(EXPIRIES, "-inf", now, start=skip, num=count)]
+        if not ids:
+            return [], 0, 0
+        names = {*providers, *(p for p in self._fields(ids, "provider") if p)}
+        waiting = [key for name in sorted(names) for key in (held_key(name), short_key(name))]
+        keys = [EXPIRIES, SCHEDULED, QUEUED, CHANGES, *waiting]
+        keys += [k for mid in ids for k in (msg_key(mid), events_key(mid))]
+        args: list[Any] = [now, iso(now), self.retention_seconds, self.changes_maxlen, len(waiting), *ids]
+        ended, kept = self._expire_due(keys=keys, args=args)
+        return [_s(e) for e in ended], int(kept), len(ids)
 
     def _sweep(self, reply: Any, width: int) -> Sweep:
         flat, gone = reply[0], [_s(g) for g in reply[1]]

@@ -10,6 +10,8 @@ Indexes and shared state:
 - `scheduled` zset: parked messages by due time (scheduled sends and long back-offs)
 - `queued` zset: messages that should have a task in the broker, by enqueue time
 - `leases` zset: claimed messages by lease expiry
+- `expiries` zset: messages given an expiry, by when they expire (beat ends those still
+  waiting then; entries of messages that ended before are dropped at that time)
 - `held:{provider}` zset: messages waiting while that provider is paused
 - `pause:{provider}` string: JSON reason of a provider pause
 - `tracking` zset: handed-over emails waiting for a final event
@@ -19,6 +21,9 @@ Indexes and shared state:
   `{reason, source, at}` (no plain number or address)
 - `slow:{provider}` hash: until when that provider asked every caller to wait (Retry-After)
 - `doubt` zset: messages whose hand-over is in doubt and that wait for an operator's decision
+- `ended:failed`, `ended:expired` zsets: messages that ended so, by when they ended, for
+  `hudhud redrive` (written by `change.lua`; entries past the retention trimmed there, and a
+  message leaves once it is redriven)
 - `short:{provider}` zset: messages the provider's balance cannot pay for, waiting for a top-up
 - `gone` list: ids found in an index without their record (evicted or expired), for `check`
 - `changes` stream: every status change, in order (the outbox); `changes:dead` its dead letters
@@ -48,6 +53,7 @@ NONE = PREFIX + "none"  # a placeholder for "no key" in a script's KEYS: never w
 SCHEDULED = PREFIX + "scheduled"
 QUEUED = PREFIX + "queued"
 LEASES = PREFIX + "leases"
+EXPIRIES = PREFIX + "expiries"
 TRACKING = PREFIX + "tracking"
 DOUBT = PREFIX + "doubt"
 GONE = PREFIX + "gone"
@@ -84,6 +90,11 @@ def recipients_key(campaign_id: str) -> str:
 
 def idem_key(key: str) -> str:
     return f"{PREFIX}idem:{key}"
+
+
+def ended_key(status: str) -> str:
+    """The index of messages that ended `failed` or `expired` (`change.lua` builds the same)."""
+    return f"{PREFIX}ended:{status}"
 
 
 def pause_key(provider: str) -> str:
@@ -149,3 +160,11 @@ def reply_key(fingerprint: str) -> str:
 def unkeyed(key: str) -> str:
     """The part of a key after the prefix (`hudhud:held:{provider}` -> `held:{provider}`)."""
     return key.removeprefix(PREFIX)
+
+
+FAILOVER_STATS = f"{PREFIX}failover:stats"  # hash "from>to:reason" -> count of moves
+
+
+def calls_key(provider: str, bucket: int) -> str:
+    """A hash of one provider's call outcomes (`ok`, `failed`) in one bucket of time."""
+    return f"{PREFIX}calls:{provider}:{bucket}"

@@ -58,6 +58,7 @@ class NewMessage:
     callback_url: str | None = None
     lane: str = Lane.TRANSACTIONAL
     expires: float | None = None  # epoch seconds: not handed over by then, it ends `expired`
+    pinned: bool = False  # its provider was named: email failover never moves it
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Each script is a file in `lua/` that opens by naming its KEYS and ARGV and says what it
 answers. Every key a script touches arrives in KEYS (Redis Cluster needs it): a script never
-builds one. Times are epoch seconds and ISO strings passed in by the caller, so scripts never
-read clocks. A script that changes a status appends the change to the change stream in the
-same run (`change.lua`).
+builds one, except `change.lua`'s index of ended messages (`keys.ended_key`), built from the
+record key's prefix (allowed while Redis is not a cluster). Times are epoch seconds and ISO
+strings passed in by the caller, so scripts never read clocks. A script that changes a status
+appends the change to the change stream in the same run (`change.lua`).
 
 A file may name, in its opening comment, the function files it calls (`-- uses: a.lua`):
 they are put before it, in that order, since Redis runs one chunk per script.
@@ -27,6 +28,7 @@ LEDGER = (
     "release",
     "requeue",
     "expired_leases",
+    "expire_due",
     "slow_down",
     "flag",
     "finish_recipient",
@@ -37,6 +39,8 @@ LEDGER = (
     "inbound_event",
     "reply_claim",
     "reply_settle",
+    "redrive",
+    "move_provider",
 )
 _USES = re.compile(r"^-- uses: (.+)$", re.MULTILINE)
 

@@ -31,8 +31,11 @@ FINAL = frozenset(
         Status.SUPPRESSED,
     }
 )
+# Ended without reaching anyone, so `hudhud redrive` may send them again as new messages: their
+# payload is kept until the redrive is recorded or the record's retention ends.
+REDRIVABLE = frozenset({Status.FAILED, Status.EXPIRED})
 # Once a message reaches one of these, nothing is sent from its payload again: it is erased.
-ERASE_AT = FINAL | {Status.SENT}
+ERASE_AT = (FINAL - REDRIVABLE) | {Status.SENT}
 # Not yet handed to a provider: a cancel still stops it.
 WAITING = frozenset({Status.SCHEDULED, Status.QUEUED})
 # Not yet answered by a provider: waiting, or in a provider call.

@@ -334,7 +334,7 @@ def banner(
         f"  sandbox    http://127.0.0.1:{ports.sandbox}  (Taqnyat at /, Taifa at /v1/emails)\n"
         f"  flower     http://127.0.0.1:{ports.flower}{auth}\n"
         f"  api        {api}  (OpenAPI at /openapi.json, docs at /docs)\n"
-        f"  worker     {concurrency} greenlets on the queues sms, email, voice, hudhud, celery and the bulk lanes\n"
+        f"  worker     {concurrency} greenlets on sms, email, voice, hudhud, celery + bulk lanes\n"
         "  beat       the periodic jobs\n"
         "  callbacks  status callbacks to HUDHUD_CALLBACK_URL and per-message URLs\n"
         f"\n{where}"

@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 APP = "hudhud.worker.broker.celery_app"
-DEFAULT_QUEUES = "sms,email,voice,hudhud,celery,sms.bulk,email.bulk,voice.bulk"  # celery: a producer that names no queue
+DEFAULT_QUEUES = (
+    "sms,email,voice,hudhud,celery,sms.bulk,email.bulk,voice.bulk"  # celery: a producer that names no queue
+)
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50
 BEAT_LOG_LEVEL = "WARNING"

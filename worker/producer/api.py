@@ -143,8 +143,12 @@ class Hudhud:
         sender: str | None = None,
         at: str | datetime | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: str | datetime | None = None,
+        lane: str | None = None,
     ) -> Receipt:
-        return self.send("sms", {"to": to, "body": body, "sender": sender, "at": at, "key": key})
+        expiry = {"ttl": ttl, "expires_at": expires_at, "lane": lane}
+        return self.send("sms", {"to": to, "body": body, "sender": sender, "at": at, "key": key, **expiry})
 
     def send_voice(
         self,
@@ -154,10 +158,12 @@ class Hudhud:
         caller_id: str | None = None,
         at: str | datetime | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: str | datetime | None = None,
+        lane: str | None = None,
     ) -> Receipt:
-        return self.send(
-            "voice", {"to": to, "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key}
-        )
+        fields = {"to": to, "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key}
+        return self.send("voice", {**fields, "ttl": ttl, "expires_at": expires_at, "lane": lane})
 
     def send_email(
         self,
@@ -177,6 +183,9 @@ class Hudhud:
         campaign: str | None = None,
         at: str | datetime | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: str | datetime | None = None,
+        lane: str | None = None,
     ) -> Receipt:
         fields = {
             "to": to,
@@ -194,6 +203,9 @@ class Hudhud:
             "campaign": campaign,
             "at": at,
             "key": key,
+            "ttl": ttl,
+            "expires_at": expires_at,
+            "lane": lane,
         }
         return self.send("email", fields)
 
@@ -262,6 +274,7 @@ class Hudhud:
         one provider call each. Checked whole first: a bad recipient raises `InvalidInput`
         naming `to[i]` and nothing is recorded. Recipients are deduplicated."""
         plan = campaign.plan(channel, _without_none(fields), self.settings)
+        plan = campaign.without_suppressed(plan, self.ledger, self.settings)
         cid = campaign_id or str(uuid.uuid4())
         validation.message_id(campaign.batch_id(cid, len(plan.batches)), "campaign_id")
         now = time.time()
@@ -270,15 +283,19 @@ class Hudhud:
             raise IdempotencyConflict(found)
         size = len(plan.batches)
         if outcome == "duplicate":
-            return campaign.CampaignReceipt(found, status, plan.recipients, size, duplicate=True)
+            return campaign.CampaignReceipt(
+                found, status, plan.recipients, size, duplicate=True, suppressed=plan.suppressed
+            )
         request = plan.request
         due = request.due.timestamp() if request.due else None
         batches = (
-            enqueue.DeliveryTask(campaign.batch_id(cid, n), request.provider, request.channel, due, request.lane)
+            enqueue.DeliveryTask(
+                campaign.batch_id(cid, n), request.provider, request.channel, due, request.lane
+            )
             for n in range(size)
         )
         enqueue.enqueue_many(self.app, self.ledger, batches, now=now)
-        return campaign.CampaignReceipt(cid, status, plan.recipients, size)
+        return campaign.CampaignReceipt(cid, status, plan.recipients, size, suppressed=plan.suppressed)
 
     @_redis_errors
     def recipient_status(self, campaign_id: str, recipient: str) -> dict[str, Any]:
@@ -306,6 +323,7 @@ class Hudhud:
             callback_url=request.callback_url,
             lane=request.lane,
             expires=request.expires.timestamp() if request.expires else None,
+            pinned=request.pinned,
         )
 
     def _after_create(self, created: Created, request: messages.SendRequest, now: float) -> Receipt:

@@ -26,6 +26,7 @@ from hudhud.config.settings import Settings
 from hudhud.worker.errors import InvalidInput
 from hudhud.worker.ledger import FINAL_STATUSES, Ledger, NewMessage, Status, campaigns, event, iso
 from hudhud.worker.ledger.status import PENDING, Lane
+from hudhud.worker.ledger.suppression import Suppressions
 from hudhud.worker.producer import messages
 from hudhud.worker.producer import validation as v
 from hudhud.worker.producer.public import money_text, ordered_events
@@ -37,7 +38,7 @@ EXTRA_DAYS = 7  # a campaign's keys outlive its batches' retention by this much
 # A batch in one of these has been handed to its provider, which took some or all of it.
 HANDED_OVER = frozenset({Status.SENT, Status.DELIVERED, Status.BOUNCED})
 # A campaign with no batch handed over ends as the first of these that a batch ended in.
-UNSENT_ENDS = (Status.REJECTED, Status.FAILED, Status.CANCELLED)
+UNSENT_ENDS = (Status.REJECTED, Status.FAILED, Status.EXPIRED, Status.SUPPRESSED, Status.CANCELLED)
 BATCH_FIELDS = ("status", "accepted", "rejected", "cost", "currency", "error", "attempts")
 
 
@@ -52,6 +53,7 @@ class Campaign:
     request: messages.SendRequest  # the shared payload (its `to` is the first batch's)
     batches: tuple[tuple[str, ...], ...]
     request_hash: str  # of the shared payload and every recipient, for idempotency
+    suppressed: int = 0  # recipients dropped: on the suppression list when it was planned
 
     @property
     def recipients(self) -> int:
@@ -65,6 +67,7 @@ class CampaignReceipt:
     recipients: int
     batches: int
     duplicate: bool = False
+    suppressed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class CampaignReceipt:
             "status": self.status,
             "recipients": self.recipients,
             "batches": self.batches,
+            "suppressed": self.suppressed,
             "duplicate": self.duplicate,
         }
 
@@ -107,6 +111,23 @@ def plan(channel: str, fields: Mapping[str, Any], settings: Settings) -> Campaig
     whole = dataclasses.replace(request, payload={**payload, "to": list(ordered)})
     shared = dataclasses.replace(request, payload=payload)
     return Campaign(request=shared, batches=batches, request_hash=whole.request_hash)
+
+
+def without_suppressed(campaign: Campaign, ledger: Ledger, settings: Settings) -> Campaign:
+    """The campaign without its recipients on the suppression list, in batches made again
+    (its request hash stays that of the recipients given). Every recipient listed: InvalidInput
+    on `to`, nothing recorded."""
+    ordered = [r for batch in campaign.batches for r in batch]
+    prints = ledger.fingerprints.of_all(ordered)
+    listed = Suppressions(ledger).listed(prints)
+    if not listed:
+        return campaign
+    kept = tuple(r for r, fp in zip(ordered, prints, strict=True) if fp not in listed)
+    if not kept:
+        raise InvalidInput("to", "every recipient is on the suppression list: nothing to send")
+    size = batch_size(campaign.request.provider, settings)
+    batches = tuple(kept[i : i + size] for i in range(0, len(kept), size))
+    return dataclasses.replace(campaign, batches=batches, suppressed=len(ordered) - len(kept))
 
 
 def batch_messages(campaign: Campaign, campaign_id: str) -> list[NewMessage]:
@@ -147,6 +168,7 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
         "status": status,
         "recipients": campaign.recipients,
         "batches": len(campaign.batches),
+        "suppressed": campaign.suppressed,
         "created_at": iso(now),
         "updated_at": iso(now),
         "request_hash": keyed_hash,
@@ -160,7 +182,9 @@ def record(ledger: Ledger, campaign: Campaign, campaign_id: str, *, now: float) 
     new = campaigns.NewCampaign(
         id=campaign_id,
         header=header,
-        first_event=event(status, now, recipients=campaign.recipients),
+        first_event=event(
+            status, now, recipients=campaign.recipients, suppressed=campaign.suppressed or None
+        ),
         batches=batch_messages(campaign, campaign_id),
         recipients=campaign.batches,
         request_hash=keyed_hash,
@@ -194,6 +218,8 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "rejected": 0,
         "failed": 0,
         "cancelled": 0,
+        "expired": 0,
+        "suppressed": 0,
         "pending": 0,
     }
     batch_counts: dict[str, int] = {}
@@ -241,6 +267,7 @@ def summary(ledger: Ledger, record: Mapping[str, Any]) -> dict[str, Any]:
         "key": record.get("key") or None,
         "reference": record.get("reference") or None,
         "recipients": int(record.get("recipients") or 0),
+        "suppressed": int(record.get("suppressed") or 0),
         "recipient_counts": counts,
         "batches": len(rows),
         "batch_statuses": batch_counts,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ class SendRequest:
     lane: Lane = Lane.TRANSACTIONAL
     expires: datetime | None = None  # not handed over by then: it ends `expired`
     expiry: str | None = None  # the expiry as given (`ttl=30`, or the ISO time), for the hash
+    pinned: bool = False  # its provider was named: email failover never moves it
 
     @property
     def request_hash(self) -> str:
@@ -318,7 +319,8 @@ def email(fields: Mapping[str, Any], settings: Settings, now: datetime | None = 
             raise InvalidInput(field, f"is not supported by the {provider.name} email provider")
         payload[field] = value
     _within_one_send({"to": to, "cc": cc, "bcc": bcc}, *provider.batch_limit(settings))
-    return _request("email", provider, payload, fields, current, settings)
+    request = _request("email", provider, payload, fields, current, settings)
+    return replace(request, pinned=True) if _given(fields.get("provider")) else request
 
 
 BUILDERS = {"sms": sms, "email": email, "voice": voice}

@@ -61,6 +61,7 @@ def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "at": record.get("at") or None,
         "in_doubt": record.get("in_doubt") == "1",
         "retry_of": record.get("retry_of") or None,
+        "redriven_to": record.get("redriven_to") or None,
         "key": record.get("key") or None,
         "reference": record.get("reference") or None,
         "lane": record.get("lane") or "transactional",

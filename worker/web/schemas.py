@@ -54,6 +54,23 @@ class _Common(_Body):
     callback_url: str | None = Field(
         None, description="where this message's status callbacks go (a host of HUDHUD_CALLBACK_HOSTS)"
     )
+    lane: Literal["transactional", "bulk"] | None = Field(
+        None,
+        description="the queue it waits in: transactional (a single send's default) or bulk "
+        "(a campaign's default)",
+    )
+    ttl: float | None = Field(
+        None,
+        gt=0,
+        description="seconds from the send's time (`at`, or now) until it expires: not handed to a "
+        "provider by then, it ends `expired` (default HUDHUD_TTL_TRANSACTIONAL or HUDHUD_TTL_BULK)",
+        examples=[300],
+    )
+    expires_at: str | None = Field(
+        None,
+        description="when it expires, ISO 8601 with an offset or Z (give ttl or expires_at, not both)",
+        examples=["2026-12-24T09:10:00+03:00"],
+    )
 
 
 class SmsSend(_Common):
@@ -157,6 +174,7 @@ class BatchReceipt(BaseModel):
 class CampaignReceipt(Receipt):
     recipients: int
     batches: int
+    suppressed: int = Field(0, description="recipients dropped: on the suppression list")
 
 
 class MessageRecord(BaseModel):

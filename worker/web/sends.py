@@ -264,6 +264,7 @@ async def send_campaign(request: Request) -> Response:
             "status": receipt.status,
             "recipients": receipt.recipients,
             "batches": receipt.batches,
+            "suppressed": receipt.suppressed,
         }
         return Answer(202, answer, replayed=receipt.duplicate)
 

@@ -2,6 +2,39 @@
 -- change to the change stream, with where the record stands after it. `error` (when not nil)
 -- replaces the record's own error; `recipient` (when not nil) names a campaign recipient. The
 -- entry says what happened to a message, never to whom it goes nor what it says.
+-- A message that ends `failed` or `expired` also enters the index `ended:{status}` (id -> when
+-- it ended, epoch seconds), which `hudhud redrive` reads. That key is not in the caller's KEYS:
+-- it is built from the record key's prefix (`{prefix}m:{id}` -> `{prefix}ended:{status}`), which
+-- a Redis that is not a cluster allows; with Redis Cluster every caller would pass it instead.
+-- Entries older than the record's retention (its TTL, set before this runs) are trimmed here.
+local function epoch_of(iso)
+  -- `at` is the caller's ISO time in UTC (2026-12-02T11:18:36.123Z): days from the civil date
+  local y, mo, d, h, mi, s = string.match(iso, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)')
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (mo + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + tonumber(d) - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
+end
+
+local function enter_ended(record, id, status, at)
+  local prefix = string.sub(record, 1, #record - #id - 2)
+  if string.sub(record, #prefix + 1) ~= 'm:' .. id then return end
+  local ended, moment = prefix .. 'ended:' .. status, epoch_of(at)
+  if not moment then return end
+  redis.call('ZADD', ended, moment, id)
+  local retention = redis.call('TTL', record)
+  if retention > 0 then
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', '(' .. tostring(moment - retention))
+    redis.call('EXPIRE', ended, retention)
+  end
+end
+
 local function change(stream, maxlen, record, id, status, previous, at, error, recipient)
   local row = redis.call('HMGET', record, 'channel', 'provider', 'lane', 'reference', 'attempts',
                          'error')
@@ -13,4 +46,7 @@ local function change(stream, maxlen, record, id, status, previous, at, error, r
     entry[#entry + 1] = recipient
   end
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  if not recipient and (status == 'failed' or status == 'expired') then
+    enter_ended(record, id, status, at)
+  end
 end

@@ -10,7 +10,8 @@
 -- fires a few milliseconds ahead, a dispatch without ETA) is told to wait. While a provider
 -- asked every caller to slow down (`slow`: the time its Retry-After ends), nobody claims.
 -- A message past its `expires` ends `expired`, one whose every `to` is on the suppression
--- list ends `suppressed`; neither while it is in doubt (a provider may have it already).
+-- list ends `suppressed`; neither while it is in doubt (a provider may have it already). An
+-- expired message keeps its payload (for a redrive) until its retention ends.
 -- uses: change.lua
 local record, events, leases, queued, pause, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rate_key, slow, changes, suppressed, bulk_rate = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -33,7 +34,12 @@ local function claimed(attempts, probe)
 end
 local function finish(to, error, extra)
   redis.call('HSET', record, 'status', to, 'updated_at', at, 'error', error)
-  redis.call('HDEL', record, 'payload', 'reconciled')
+  -- an expired message keeps its payload, so that `hudhud redrive` can send it again
+  if to == 'expired' then
+    redis.call('HDEL', record, 'reconciled')
+  else
+    redis.call('HDEL', record, 'payload', 'reconciled')
+  end
   local entry = {type = to, at = at, error = error}
   for k, v in pairs(extra) do entry[k] = v end
   redis.call('RPUSH', events, cjson.encode(entry))

@@ -1,5 +1,6 @@
 -- KEYS: changes, then for each message: record, events, idempotency key, index it enters,
---       broker queue ('' for an idempotency key, index or queue it has none of)
+--       broker queue ('' for an idempotency key, index or queue it has none of), then
+--       expiries
 -- ARGV: messages (JSON list of [id, idem_ttl, request_hash, status, score, history entry,
 --       fields (flat list), record_ttl, position of its task in ARGV or 0]), op, at,
 --       changes_maxlen, mode ('' | 'whole' | 'check'), task messages...
@@ -14,6 +15,7 @@
 local changes = KEYS[1]
 local messages, op, at, maxlen, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local per_message = 5
+local expiries = KEYS[#KEYS]
 local batch = cjson.decode(messages)
 
 -- The message that holds `m`'s key for another request (an earlier one, or one before it in
@@ -57,7 +59,8 @@ for i, m in ipairs(batch) do
   local record, queue = KEYS[base + 1], KEYS[base + 5]
   local replay = redis.call('HGET', record, 'create_op') == op
   local reply = create({record = record, events = KEYS[base + 2], idem = KEYS[base + 3],
-                        target = KEYS[base + 4], changes = changes, id = m[1], ttl = m[2],
+                        target = KEYS[base + 4], changes = changes, expiries = expiries,
+                        id = m[1], ttl = m[2],
                         hash = m[3], status = m[4], score = m[5], entry = m[6], fields = m[7],
                         life = m[8], op = op, at = at, maxlen = maxlen})
   if reply[1] == 'created' and not replay and queue ~= '' then

@@ -1,6 +1,7 @@
 -- create(m): record one new message, for create.lua and create_many.lua. `m` holds its keys
--- (record, events, idem, target, changes; '' for an idem or target it has none of) and its
--- values (id, ttl, hash, status, score, entry, fields, op, life, at, maxlen).
+-- (record, events, idem, target, changes, expiries; '' for an idem or target it has none of)
+-- and its values (id, ttl, hash, status, score, entry, fields, op, life, at, maxlen). A waiting
+-- message with an `expires` field enters `expiries` too, scored by it.
 -- -> {'created', id, status} | {'exists', id, status} | {'duplicate', first id, ''}
 --  | {'conflict', first id, ''}
 -- `op` is the caller's token for this one call: a call that redis-py sends again (a timeout on
@@ -30,6 +31,11 @@ local function create(m)
     redis.call('EXPIRE', m.events, life)
   end
   if m.target ~= '' then redis.call('ZADD', m.target, tonumber(m.score), m.id) end
+  if m.target ~= '' and m.expiries and m.expiries ~= '' then
+    for i = 1, #m.fields - 1, 2 do
+      if m.fields[i] == 'expires' then redis.call('ZADD', m.expiries, tonumber(m.fields[i + 1]), m.id) end
+    end
+  end
   change(m.changes, m.maxlen, m.record, m.id, m.status, '', m.at)
   return {'created', m.id, m.status}
 end

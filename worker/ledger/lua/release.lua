@@ -2,7 +2,7 @@
 -- ARGV: limit, now, at (now as ISO), score_mode ('due' keeps each member's own score, 'now'
 --       scores it `now` and clears its error), accept (comma list of statuses),
 --       changes_maxlen, then the id of each candidate (in the order of their keys)
--- -> {{id, channel, provider, score, ...}, {ids whose record is gone}}
+-- -> {{id, channel, provider, score, lane, ...}, {ids whose record is gone}}
 -- Candidates (read by the caller) still in `source` with a score <= limit move back into
 -- `queued`; one that another caller moved meanwhile is left alone.
 -- uses: change.lua
@@ -19,7 +19,7 @@ for i = first_id, #ARGV do
   local events = KEYS[first_key + (i - first_id) * 2 + 1]
   local score = redis.call('ZSCORE', source, id)
   if score and tonumber(score) <= limit then
-    local row = redis.call('HMGET', record, 'status', 'channel', 'provider')
+    local row = redis.call('HMGET', record, 'status', 'channel', 'provider', 'lane')
     redis.call('ZREM', source, id)
     local ok = false
     if row[1] then
@@ -43,6 +43,7 @@ for i = first_id, #ARGV do
       out[#out + 1] = row[2]
       out[#out + 1] = row[3]
       out[#out + 1] = score
+      out[#out + 1] = row[4] or ''
     end
   end
 end

@@ -1,6 +1,6 @@
 -- KEYS: queued, then the record and the broker queue ('' when unknown) of each candidate
 -- ARGV: limit, now, hard_limit, then the id of each candidate (in the order of their keys)
--- -> {{id, channel, provider, ...}, {ids whose record is gone}}
+-- -> {{id, channel, provider, lane, ...}, {ids whose record is gone}}
 -- Queued messages whose broker task may be lost: bump their score and return them. A
 -- `scheduled` member waits as an ETA task in some worker's memory (due within the ETA window
 -- when it was recorded); a worker killed while holding it loses it just the same. While its
@@ -20,7 +20,7 @@ for i = first_id, #ARGV do
   local queue = KEYS[first_key + (i - first_id) * 2 + 1]
   local score = tonumber(redis.call('ZSCORE', queued, id) or '')
   if score and score <= limit then
-    local row = redis.call('HMGET', record, 'status', 'channel', 'provider')
+    local row = redis.call('HMGET', record, 'status', 'channel', 'provider', 'lane')
     if row[1] == 'queued' or row[1] == 'scheduled' then
       if busy[queue] == nil then
         busy[queue] = queue ~= '' and redis.call('LLEN', queue) > 0
@@ -30,6 +30,7 @@ for i = first_id, #ARGV do
         out[#out + 1] = id
         out[#out + 1] = row[2] or ''
         out[#out + 1] = row[3] or ''
+        out[#out + 1] = row[4] or ''
       end
     else
       if not row[1] then gone[#gone + 1] = id end

@@ -6,6 +6,8 @@ check, worker, beat, flower, sandbox, api, dev). Every command that answers take
 - `operating`: check, resolve;
 - `running`: worker, beat, flower, sandbox, api, dev;
 - `callbacks`: callbacks run|replay|status|enable;
+- `redriving`: redrive (failed or expired messages sent again, as new linked messages);
+- `suppressing`: suppress add|remove|list (the suppression list);
 - `output` and `failures`: the answer, the one-line failure and the exit codes they share.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 import click
 
 from hudhud.worker.errors import ConfigurationError
-from hudhud.worker.ops.cli import callbacks, operating, reading, running, sending
+from hudhud.worker.ops.cli import callbacks, operating, reading, redriving, running, sending, suppressing
 from hudhud.worker.ops.cli.failures import origin as _origin
 from hudhud.worker.ops.cli.failures import redis_failure as _redis_failure
 from hudhud.worker.ops.cli.output import fail
@@ -55,5 +57,7 @@ for _command in (
     running.api,
     running.dev,
     callbacks.callbacks,
+    redriving.redrive,
+    suppressing.suppress,
 ):
     main.add_command(_command)

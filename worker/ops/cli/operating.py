@@ -27,6 +27,7 @@ def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None
     from hudhud.worker.broker.celery_app import app
     from hudhud.worker.delivery import doubt
     from hudhud.worker.delivery.attempt import Delivery
+    from hudhud.worker.ledger import lanes
 
     if as_sent == resend:
         fail(as_json, "resolve: give exactly one of --sent or --resend", EXIT_INPUT, field="decision")
@@ -40,7 +41,10 @@ def resolve(message_id: str, as_sent: bool, resend: bool, as_json: bool) -> None
         fail(as_json, redis_failure(exc), 1)
     if status == Status.QUEUED:
         record = delivery.ledger.get(message_id) or {}
-        task = enqueue.DeliveryTask(message_id, record.get("provider", ""), record.get("channel", "sms"))
+        lane = lanes.lane_or_default(record.get("lane"))
+        task = enqueue.DeliveryTask(
+            message_id, record.get("provider", ""), record.get("channel", "sms"), None, lane
+        )
         enqueue.enqueue(app, delivery.ledger, task)
     emit(as_json, {"id": message_id, "status": status}, f"{message_id} {status}")
 

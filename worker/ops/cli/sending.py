@@ -24,6 +24,18 @@ _at_option = click.option(
 _key_option = click.option("--key", help="idempotency key")
 
 
+def _expiry_options(command: Any) -> Any:
+    """`--ttl`, `--expires-at` and `--lane`, passed on as the send's fields of those names."""
+    options = (
+        click.option("--lane", type=click.Choice(["transactional", "bulk"]), help="default transactional"),
+        click.option("--expires-at", help="ISO 8601 time: not handed to a provider by then, it ends expired"),
+        click.option("--ttl", help="seconds from the send's time (--at, or now) until it expires"),
+    )
+    for option in options:
+        command = option(command)
+    return command
+
+
 def _send(channel: str, fields: dict[str, Any], as_json: bool) -> None:
     from hudhud.worker.producer.api import Hudhud, IdempotencyConflict
 
@@ -89,13 +101,20 @@ def send() -> None:
 @click.option("--body", required=True)
 @click.option("--sender")
 @_at_option
+@_expiry_options
 @_key_option
 @json_option
 def send_sms(
-    to: tuple[str, ...], body: str, sender: str | None, at: str | None, key: str | None, as_json: bool
+    to: tuple[str, ...],
+    body: str,
+    sender: str | None,
+    at: str | None,
+    key: str | None,
+    as_json: bool,
+    **expiry: str | None,
 ) -> None:
     """Send an SMS through Taqnyat."""
-    _send("sms", {"to": list(to), "body": body, "sender": sender, "at": at, "key": key}, as_json)
+    _send("sms", {"to": list(to), "body": body, "sender": sender, "at": at, "key": key, **expiry}, as_json)
 
 
 def _attachment(index: int, path: str) -> dict[str, str]:
@@ -129,6 +148,7 @@ def _attachment(index: int, path: str) -> dict[str, str]:
 @click.option("--attach", multiple=True, help="a file to attach (repeatable)")
 @click.option("--campaign")
 @_at_option
+@_expiry_options
 @_key_option
 @json_option
 def send_email(
@@ -148,6 +168,7 @@ def send_email(
     at: str | None,
     key: str | None,
     as_json: bool,
+    **expiry: str | None,
 ) -> None:
     """Send an email through Taifa Mail or Taqnyat."""
     if text is not None and html is not None:
@@ -172,6 +193,7 @@ def send_email(
         "campaign": campaign,
         "at": at,
         "key": key,
+        **expiry,
     }
     _send("email", fields, as_json)
 
@@ -181,17 +203,21 @@ def send_email(
 @click.option("--audio-url", required=True)
 @click.option("--caller-id")
 @_at_option
+@_expiry_options
 @_key_option
 @json_option
 def send_voice(
-    to: tuple[str, ...], audio_url: str, caller_id: str | None, at: str | None, key: str | None, as_json: bool
+    to: tuple[str, ...],
+    audio_url: str,
+    caller_id: str | None,
+    at: str | None,
+    key: str | None,
+    as_json: bool,
+    **expiry: str | None,
 ) -> None:
     """Place a voice call through Taqnyat."""
-    _send(
-        "voice",
-        {"to": list(to), "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key},
-        as_json,
-    )
+    fields = {"to": list(to), "audio_url": audio_url, "caller_id": caller_id, "at": at, "key": key}
+    _send("voice", {**fields, **expiry}, as_json)
 
 
 @click.command()

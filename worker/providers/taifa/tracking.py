@@ -5,7 +5,8 @@ Two ways, both each run: the feed of status changes (`GET /emails/updates` from 
 on) finds the emails whose fate is known with one call per 50 changes, however many wait,
 and the poll of each tracked single email's events by id stays as a safety net (it also
 records opens and clicks as events). Taifa's own `queued`/`sent` events are not recorded:
-hudhud's status changes record those once.
+hudhud's status changes record those once. A hard bounce or a complaint read either way puts
+its recipient on the suppression list (`suppressing`, as HUDHUD_SUPPRESS_ON asks).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from hudhud.config import get_settings
 from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.errors import ProviderError
+from hudhud.worker.providers.taifa import suppressing
 from hudhud.worker.providers.taifa.failures import PROVIDER
 from hudhud.worker.redaction import NO_SECRETS, scrubbed
 
@@ -101,13 +104,16 @@ SEEN_FIELD = "taifa_events_seen"
 
 
 def follow_up(client: TaifaClient, tracker: Tracker, now: float) -> int:
+    on = get_settings().suppress_on  # what puts a recipient on the suppression list
     finished = sum(
-        poll_one(client, tracker, message_id, now) for message_id in tracker.tracked(limit=POLL_LIMIT)
+        poll_one(client, tracker, message_id, now, on=on) for message_id in tracker.tracked(limit=POLL_LIMIT)
     )
-    return finished + follow_updates(client, tracker, now)
+    return finished + follow_updates(client, tracker, now, on=on)
 
 
-def follow_updates(client: TaifaClient, tracker: Tracker, now: float, pages: int = UPDATES_PAGES) -> int:
+def follow_updates(
+    client: TaifaClient, tracker: Tracker, now: float, pages: int = UPDATES_PAGES, *, on: str = ""
+) -> int:
     """Record the final status of each email of ours in the feed; the cursor moves only past
     pages fully recorded."""
     cursor = tracker.cursor()
@@ -123,7 +129,7 @@ def follow_updates(client: TaifaClient, tracker: Tracker, now: float, pages: int
         rows = [(row.id, status) for row in page.items if (status := meaning(row.status)[1]) is not None]
         for (email_id, status), owner in zip(rows, tracker.owners([i for i, _ in rows]), strict=True):
             if owner is not None:
-                finished += finish_email(client, tracker, email_id, owner, status, now)
+                finished += finish_email(client, tracker, email_id, owner, status, now, on=on)
         if not page.next_since or page.next_since == cursor:
             break
         cursor = page.next_since
@@ -134,23 +140,31 @@ def follow_updates(client: TaifaClient, tracker: Tracker, now: float, pages: int
 
 
 def finish_email(
-    client: TaifaClient, tracker: Tracker, email_id: str, owner: tuple[str, str], status: Status, now: float
+    client: TaifaClient,
+    tracker: Tracker,
+    email_id: str,
+    owner: tuple[str, str],
+    status: Status,
+    now: float,
+    *,
+    on: str = "",
 ) -> int:
     batch, recipient = owner
     if not recipient:  # a single email: its events and status, as the poll by id does
-        finished = poll_one(client, tracker, batch, now)
+        finished = poll_one(client, tracker, batch, now, on=on)
         tracker.forget(email_id)
         return finished
     why = None
     if status != Status.DELIVERED:
         with contextlib.suppress(ProviderError):
             for item in client.events(email_id):
+                suppressing.suppress(tracker, owner, item.event_type, item.metadata, on=on, now=now)
                 if meaning(item.event_type)[0] is Meaning.FINISH:
                     why = reason(item.event_type, item.metadata)
     return int(finish_recipient(tracker, owner, email_id, status, why, now=now))
 
 
-def poll_one(client: TaifaClient, tracker: Tracker, message_id: str, now: float) -> int:
+def poll_one(client: TaifaClient, tracker: Tracker, message_id: str, now: float, *, on: str = "") -> int:
     record = tracker.record(message_id)
     if record is None or record.get("status") != Status.SENT or not record.get("provider_message_id"):
         tracker.untrack(message_id)
@@ -166,6 +180,8 @@ def poll_one(client: TaifaClient, tracker: Tracker, message_id: str, now: float)
         for item in events[seen:]
         if meaning(item.event_type)[0] is Meaning.EVENT
     ]
+    for item in events[seen:]:  # a bounce or a complaint, once (an operator may remove it)
+        suppressing.suppress(tracker, (message_id, ""), item.event_type, item.metadata, on=on, now=now)
     tracker.add_reports(message_id, reports, seen_field=SEEN_FIELD, seen=len(events))
     final = None
     why = None

@@ -8,7 +8,8 @@ the raw body with the endpoint's `whsec_...` secret; it sends a delivery again u
 or base64 (standard or URL-safe), with or without a `sha256=` prefix, keyed either way.
 
 What a report does is the poller's meaning of Taifa's words (`tracking.meaning`), written
-through the same calls, with `via: "webhook"`. A delivery is applied once: the delivery id is
+through the same calls, with `via: "webhook"`; a hard bounce or a complaint puts its
+recipient on the suppression list (`suppressing`). A delivery is applied once: the delivery id is
 not signed, so a body seen before is a duplicate whatever its delivery id. A report about a
 message still being handed over is answered 503, so Taifa sends it again once it is `sent`.
 What is kept of Taifa's data leaves out, at every depth, the fields that name a person or
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from hudhud.worker.ledger.inbound import Appended, Deliveries, Delivery
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers.base import Inbound, InboundAnswer
-from hudhud.worker.providers.taifa import tracking
+from hudhud.worker.providers.taifa import suppressing, tracking
 from hudhud.worker.providers.taifa.failures import PROVIDER
 from hudhud.worker.providers.taifa.tracking import Meaning
 from hudhud.worker.redaction import scrubbed
@@ -184,12 +185,16 @@ def receive(inbound: Inbound, tracker: Tracker, settings: Settings, now: float) 
     report = parse(inbound)
     if isinstance(report, InboundAnswer):
         return report
-    return apply(report, tracker, Deliveries(tracker.ledger, PROVIDER), now)
+    deliveries = Deliveries(tracker.ledger, PROVIDER)
+    return apply(report, tracker, deliveries, now, suppress_on=settings.suppress_on)
 
 
-def apply(report: Report, tracker: Tracker, deliveries: Deliveries, now: float) -> InboundAnswer:
-    """Record what `report` says (once per delivery id and body); Redis errors propagate
-    (no 2xx)."""
+def apply(
+    report: Report, tracker: Tracker, deliveries: Deliveries, now: float, *, suppress_on: str = ""
+) -> InboundAnswer:
+    """Record what `report` says (once per delivery id and body), a hard bounce or a
+    complaint putting its recipient on the suppression list as `suppress_on` asks; Redis
+    errors propagate (no 2xx)."""
     if deliveries.seen(report.delivery):
         return InboundAnswer(200, {"duplicate": True})
     owner = tracker.owners([report.email_id])[0]
@@ -198,6 +203,7 @@ def apply(report: Report, tracker: Tracker, deliveries: Deliveries, now: float) 
     if tracker.ledger.field(owner[0], "status") == Status.SENDING:
         message = "is still being handed over: send the report again"
         return InboundAnswer(503, {"error": {"field": "email_id", "message": message}})
+    suppressing.suppress(tracker, owner, report.kind, report.data, on=suppress_on, now=now)
     kind, status = tracking.meaning(report.kind)
     if kind is Meaning.FINISH and status is not None:
         why = tracking.reason(report.kind, _metadata(report.data))

@@ -1,6 +1,7 @@
-"""The broker queues of the lanes: each channel's transactional lane is the queue named after
-the channel (where producers' `send_task` calls arrive too), its bulk lane `{channel}.bulk`.
-Workers take from every transactional queue before any bulk one."""
+"""The broker queues of the lanes, named beside the ledger, which keeps each message's lane:
+each channel's transactional lane is the queue named after the channel (where producers'
+`send_task` calls arrive too), its bulk lane `{channel}.bulk`. Workers take from every
+transactional queue before any bulk one."""
 
 from __future__ import annotations
 
