@@ -173,7 +173,7 @@ def test_a_lost_eta_task_of_a_message_due_soon_is_enqueued_again_once_overdue(
     assert ledger.status_of([message_id]) == ["scheduled"]
     assert ledger.requeue_stale(older_than=now - 5, now=now).items == [], "not due yet"
     later = now + 3 + 6
-    assert ledger.requeue_stale(older_than=later - 5, now=later).items == [(message_id, "sms", "taqnyat")]
+    assert ledger.requeue_stale(older_than=later - 5, now=later).items == [(message_id, "sms", "taqnyat", "transactional")]
     assert ledger.requeue_stale(older_than=later - 5, now=later).items == [], "again only after another wait"
     assert ledger.claim(message_id, "taqnyat", now=later).outcome == "claimed"
 
