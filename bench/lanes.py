@@ -39,6 +39,9 @@ from tests.helpers import SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox  # noqa: E
 
 OTP_GAP = 0.1  # seconds between OTPs
 CONCURRENCY = 50
+# A worker reserves concurrency x this many tasks ahead; the reserved ones are run in the order
+# taken, so a transactional task taken after them waits for them.
+PREFETCH = {"HUDHUD_PREFETCH_MULTIPLIER": run.os.environ.get("HUDHUD_PREFETCH_MULTIPLIER", "4")}
 
 
 def otp_number(i: int) -> str:
@@ -119,7 +122,7 @@ def bench_bare(
         "-c",
         str(CONCURRENCY),
     ]
-    argv += ["-Q", bare_app.IDLE_QUEUE, "-n", "bare@%h", "--without-gossip", "--without-mingle"]
+    argv += ["-Q", bare_app.IDLE_QUEUE, "-n", "bare@%h", "-l", "INFO", "--without-gossip", "--without-mingle"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             argv, env=env, cwd=str(BENCH), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -148,11 +151,12 @@ def bench_bare(
 def bench_hudhud(
     n: int, otps: int, lane: str, workdir: Path, redis_server: RedisServer, sandbox: Sandbox
 ) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     stack = run.Stack(
         workdir,
         redis_server=redis_server,
         sandbox=sandbox,
-        extra_env={**run.HUDHUD_ENV, "HUDHUD_CONCURRENCY": str(CONCURRENCY)},
+        extra_env={**run.HUDHUD_ENV, "HUDHUD_CONCURRENCY": str(CONCURRENCY), **PREFETCH},
     )
     run.flush(redis_server.url)
     try:

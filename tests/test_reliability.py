@@ -173,7 +173,8 @@ def test_a_lost_eta_task_of_a_message_due_soon_is_enqueued_again_once_overdue(
     assert ledger.status_of([message_id]) == ["scheduled"]
     assert ledger.requeue_stale(older_than=now - 5, now=now).items == [], "not due yet"
     later = now + 3 + 6
-    assert ledger.requeue_stale(older_than=later - 5, now=later).items == [(message_id, "sms", "taqnyat", "transactional")]
+    found = ledger.requeue_stale(older_than=later - 5, now=later).items
+    assert found == [(message_id, "sms", "taqnyat", "transactional")]
     assert ledger.requeue_stale(older_than=later - 5, now=later).items == [], "again only after another wait"
     assert ledger.claim(message_id, "taqnyat", now=later).outcome == "claimed"
 
@@ -288,8 +289,9 @@ def test_scheduled_messages_beyond_the_visibility_timeout_go_out_once_on_time_de
     if kills[-1].at + VISIBILITY_TIMEOUT + 0.5 > time.time():
         time.sleep(kills[-1].at + VISIBILITY_TIMEOUT + 0.5 - time.time())
     redelivered = sweep_unacked(stack)
-    assert redelivered >= 1, "the killed workers' tasks were still unacknowledged"
-    wait_until(lambda: skipped(stack, every_worker) >= redelivered, timeout=30)
+    # a surviving worker's own sweep (every 5 s) may have handed the killed workers' tasks back
+    # before this one: either way they came back, and found their messages sent
+    wait_until(lambda: skipped(stack, every_worker) >= max(1, redelivered), timeout=30)
     time.sleep(2)  # room for a late duplicate to show up
 
     counts, first_accepted = sends_by_recipient(stack)
