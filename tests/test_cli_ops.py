@@ -276,6 +276,20 @@ def test_check_reports_a_paused_provider_and_an_unknown_sender(
 ROLES = {"redis", "sandbox", "worker", "beat", "flower", "api", "callbacks"}
 
 
+def settled_roles(dev: Any, timeout: float = 15.0) -> list[str]:
+    """The roles of the dev stack's children, once no child is between fork and exec (a
+    snapshot taken then shows one part twice, once with no command line yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            roles = [role(child) for child in dev.children()]
+        except psutil.NoSuchProcess:
+            roles = []
+        if sorted(roles) == sorted(ROLES) or time.monotonic() > deadline:
+            return roles
+        time.sleep(0.2)
+
+
 def role(proc: psutil.Process) -> str:
     """Which part of the dev stack a child is, before or after it exec'd into celery."""
     argv = proc.cmdline()
@@ -446,8 +460,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(dev_runs: list[DevRun], tmp_pat
     assert written["TAIFA_BASE_URL"] == f"{listens['sandbox']}/v1"
     assert (dev.folder / ".hudhud" / "appendonlydir").is_dir()
 
-    children = dev.children()
-    assert sorted(role(child) for child in children) == sorted(ROLES), [c.cmdline() for c in children]
+    assert sorted(settled_roles(dev)) == sorted(ROLES)
 
     # a second terminal in the same folder, with nothing of hudhud in its environment
     terminal = clean_env()
