@@ -5,7 +5,8 @@
 
 Starts its own redis-server and sandbox (latency 50 ms) on free ports and one worker with
 gevent 50, then, three times over, queues the bulk backlog with no worker consuming it,
-starts consuming, and sends the OTPs 0.1 s apart while the backlog drains:
+starts consuming, and once the backlog's first message reaches the sandbox sends the OTPs
+0.1 s apart while the backlog drains:
 
 1. bare Celery (bench/bare_app.py): bulk and OTPs in one FIFO queue;
 2. hudhud with every send in the transactional lane (one queue per channel: as before lanes);
@@ -73,6 +74,12 @@ def send_otps(count: int, send: Callable[[int, str], None]) -> dict[str, float]:
     return sent_at
 
 
+def draining(record: run.SandboxRecord, base: int) -> None:
+    """Wait for the backlog's first send: a worker answers add_consumer at once but starts
+    consuming at its loop's next turn, up to two seconds later."""
+    run.wait_for(lambda: record.last_seq() > base, 30, 0.01, "the backlog's first send")
+
+
 def summary(lat: list[float], rate: float, expected: int) -> dict[str, Any]:
     return {
         "otps_seen": len(lat),
@@ -132,6 +139,7 @@ def bench_bare(
         run.wait_for(lambda: "ready" in log.read_text(errors="replace"), 60, 0.1, "bare worker ready")
         base = record.last_seq()
         run.add_consumer(app, bare_app.QUEUE)
+        draining(record, base)
 
         def send(i: int, body: str) -> None:
             app.send_task(
@@ -172,6 +180,7 @@ def bench_hudhud(
         base = record.last_seq()
         run.add_consumer(stack.app, "sms.bulk")
         run.add_consumer(stack.app, "sms")
+        draining(record, base)
         sent_at = send_otps(
             otps, lambda i, body: stack.hudhud.send_sms(otp_number(i), body, sender=run.SENDER)
         )
