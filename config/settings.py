@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # Task events cost a fifth of a worker's CPU; Flower turns them on while it watches.
     task_events: bool = Field(False, validation_alias=_env("HUDHUD_TASK_EVENTS"))
     flower_basic_auth: SecretStr | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH"))
+    # Where each worker serves its Prometheus metrics (`/metrics`); port 0: not served.
+    metrics_host: str = Field("127.0.0.1", validation_alias=_env("HUDHUD_METRICS_HOST"))
+    metrics_port: int = Field(9031, ge=0, le=65535, validation_alias=_env("HUDHUD_METRICS_PORT"))
 
     @field_validator("taqnyat_base_url", "taifa_base_url")
     @classmethod

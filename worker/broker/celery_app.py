@@ -29,7 +29,7 @@ from hudhud.config import Settings, get_settings
 from hudhud.worker import redaction
 from hudhud.worker.broker.transport import TRANSPORT as BROKER_TRANSPORT
 from hudhud.worker.ledger import lanes
-from hudhud.worker.ops import redis_safety
+from hudhud.worker.ops import metrics, redis_safety
 
 CHANNEL_QUEUES = lanes.CHANNELS  # each channel's transactional lane
 DELIVERY_QUEUES = lanes.DELIVERY_QUEUES  # and its bulk lane, `{channel}.bulk`
@@ -182,3 +182,4 @@ app = create_app()
 app.set_current()
 redaction.install()
 redis_safety.install()
+metrics.install()

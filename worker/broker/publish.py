@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from celery import Celery
 
+from hudhud.worker.ledger.lanes import QUEUED_AT
+
 DELIVER_TASK = "hudhud.deliver"
 
-_SLOTS = ("task_id", "eta", "argsrepr", "queue", "tag", "body")
+_SLOTS = ("task_id", "eta", "argsrepr", "queued", "queue", "tag", "body")
 
 
 def _slot(name: str) -> str:
@@ -49,6 +52,7 @@ class TaskMessages:
                 "root_id": _slot("task_id"),
                 "eta": _slot("eta"),
                 "argsrepr": _slot("argsrepr"),
+                QUEUED_AT: _slot("queued"),
             },
             "properties": {
                 **properties,
@@ -92,6 +96,7 @@ class TaskMessages:
             "task_id": task_id,
             "eta": json.dumps(eta.isoformat()) if eta is not None else "null",
             "argsrepr": _inner(repr([message_id, provider])),
+            "queued": f"{time.time():.3f}",
             "queue": _inner(queue),
             "tag": str(uuid.uuid4()),
             "body": body,

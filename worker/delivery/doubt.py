@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from hudhud.worker.delivery.attempt import Delivery, Outcome, recipients_of
-from hudhud.worker.ledger import Claim, ClaimOutcome, Status, event
+from hudhud.worker.ledger import Claim, ClaimOutcome, Status, event, overview
 from hudhud.worker.ledger.status import DeliveryOutcome
 from hudhud.worker.providers.errors import AccountError, BalanceError, ProviderError
 from hudhud.worker.providers.results import SendResult
@@ -40,6 +40,8 @@ def can_reconcile(delivery: Delivery, claim: Claim) -> bool:
 def after_lost_reply(delivery: Delivery, message_id: str, claim: Claim, error: str) -> Outcome:
     """What to do once a send's outcome is unknown (see the module's rules)."""
     log.warning("message %s is in doubt: %s", message_id, error)
+    if not claim.in_doubt:
+        overview.note_in_doubt(delivery.ledger)
     claim = replace(claim, in_doubt=True)
     if can_reconcile(delivery, claim):
         return delivery.retry(

@@ -13,7 +13,7 @@ from typing import Any
 from hudhud.worker.broker.enqueue import DeliveryTask, enqueue, enqueue_many
 from hudhud.worker.delivery.attempt import Delivery
 from hudhud.worker.jobs.context import Context, log
-from hudhud.worker.ledger import held_key
+from hudhud.worker.ledger import held_key, overview
 from hudhud.worker.ledger.lanes import lane_or_default
 from hudhud.worker.ledger.status import Status
 from hudhud.worker.providers import registry
@@ -62,6 +62,8 @@ def _watch_balance(ctx: Context, name: str) -> Decimal | None:
         release_short(ctx, name, None)
         return None
     amount = None if balance is None else Decimal(balance.balance)
+    if balance is not None:
+        overview.remember_balance(ctx.ledger, name, str(amount), balance.currency or "", now=time.time())
     if amount is not None and amount <= Decimal(str(ctx.settings.low_balance)):
         log.warning("%s balance is low: %s %s", name, amount, balance.currency or "")
     release_short(ctx, name, amount)

@@ -34,6 +34,11 @@ Indexes and shared state:
   (its digest), kept a week: a delivery sent again changes nothing
 - `lock:{name}` string: a beat job's lock (`lock:{provider}-events`: the tracking run)
 - `data-key` string: the key of recipient fingerprints (never expires)
+- `stats:messages`, `stats:recipients` hashes: status changes counted by `change.lua` as it
+  appends them (`channel|provider|status` -> count; campaign recipients in the second);
+  `stats:send` hash: the seconds from creation (or due time) to hand-over, as histogram
+  buckets (`channel|provider|le`, `|sum`, `|count`); `stats:in-doubt` string: messages found in
+  doubt; `balance:{provider}` hash: the provider's last balance read (`amount`, `currency`, `at`)
 - `unreadable` list: queue items that were not broker messages, set aside
 - `broker:idle`, `broker:write-probe`, `check:write-probe`: the transport's and check's own
 - `reply:{key}` string: the HTTP API's answer to an `Idempotency-Key` (`{key}` its fingerprint):
@@ -70,6 +75,10 @@ CALLBACKS_STATS = PREFIX + "cb:stats"
 CALLBACKS_DISABLED = PREFIX + "cb:disabled"
 CALLBACKS_GIVEN_UP = PREFIX + "cb:given-up"
 CALLBACKS_DISPATCHERS = PREFIX + "cb:dispatchers"
+STATS_MESSAGES = PREFIX + "stats:messages"  # `change.lua` builds the same three
+STATS_RECIPIENTS = PREFIX + "stats:recipients"
+STATS_SEND = PREFIX + "stats:send"
+STATS_IN_DOUBT = PREFIX + "stats:in-doubt"
 
 
 def msg_key(message_id: str) -> str:
@@ -163,6 +172,10 @@ def unkeyed(key: str) -> str:
 
 
 FAILOVER_STATS = f"{PREFIX}failover:stats"  # hash "from>to:reason" -> count of moves
+
+
+def balance_key(provider: str) -> str:
+    return f"{PREFIX}balance:{provider}"
 
 
 def calls_key(provider: str, bucket: int) -> str:

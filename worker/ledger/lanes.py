@@ -9,6 +9,7 @@ from hudhud.worker.ledger.status import Lane
 
 CHANNELS = ("sms", "email", "voice")
 BULK_SUFFIX = ".bulk"
+QUEUED_AT = "hudhud_queued"  # a task message's header: when hudhud enqueued it (epoch seconds)
 
 
 def queue(channel: str, lane: str = Lane.TRANSACTIONAL) -> str:

@@ -50,6 +50,7 @@ from typing import Any
 
 import requests
 import urllib3.exceptions
+from prometheus_client import Histogram
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -67,6 +68,14 @@ READ_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 SEND_RETRY_STATUSES = frozenset({429, 502, 503})
 IN_DOUBT_STATUSES = frozenset({500, 504})
 DEFAULT_POOL_SIZE = 10
+# Each HTTP call to a provider, in this process: `call` is the method and the path with its
+# ids replaced (`POST /v1/messages`), `outcome` ok, 4xx, 429, 5xx, timeout or connection.
+REQUEST_SECONDS = Histogram(
+    "hudhud_provider_request_duration_seconds",
+    "Seconds each HTTP call to a provider took, by provider, call and outcome",
+    ["provider", "call", "outcome"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 def user_agent() -> str:
@@ -161,6 +170,24 @@ def failed_before_sending(exc: BaseException) -> bool:
         nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
         cause = nested or cause.__cause__ or cause.__context__
     return False
+
+
+def call_name(path: str) -> str:
+    """A path with its ids replaced by `{id}`: `/v1/emails/8f3a.../retry` -> `/v1/emails/{id}/retry`."""
+    parts = path.split("?", 1)[0].split("/")
+    return "/".join("{id}" if _is_id(part) else part for part in parts) or "/"
+
+
+def _is_id(segment: str) -> bool:
+    return segment.isdigit() or (len(segment) >= 8 and any(c.isdigit() for c in segment))
+
+
+def _status_outcome(status: int) -> str:
+    return "ok" if status < 400 else "429" if status == 429 else f"{status // 100}xx"
+
+
+def _fault_outcome(exc: requests.RequestException) -> str:
+    return "timeout" if isinstance(exc, requests.Timeout) else "connection"
 
 
 class HttpClient:
@@ -281,16 +308,21 @@ class HttpClient:
     ) -> Reply:
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
         started = time.monotonic()
-        response = self.session.request(
-            method,
-            f"{self.base_url}{path}",
-            params=params,
-            json=json_body,
-            headers=headers,
-            timeout=self.timeout,
-            allow_redirects=True,
-        )
-        text = _body_text(response)
+        try:
+            response = self.session.request(
+                method,
+                f"{self.base_url}{path}",
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=True,
+            )
+            text = _body_text(response)
+        except requests.RequestException as exc:
+            self._time(method, path, _fault_outcome(exc), started)
+            raise
+        self._time(method, path, _status_outcome(response.status_code), started)
         reply = Reply(
             status=response.status_code,
             headers=CaseInsensitiveDict(response.headers),
@@ -303,6 +335,10 @@ class HttpClient:
         if self._retryable_status(reply, safe=safe):
             raise _RetryableReply(reply)
         return reply
+
+    def _time(self, method: str, path: str, outcome: str, started: float) -> None:
+        call = f"{method} {call_name(path)}"
+        REQUEST_SECONDS.labels(self.provider, call, outcome).observe(time.monotonic() - started)
 
     # -- policy ----------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error, handler in ERROR_HANDLERS:
         app.add_exception_handler(error, handler)
     app.add_middleware(limits.BodyLimit, max_body=app.state.settings.api_max_body)
+    health.install_metrics(app.state.settings)
     app.include_router(health.router)
     app.include_router(hooks.router)
     app.include_router(sends.router)
