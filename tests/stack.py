@@ -39,6 +39,7 @@ FAST_BEAT = {
     "HUDHUD_LEASE_SECONDS": "5",
     "HUDHUD_REQUEUE_AFTER": "15",
     "HUDHUD_ETA_WINDOW": "3",
+    "HUDHUD_METRICS_PORT": "0",  # a test that reads a worker's metrics gives it a free port
     "TAQNYAT_SENDER": "HUDHUD",
     "TAQNYAT_CALLER_ID": "966500000001",
     "TAIFA_FROM": "noreply@example.com",

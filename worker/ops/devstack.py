@@ -82,6 +82,7 @@ class DevPorts:
     sandbox: int
     flower: int
     api: int
+    metrics: int = 9031  # the worker's /metrics
 
 
 def _free_port() -> int:
@@ -243,6 +244,8 @@ def _start_parts(
     sandbox = stack.start("sandbox", _hudhud("sandbox", "--port", str(ports.sandbox)), env)
     stack.wait_port(ports.sandbox, sandbox, "the sandbox")
     env["HUDHUD_CONCURRENCY"] = str(concurrency)
+    ports.metrics = pick_port(ports.metrics, "the worker's metrics")
+    env["HUDHUD_METRICS_PORT"] = str(ports.metrics)
     stack.start("worker", _hudhud("worker", "-c", str(concurrency), "-n", "dev@%h"), env)
     env["HUDHUD_BEAT_SCHEDULE"] = str((data_dir / "beat-schedule").resolve())
     stack.start("beat", _hudhud("beat"), env)
@@ -335,6 +338,7 @@ def banner(
         f"  flower     http://127.0.0.1:{ports.flower}{auth}\n"
         f"  api        {api}  (OpenAPI at /openapi.json, docs at /docs)\n"
         f"  worker     {concurrency} greenlets on sms, email, voice, hudhud, celery + bulk lanes\n"
+        f"  metrics    {api}/metrics and http://127.0.0.1:{ports.metrics}/metrics (the worker's)\n"
         "  beat       the periodic jobs\n"
         "  callbacks  status callbacks to HUDHUD_CALLBACK_URL and per-message URLs\n"
         f"\n{where}"
