@@ -6,6 +6,7 @@ queues it consumes, and neither shows a number or a body."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -44,7 +45,8 @@ def test_a_worker_and_the_api_serve_the_same_ledger_figures_and_their_own(tmp_pa
         worker_text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         api_text = requests.get(f"{api}/metrics", timeout=10).text
         worker, served = read(f"http://127.0.0.1:{port}/metrics"), read(f"{api}/metrics")
-        sent = sum(1 for _, e in stack.redis.xrange(CHANGES) if e[b"status"] == b"sent")
+        stream: Any = stack.redis.xrange(CHANGES)
+        sent = sum(1 for _, e in stream if e[b"status"] == b"sent")
 
     sms = {"channel": "sms", "provider": "taqnyat"}
     for figures in (worker, served):
