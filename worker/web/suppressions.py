@@ -49,6 +49,17 @@ _BODY = {
 }
 
 
+def _post(path: str, operation_id: str, summary: str, answer: type[BaseModel] | None) -> Any:
+    """A route that takes `SuppressionValues` in its body."""
+    return router.post(
+        path,
+        operation_id=operation_id,
+        summary=summary,
+        openapi_extra=_BODY,
+        responses=schemas.answers(answer, 200, 415),
+    )
+
+
 def _list(request: Request) -> Suppressions:
     return Suppressions(runtime.ledger(request.app.state.settings))
 
@@ -64,12 +75,8 @@ def _change(flags: list[bool], key: str) -> dict[str, Any]:
     return {"changed": sum(flags), "unchanged": len(flags) - sum(flags), "values": rows}
 
 
-@router.post(
-    "/suppressions",
-    operation_id="add_suppressions",
-    summary="Put numbers or addresses on the suppression list",
-    openapi_extra=_BODY,
-    responses=schemas.answers(SuppressionChange, 200, 415),
+@_post(
+    "/suppressions", "add_suppressions", "Put numbers or addresses on the suppression list", SuppressionChange
 )
 async def add(request: Request) -> dict[str, Any]:
     body = await _values(request, ("to", "reason"))
@@ -82,12 +89,11 @@ async def add(request: Request) -> dict[str, Any]:
     return _change(added, "added")
 
 
-@router.post(
+@_post(
     "/suppressions/remove",
-    operation_id="remove_suppressions",
-    summary="Take numbers or addresses off the suppression list",
-    openapi_extra=_BODY,
-    responses=schemas.answers(SuppressionChange, 200, 415),
+    "remove_suppressions",
+    "Take numbers or addresses off the suppression list",
+    SuppressionChange,
 )
 async def remove(request: Request) -> dict[str, Any]:
     body = await _values(request, ("to",))
@@ -95,12 +101,11 @@ async def remove(request: Request) -> dict[str, Any]:
     return _change(removed, "removed")
 
 
-@router.post(
+@_post(
     "/suppressions/check",
-    operation_id="check_suppressions",
-    summary="Whether each number or address is on the suppression list",
-    openapi_extra=_BODY,
-    responses=schemas.answers(None, 200, 415),
+    "check_suppressions",
+    "Whether each number or address is on the suppression list",
+    None,
 )
 async def check(request: Request) -> dict[str, Any]:
     body = await _values(request, ("to",))
