@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 import run  # noqa: E402  (bench/run.py: the shared measuring helpers)
 
-from tests.helpers import SANDBOX_TAQNYAT_TOKEN, RedisServer, Sandbox  # noqa: E402
+from tests.helpers import RedisServer, Sandbox  # noqa: E402
 
 OTP_GAP = 0.1  # seconds between OTPs
 CONCURRENCY = 50
@@ -108,35 +107,9 @@ def bench_bare(
                 routing_key=bare_app.QUEUE,
                 producer=producer,
             )
-    env = {
-        **run.os.environ,
-        "BARE_REDIS_URL": redis_server.url,
-        "BARE_TAQNYAT_URL": sandbox.url,
-        "BARE_POOL_SIZE": str(CONCURRENCY),
-        "TAQNYAT_TOKEN": SANDBOX_TAQNYAT_TOKEN,
-        "PYTHONPATH": run.os.pathsep.join([str(BENCH), str(BENCH.parent)]),
-    }
-    log = workdir / "bare-worker.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "bare_app",
-        "worker",
-        "-P",
-        "gevent",
-        "-c",
-        str(CONCURRENCY),
-    ]
-    argv += ["-Q", bare_app.IDLE_QUEUE, "-n", "bare@%h", "-l", "INFO", "--without-gossip", "--without-mingle"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=str(BENCH), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = run.start_bare_worker(workdir, redis_server, sandbox, CONCURRENCY)
     record = run.SandboxRecord(sandbox.url)
     try:
-        run.wait_for(lambda: "ready" in log.read_text(errors="replace"), 60, 0.1, "bare worker ready")
         base = record.last_seq()
         run.add_consumer(app, bare_app.QUEUE)
         draining(record, base)

@@ -203,19 +203,46 @@ def add_consumer(app: Any, queue: str) -> float:
     raise RuntimeError(f"no worker answered add_consumer({queue!r})")
 
 
+def start_bare_worker(workdir: Path, redis_server: RedisServer, sandbox: Sandbox, concurrency: int) -> Any:
+    """bench/bare_app.py's worker (gevent, `concurrency`), consuming only its idle queue, once ready."""
+    import bare_app
+
+    env = {
+        **os.environ,
+        "BARE_REDIS_URL": redis_server.url,
+        "BARE_TAQNYAT_URL": sandbox.url,
+        "BARE_POOL_SIZE": str(concurrency),
+        "TAQNYAT_TOKEN": SANDBOX_TAQNYAT_TOKEN,
+        "PYTHONPATH": os.pathsep.join([str(BENCH), str(ROOT)]),
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "bare_app", "worker", "-P", "gevent"]
+    argv += ["-c", str(concurrency), "-Q", bare_app.IDLE_QUEUE, "-n", "bare@%h", "-l", "INFO"]
+    argv += ["--without-gossip", "--without-mingle"]
+    log = workdir / "bare-worker.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, env=env, cwd=str(BENCH), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(
+            lambda: "ready" in log.read_text(errors="replace") or proc.poll() is not None,
+            60,
+            0.1,
+            "bare worker ready",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"bare worker exited: {log.read_text(errors='replace')[-2000:]}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
 # --- 1a. bare Celery ------------------------------------------------------------------
 def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sandbox) -> dict[str, Any]:
     import bare_app
 
     flush(redis_server.url)
-    env = {
-        **os.environ,
-        "BARE_REDIS_URL": redis_server.url,
-        "BARE_TAQNYAT_URL": sandbox.url,
-        "BARE_POOL_SIZE": str(plan.concurrency),
-        "TAQNYAT_TOKEN": SANDBOX_TAQNYAT_TOKEN,
-        "PYTHONPATH": os.pathsep.join([str(BENCH), str(ROOT)]),
-    }
     bare_app.app.conf.broker_url = redis_server.url
     app = bare_app.app
     with app.producer_or_acquire() as producer:
@@ -227,45 +254,9 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
                 routing_key=bare_app.QUEUE,
                 producer=producer,
             )
-    log = workdir / "bare-worker.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bare_app",
-                "worker",
-                "-P",
-                "gevent",
-                "-c",
-                str(plan.concurrency),
-                "-Q",
-                bare_app.IDLE_QUEUE,
-                "-n",
-                "bare@%h",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=env,
-            cwd=str(BENCH),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_bare_worker(workdir, redis_server, sandbox, plan.concurrency)
     record = SandboxRecord(sandbox.url)
     try:
-        wait_for(
-            lambda: "ready" in log.read_text(errors="replace") or proc.poll() is not None,
-            60,
-            0.1,
-            "bare worker ready",
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(f"bare worker exited: {log.read_text(errors='replace')[-2000:]}")
         assert redis_server.proc is not None
         base = record.last_seq()
         cpu_w, cpu_r = cpu_seconds(proc.pid), cpu_seconds(redis_server.proc.pid)
@@ -279,7 +270,7 @@ def bench_bare(plan: Plan, workdir: Path, redis_server: RedisServer, sandbox: Sa
             wait_for(lambda: record.last_seq() - base >= plan.throughput_n, 60, 0.2, "bare sends")
         elapsed = time.monotonic() - start
         sent = record.last_seq() - base
-        lost_acks = log.read_text(errors="replace").count("Couldn't ack")
+        lost_acks = (workdir / "bare-worker.log").read_text(errors="replace").count("Couldn't ack")
         span = record.span(base)
         rss = rss_mb(proc.pid)
     finally:

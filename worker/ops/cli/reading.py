@@ -16,6 +16,8 @@ _SHOWN = (
     "channel",
     "provider",
     "status",
+    "final",
+    "lane",
     "attempts",
     "provider_message_id",
     "cost",
@@ -51,8 +53,11 @@ def status(message_id: str, as_json: bool) -> None:
         emit(True, record, "")
         return
     for name in _SHOWN:
-        if record.get(name) not in (None, "", False):
-            click.echo(f"{name:20} {record[name]}")
+        value = record.get(name)
+        if name == "final" and isinstance(value, bool):
+            value = "yes" if value else "no"
+        if value not in (None, "", False):
+            click.echo(f"{name:20} {value}")
     for item in record["events"]:
         extra = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("type", "at"))
         click.echo(f"  {item.get('at', ''):26} {item.get('type', '')} {extra}".rstrip())
