@@ -349,12 +349,15 @@ class Delivery:
         sent); `spare`: go on even when the attempts are spent (an in-doubt send waiting for
         the provider to be asked, which sends nothing by itself)."""
         fields = dict(fields or {})
-        if counted and claim.attempts >= self.settings.max_attempts and not spare:
+        # tries that sent nothing never end a message, but they may move it to the other provider
+        tried = claim.attempts if counted else claim.free_tries + 1
+        if tried >= self.settings.max_attempts and not spare:
             from hudhud.worker.delivery import failover
 
             moved = failover.spent_elsewhere(self, message_id, claim, error, fields)
             if moved is not None:
                 return moved
+        if counted and claim.attempts >= self.settings.max_attempts and not spare:
             return self.end(
                 message_id,
                 claim,

@@ -11,18 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
 from hudhud.config import Settings
-from hudhud.worker.ledger import Claim, Ledger
+from hudhud.worker.delivery.attempt import Delivery, Outcome
+from hudhud.worker.ledger import Claim, Ledger, Status, event
 from hudhud.worker.ledger.calls import fields_of, move_or_refusal, recent_calls, record_call
+from hudhud.worker.ledger.status import DeliveryOutcome
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.errors import ProviderError, RetryableError
-
-if TYPE_CHECKING:
-    from hudhud.worker.delivery.attempt import Delivery, Outcome
 
 log = logging.getLogger("hudhud.failover")
 
@@ -79,9 +78,10 @@ def movable(ledger: Ledger, message_id: str, to: str, settings: Settings) -> dic
     target = registry.get(to)
     if any(payload.get(field) for field in target.unsupported_fields("email")):
         return None
-    if registry.get(provider).retry_payload("x").keys() & payload.keys():
+    old = registry.get(provider)
+    if old.retries_by_id and old.retry_payload("x").keys() & payload.keys():
         return None  # a retry that only the old provider understands
-    old_from = registry.get(provider).default_sender("email", settings)[0]
+    old_from = old.default_sender("email", settings)[0]
     if payload.get("from") == old_from:
         payload["from"] = target.default_sender("email", settings)[0]
     return payload
@@ -136,7 +136,8 @@ def spent_elsewhere(
     delivery: Delivery, message_id: str, claim: Claim, error: str, fields: dict[str, Any]
 ) -> Outcome | None:
     """A message whose retries are spent on its provider, moved to the other one (once, its
-    attempts counted afresh); None when it may not move: never one whose reply was lost."""
+    attempts counted afresh) and tried there at once; None when it may not move: never one
+    whose reply was lost."""
     lost = claim.in_doubt or claim.resends or claim.reconcile or claim.reconciled or fields.get("in_doubt")
     to = other(claim.provider, delivery.settings) if claim.channel == "email" and not lost else None
     if to is None:
@@ -144,9 +145,22 @@ def spent_elsewhere(
     pinned, moved = ledger_flags(delivery.ledger, message_id)
     if pinned or moved or movable(delivery.ledger, message_id, to, delivery.settings) is None:
         return None
-    outcome = delivery.retry(message_id, claim, error, None, fields=fields, spare=True)
-    move(delivery.ledger, message_id, to, delivery.settings, reason=RETRIES_SPENT)
-    return outcome
+    now = time.time()
+    if delivery.expires_by(claim, now):
+        return delivery.expire(message_id, claim, now)
+    released = delivery.record(
+        message_id,
+        claim,
+        Status.QUEUED,
+        now,
+        event("retry", now, error=error, delay=0),
+        {"error": error, "next_attempt_at": now, **fields},
+        zset="queued",
+        score=now,
+    )
+    if released and not move(delivery.ledger, message_id, to, delivery.settings, reason=RETRIES_SPENT):
+        log.warning("message %s was not moved to %s: it is tried again on %s", message_id, to, claim.provider)
+    return Outcome(DeliveryOutcome.RETRY, retry_in=0.0)
 
 
 def ledger_flags(ledger: Ledger, message_id: str) -> tuple[bool, bool]:

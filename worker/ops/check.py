@@ -5,7 +5,8 @@ provider or Redis, refused or missing credentials, a Taqnyat outage, an empty ba
 paused provider, a default sender the account does not have, a Redis that evicts keys or is
 out of memory, tasks waiting on a queue that no running worker consumes) and `warnings` (a low
 balance, a Redis that persists nothing or whose memory is more than 80 % used). `ok` is true
-when there is no problem. Tokens never appear in the report.
+when there is no problem. Tokens never appear in the report. `failover` counts the email
+failover moves so far, by `from>to:reason` (`hudhud:failover:stats`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hudhud.config import Settings, get_settings
 from hudhud.worker import redaction, runtime
 from hudhud.worker.errors import ConfigurationError
 from hudhud.worker.ledger import Ledger, inspect
+from hudhud.worker.ledger.calls import failover_stats
 from hudhud.worker.ops import redis_safety
 from hudhud.worker.providers import registry
 from hudhud.worker.providers.base import CheckReport
@@ -181,8 +183,10 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
     server: Facts = {}
     queues: Facts = {}
     callbacks: Facts = {}
+    moves: dict[str, int] = {}
     if redis_state == "reachable":
         ledger_state = ledger.counts(registry.names())
+        moves = dict(sorted(failover_stats(ledger).items()))
         _ledger_findings(ledger, ledger_state, problems, warnings)
         for name in providers:
             reason = ledger.pause_reason(name)
@@ -203,6 +207,7 @@ def run_checks(settings: Settings | None = None) -> dict[str, Any]:
         "queues": queues,
         "ledger": ledger_state,
         "callbacks": callbacks,
+        "failover": moves,
         "problems": problems,
         "warnings": warnings,
     }

@@ -54,6 +54,11 @@ def too_many(who: str, knobs: Knobs) -> web.Response:
     return reply({"statusCode": 429, "message": "Too Many Requests"}, 429, headers)
 
 
+def aimed_at(who: str, knobs: Knobs) -> bool:
+    """Whether the faults (not the latency) hit this provider's paths (`fault_provider`)."""
+    return not knobs.fault_provider or knobs.fault_provider == who
+
+
 async def before_handler(who: str, knobs: Knobs) -> web.Response | None:
     """Delay the request, then maybe answer it with a fault instead of the handler."""
     delay = knobs.latency_ms + (
@@ -61,6 +66,8 @@ async def before_handler(who: str, knobs: Knobs) -> web.Response | None:
     )
     if delay > 0:
         await asyncio.sleep(delay / 1000)
+    if not aimed_at(who, knobs):
+        return None
     if knobs.rate_429 and random.random() < knobs.rate_429:
         return too_many(who, knobs)
     if knobs.error_rate_5xx and random.random() < knobs.error_rate_5xx:
@@ -117,7 +124,7 @@ async def provider_faults(request: web.Request, handler: Handler) -> web.StreamR
     fault = await before_handler(who, knobs)
     if fault is not None:
         return fault
-    if not knobs.fault_after_accept:
+    if not knobs.fault_after_accept or not aimed_at(who, knobs):
         return await call(handler, request, who)
     accepted: list[int] = []
     token = ACCEPTED_HERE.set(accepted)

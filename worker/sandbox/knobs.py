@@ -17,6 +17,8 @@ SMS_ERROR_SHAPES = ("code", "words", "reason")
 # form fields, each recipient delivered, failed, or alternately (mixed), after `dlr_delay_ms`.
 DLR_FORMATS = ("json", "form")
 DLR_STATUSES = ("delivered", "failed", "mixed")
+# Whose paths the per-request faults hit: "" every provider's, else only that provider's.
+FAULT_PROVIDERS = ("", "taifa", "taqnyat")
 
 
 class KnobError(ValueError):
@@ -40,6 +42,7 @@ class Knobs:
     rate_429: float = 0.0
     retry_after: float = 1.0
     fault_after_accept: float = 0.0
+    fault_provider: str = ""
     outage: bool = False
     outage_description: str = "Scheduled maintenance: SMS, email and voice are paused"
     price_sms: float = 0.026
@@ -137,6 +140,12 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
+def _fault_provider(name: str, value: Any) -> str:
+    if value not in FAULT_PROVIDERS:
+        raise KnobError(f'knob {name} must be taifa, taqnyat, or "" for every provider')
+    return str(value)
+
+
 def _url(name: str, value: Any) -> str:
     if not isinstance(value, str) or (value and not value.startswith(("http://", "https://"))):
         raise KnobError(f"knob {name} must be an http(s) URL, or empty for none")
@@ -160,6 +169,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "rate_429": _rate,
     "retry_after": _non_negative,
     "fault_after_accept": _rate,
+    "fault_provider": _fault_provider,
     "outage": _flag,
     "outage_description": _text,
     "price_sms": _non_negative,

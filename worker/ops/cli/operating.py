@@ -79,6 +79,10 @@ def _echo_report(report: dict[str, Any]) -> None:
         click.echo("callbacks:")
         for name, value in report["callbacks"].items():
             click.echo(f"  {name:18} {value}")
+    if report.get("failover"):
+        click.echo("failover moves:")
+        for move, count in report["failover"].items():
+            click.echo(f"  {move:32} {count}")
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}")
     for problem in report["problems"]:
