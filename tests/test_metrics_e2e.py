@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hudhud.worker.ledger import CHANGES
 from tests.helpers import free_port
-from tests.stack import running_stack
+from tests.stack import idle_stack, running_stack
 
 NUMBERS = [f"96650000{i:04d}" for i in range(3)]
 BODY = "metrics code 9911"
@@ -87,3 +87,17 @@ def test_a_worker_whose_metrics_port_is_taken_runs_on(tmp_path: Path) -> None:
             assert stack.wait_status([receipt.id], {"sent"}, timeout=60)[receipt.id] == "sent"
     finally:
         taken.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_prefork_worker_serves_what_its_pool_processes_called(tmp_path: Path) -> None:
+    port = free_port()
+    with idle_stack(tmp_path, extra_env={"HUDHUD_METRICS_PORT": str(port)}) as stack:
+        stack.start_worker("w1", pool="prefork", concurrency=2)
+        ids = [stack.hudhud.send_sms(n, BODY).id for n in NUMBERS]
+        stack.wait_status(ids, {"sent"}, timeout=90)
+        figures = read(f"http://127.0.0.1:{port}/metrics")
+    assert pick(figures, "hudhud_messages_total", channel="sms", provider="taqnyat", status="sent") == 3
+    calls = pick(figures, "hudhud_provider_request_duration_seconds_count", provider="taqnyat", outcome="ok")
+    assert calls == 3, "the pool processes' calls, read from their files by the worker's /metrics"
+    assert pick(figures, "hudhud_worker_consuming", queue="sms") == 1

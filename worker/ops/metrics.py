@@ -15,11 +15,12 @@ No label carries a number, an address, a body or an id.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -178,11 +179,11 @@ def exposition(into: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(into)
 
 
-def serve(host: str, port: int) -> bool:
+def serve(host: str, port: int, into: CollectorRegistry = REGISTRY) -> bool:
     """Serve `/metrics` on host:port in a background thread (a greenlet under gevent); False
     when the port is taken (the worker runs on without it)."""
     try:
-        start_http_server(port, addr=host)
+        start_http_server(port, addr=host, registry=into)
     except OSError as exc:
         log.warning("metrics not served on %s:%d: %s", host, port, exc.strerror or exc)
         return False
@@ -196,16 +197,32 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
     from hudhud.worker import runtime
 
     settings = get_settings()
-    register("ledger", LedgerCollector(lambda: runtime.ledger(settings), settings))
+    into = _worker_registry()
+    register("ledger", LedgerCollector(lambda: runtime.ledger(settings), settings), into)
     consumer = sender
 
     def consumed() -> list[str]:
         task_consumer = getattr(consumer, "task_consumer", None)
         return [q.name for q in getattr(task_consumer, "queues", None) or []]
 
-    register("consuming", ConsumingCollector(consumed))
+    register("consuming", ConsumingCollector(consumed), into)
     if settings.metrics_port:
-        serve(settings.metrics_host, settings.metrics_port)
+        serve(settings.metrics_host, settings.metrics_port, into)
+
+
+def _worker_registry() -> CollectorRegistry:
+    """This process's registry; with a forking pool (PROMETHEUS_MULTIPROC_DIR set, as
+    `hudhud worker -P prefork` does), one that reads every pool process's files."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    into = CollectorRegistry()
+    multiprocess.MultiProcessCollector(into)
+    return into
+
+
+def on_process_exit(pid: int | None = None, **_: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 def install() -> None:
@@ -213,3 +230,4 @@ def install() -> None:
     from celery import signals
 
     signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="hudhud-metrics")
+    signals.worker_process_shutdown.connect(on_process_exit, weak=False, dispatch_uid="hudhud-metrics-exit")

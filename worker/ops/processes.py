@@ -19,6 +19,8 @@ DEFAULT_QUEUES = (
 )
 DEFAULT_POOL = "gevent"
 DEFAULT_CONCURRENCY = 50
+FORKING_POOLS = ("prefork", "processes")
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 BEAT_LOG_LEVEL = "WARNING"
 EX_CONFIG = 78  # sysexits.h: a configuration error, as for a Redis that evicts keys
 LOOPBACK = ("127.", "localhost", "::1", "[::1]")
@@ -91,6 +93,9 @@ def run_worker(args: list[str]) -> None:
     _settings_readable()
     argv = worker_argv(args)
     os.environ.setdefault("HUDHUD_CONCURRENCY", concurrency_of(argv))
+    if (_value(argv, "-P", "--pool") or DEFAULT_POOL) in FORKING_POOLS:
+        # the pool's processes keep their metrics in files the worker's /metrics reads
+        os.environ.setdefault(MULTIPROCESS_DIR, tempfile.mkdtemp(prefix="hudhud-metrics-"))
     os.execv(sys.executable, argv)
 
 
