@@ -8,6 +8,8 @@ check, worker, beat, flower, sandbox, api, dev). Every command that answers take
 - `callbacks`: callbacks run|replay|status|enable;
 - `redriving`: redrive (failed or expired messages sent again, as new linked messages);
 - `suppressing`: suppress add|remove|list (the suppression list);
+- `watching`: top (a live view of queues, sends, pauses and balances);
+- `campaigning`: campaign sms|email|voice (one message to the recipients of a CSV file);
 - `output` and `failures`: the answer, the one-line failure and the exit codes they share.
 """
 
@@ -19,7 +21,17 @@ from typing import Any
 import click
 
 from hudhud.worker.errors import ConfigurationError
-from hudhud.worker.ops.cli import callbacks, operating, reading, redriving, running, sending, suppressing
+from hudhud.worker.ops.cli import (
+    callbacks,
+    campaigning,
+    operating,
+    reading,
+    redriving,
+    running,
+    sending,
+    suppressing,
+    watching,
+)
 from hudhud.worker.ops.cli.failures import origin as _origin
 from hudhud.worker.ops.cli.failures import redis_failure as _redis_failure
 from hudhud.worker.ops.cli.output import fail
@@ -59,5 +71,7 @@ for _command in (
     callbacks.callbacks,
     redriving.redrive,
     suppressing.suppress,
+    watching.top,
+    campaigning.campaign,
 ):
     main.add_command(_command)
