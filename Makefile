@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install redis compose clients dev test proofs lint bench chaos clean
+.PHONY: install redis compose clients prometheus chromium dev test proofs lint bench chaos clean
 
 $(BIN)/hudhud: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ clients:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs php-cli php-curl >/dev/null; }
 
+# Headless Chromium renders the operator page (tests/test_ops_page.py).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Prometheus and promtool check deploy/prometheus and scrape a real worker (tests/test_monitoring.py).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
 dev: install redis
 	$(BIN)/hudhud dev
 
@@ -43,7 +57,7 @@ lint: install
 	$(BIN)/mypy
 
 # The suite in two runs: most tests three at a time, then the timed proofs alone.
-test: install redis compose clients lint
+test: install redis compose clients prometheus chromium lint
 	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q -n 3 -m "not serial"
 	$(BIN)/python -m pytest -q -m "serial and not proof"
 

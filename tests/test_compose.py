@@ -35,7 +35,14 @@ from tests.stack import Stack, idle_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SERVICES = ("worker", "beat", "api", "callbacks", "flower", "sandbox")
-PUBLISHED = {"flower": "FLOWER_PUBLISH", "sandbox": "SANDBOX_PUBLISH", "api": "API_PUBLISH"}
+PUBLISHED = {
+    "flower": "FLOWER_PUBLISH",
+    "sandbox": "SANDBOX_PUBLISH",
+    "api": "API_PUBLISH",
+    "prometheus": "PROMETHEUS_PUBLISH",
+}
+ON_DEMAND = {"sandbox": ["sandbox"], "flower": ["flower"], "prometheus": ["monitoring"]}
+PROMETHEUS = ROOT / "deploy" / "prometheus"
 ENV_ONLY = {"HUDHUD_CONCURRENCY", "HUDHUD_BEAT_SCHEDULE"}  # read from the environment, not Settings
 OWN_PREFIXES = ("HUDHUD_", "TAQNYAT_", "TAIFA_", "FLOWER_", "SANDBOX_", "COMPOSE_")
 
@@ -113,14 +120,11 @@ def test_exactly_one_beat(compose: dict[str, Any]) -> None:
     assert compose["services"]["beat"]["deploy"]["replicas"] == 1
 
 
-def test_flower_and_the_sandbox_run_on_demand_only(compose: dict[str, Any]) -> None:
+def test_flower_the_sandbox_and_prometheus_run_on_demand_only(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["sandbox"]["profiles"] == ["sandbox"]
-    assert services["flower"]["profiles"] == ["flower"]
     for name, service in services.items():
-        if name not in ("sandbox", "flower"):
-            assert "profiles" not in service, name
-        if name != "redis":
+        assert service.get("profiles") == ON_DEMAND.get(name), name
+        if name in IMAGE_SERVICES:
             _command_is_a_hudhud_command(service["command"])
 
 
@@ -166,7 +170,7 @@ def test_env_example_documents_every_setting() -> None:
 # --- as docker-compose reads it -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("profiles", [(), ("sandbox",), ("flower",), ("sandbox", "flower")])
+@pytest.mark.parametrize("profiles", [(), ("sandbox",), ("flower",), ("sandbox", "flower"), ("monitoring",)])
 def test_compose_config_needs_no_flower_password(shipped: Project, profiles: tuple[str, ...]) -> None:
     config = shipped.config(*profiles)
     assert {"redis", "worker", "beat"} <= set(config["services"])
@@ -335,3 +339,44 @@ def test_the_callback_dispatcher_runs_beside_the_workers(compose: dict[str, Any]
     callbacks = compose["services"]["callbacks"]
     assert callbacks["command"] == ["callbacks", "run"]
     assert "ports" not in callbacks and "profiles" not in callbacks
+
+
+# --- the monitoring profile ---------------------------------------------------------------
+
+
+def test_prometheus_reads_the_shipped_config_and_keeps_its_data(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    image, _, tag = prometheus["image"].partition(":")
+    assert image == "prom/prometheus" and re.fullmatch(r"v\d+\.\d+\.\d+", tag), "a pinned release"
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in prometheus["command"])
+    mounts = {v.split(":")[1]: v for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus"] == "./deploy/prometheus:/etc/prometheus:ro"
+    assert flags["config.file"] == "/etc/prometheus/prometheus.yml"
+    assert (PROMETHEUS / "prometheus.yml").is_file()
+    assert flags["storage.tsdb.path"] in mounts and mounts[flags["storage.tsdb.path"]].startswith(
+        "prometheus-data:"
+    )
+    assert "prometheus-data" in compose["volumes"]
+    rules = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["rule_files"]
+    assert rules and all((PROMETHEUS / name).is_file() for name in rules), "inside the mounted folder"
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_where_they_listen(shipped: Project) -> None:
+    services = shipped.config("monitoring")["services"]
+    jobs = {
+        job["job_name"]: job
+        for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    api = services["api"]["command"]
+    assert api[api.index("--host") + 1] == "0.0.0.0"
+    assert jobs["hudhud-api"]["static_configs"] == [{"targets": [f"api:{api[api.index('--port') + 1]}"]}]
+    # each worker container answers on the service's name; one job finds them all, however many
+    worker_env = services["worker"]["environment"]
+    settings = Settings(**{k: v for k, v in worker_env.items() if k.startswith(OWN_PREFIXES)})
+    assert settings.metrics_host == "0.0.0.0", "reachable from the Prometheus container"
+    assert settings.metrics_port != 0
+    found = jobs["hudhud-worker"]["dns_sd_configs"]
+    assert found == [
+        {"names": ["worker"], "type": "A", "port": settings.metrics_port, "refresh_interval": "30s"}
+    ]
+    assert "ports" not in services["worker"], "the workers' metrics stay inside the compose network"
