@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
 
+from hudhud.worker import runtime
 from hudhud.worker.broker.celery_app import RedactedRequest, app
 from hudhud.worker.delivery import intake
+from hudhud.worker.ledger.status import DeliveryOutcome
 
 log = logging.getLogger("hudhud.tasks")
 
@@ -20,7 +23,32 @@ def deliver(self: Task, message_id: str, provider: str = "") -> str:
     # Celery's own lines ("received", "succeeded") name the task id only: this one ties it to
     # the message, so a message's story can be found in the log by its id.
     log.info("hudhud.deliver[%s]: message %r", self.request.id, str(message_id)[:200])
-    return intake.deliver(app, str(message_id), str(provider))
+    outcome = intake.deliver(app, str(message_id), str(provider))
+    return delivery_result(outcome, str(message_id)[:200])
+
+
+def delivery_result(outcome: str, message_id: str) -> str:
+    """What a delivery's task answers (Flower's result column, the worker's "succeeded" line):
+    the outcome first, then the message, e.g. `rejected: message 42`. The task succeeds
+    whatever became of the message (a refusal is the provider's answer, not a fault of the
+    worker; the ledger holds the details): in Flower, `result:rejected` finds the refused ones.
+    A hold also names the paused provider and the kind of its pause."""
+    shown = f"{outcome}: message {message_id}"
+    if outcome == DeliveryOutcome.HELD:
+        return f"{shown}: {_pause_of(message_id)}"
+    return shown
+
+
+def _pause_of(message_id: str) -> str:
+    """`taqnyat paused (balance)`: the pause the message waits for, read after the fact."""
+    try:
+        ledger = runtime.ledger()
+        provider = ledger.field(message_id, "provider")
+        reason = ledger.pause_reason(provider) if provider else None
+    except (redis.RedisError, ValueError):  # a Redis that is gone, a pause that is not JSON
+        return "its provider is paused"
+    kind = (reason or {}).get("kind")
+    return f"{provider or 'its provider'} paused" + (f" ({kind})" if kind else "")
 
 
 class IntakeTask(Task):

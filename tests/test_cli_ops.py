@@ -295,7 +295,7 @@ def role(proc: psutil.Process) -> str:
     argv = proc.cmdline()
     if proc.name() == "redis-server":
         return "redis"
-    for marker in ("hudhud.worker.broker.celery_app", "hudhud.worker.ops.cli"):
+    for marker in ("hudhud.worker.broker.celery_app", "hudhud.worker.ops.flower", "hudhud.worker.ops.cli"):
         if marker in argv and argv.index(marker) + 1 < len(argv):
             return argv[argv.index(marker) + 1]
     return " ".join(argv)

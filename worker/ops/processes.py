@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 APP = "hudhud.worker.broker.celery_app"
+FLOWER_APP = "hudhud.worker.ops.flower"  # the same app, with Flower taught hudhud's broker URL
 DEFAULT_QUEUES = (
     "sms,email,voice,hudhud,celery,sms.bulk,email.bulk,voice.bulk"  # celery: a producer that names no queue
 )
@@ -117,7 +118,7 @@ def run_beat(args: list[str]) -> None:
 def flower_argv(args: list[str]) -> list[str]:
     """Flower reads FLOWER_BASIC_AUTH (user:password) from the environment itself, which keeps
     the password out of the process list."""
-    return [sys.executable, "-m", "celery", "-A", APP, "flower", *args]
+    return [sys.executable, "-m", "celery", "-A", FLOWER_APP, "flower", *args]
 
 
 def flower_refusal(args: list[str], env: dict[str, str]) -> str | None:
