@@ -12,7 +12,7 @@ from kombu.exceptions import KombuError
 from hudhud.config import Settings, get_settings
 from hudhud.worker.errors import ConfigurationError, InvalidInput, RedisFull
 from hudhud.worker.producer.api import NotFound, Refused
-from hudhud.worker.web import auth, fast, health, hooks, limits, schemas, sends, suppressions
+from hudhud.worker.web import auth, fast, health, hooks, limits, ops, schemas, sends, suppressions
 
 TITLE = "hudhud"
 
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(sends.router)
     app.include_router(suppressions.router)
+    app.include_router(ops.router)
     app.router.routes[:0] = fast.routes()
     schemas.install(app)
     return app
