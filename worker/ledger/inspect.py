@@ -159,7 +159,12 @@ def bound_queues(ledger: Ledger) -> list[str]:
 
 def queue_depths(ledger: Ledger, known: Iterable[str]) -> dict[str, int]:
     """Tasks waiting on each queue: the `known` ones first, then every bound one."""
-    names = list(dict.fromkeys((*known, *bound_queues(ledger))))
+    return queue_lengths(ledger, dict.fromkeys((*known, *bound_queues(ledger))))
+
+
+def queue_lengths(ledger: Ledger, queues: Iterable[str]) -> dict[str, int]:
+    """Tasks waiting on each of `queues` (every priority step of each)."""
+    names = list(queues)
     pipe = ledger.redis.pipeline(transaction=False)
     for name in names:
         for step in PRIORITY_STEPS:
