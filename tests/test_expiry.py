@@ -207,7 +207,7 @@ def test_the_beat_job_is_scheduled_with_the_release_of_due_messages() -> None:
 def delivery(redis_client: redis.Redis, fresh_sandbox: Sandbox) -> Iterator[Delivery]:
     url = redis_client.connection_pool.connection_kwargs
     settings = Settings(
-        **{**FAST_BEAT, "HUDHUD_BACKOFF_BASE": "5", "HUDHUD_BACKOFF_CAP": "10"},
+        **{**FAST_BEAT, "HUDHUD_BACKOFF_BASE": "8", "HUDHUD_BACKOFF_CAP": "10"},
         **fresh_sandbox.env(),
         HUDHUD_REDIS_URL=f"redis://{url['host']}:{url['port']}/0",
     )
@@ -238,7 +238,7 @@ def test_a_retry_that_would_come_after_the_expiry_ends_the_message_now(
 def test_a_retry_in_doubt_waits_past_the_expiry(delivery: Delivery, fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.knobs(fault_after_accept=1.0)  # accepted, then the reply is lost
     now = time.time()
-    delivery.ledger.create(sms("unsure", expires=now + 3), now=now)
+    delivery.ledger.create(sms("unsure", expires=now + 3), now=now)  # the back-off: 4 to 8 s
     delivery.deliver("unsure", "taqnyat")
     record = delivery.ledger.get("unsure")
     assert record is not None and record["in_doubt"] == "1"

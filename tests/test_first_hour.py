@@ -223,6 +223,12 @@ def run_beat(env: dict[str, str], folder: Path, *args: str, seconds: float = 6) 
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        # the clock starts once beat is up: on a busy machine its start alone can take seconds
+        deadline = time.monotonic() + 60
+        while "is starting." not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
         time.sleep(seconds)
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hudhud.worker.ledger import Ledger
-from hudhud.worker.ledger.changes import Change
+from hudhud.worker.ledger.changes import Change, newest_first
 from hudhud.worker.ledger.keys import CHANGES, DOUBT, msg_key
 from hudhud.worker.ledger.records import iso
 from hudhud.worker.ledger.records import text as _s
@@ -84,20 +84,12 @@ def latest_failures(ledger: Ledger, *, limit: int = 20, scan: int = 5000) -> lis
     """The last `limit` changes to a failed, rejected or bounced status among the last `scan`
     changes, newest first."""
     found: list[Change] = []
-    cursor = "+"
-    read = 0
-    while read < scan and len(found) < limit:
-        page: Any = ledger.redis.xrevrange(CHANGES, cursor, "-", count=min(PAGE, scan - read))
-        for entry, fields in page:
-            change = _change(entry, fields)
-            if change is not None and change.status in FAILED:
-                found.append(change)
-                if len(found) == limit:
-                    break
-        read += len(page)
-        if len(page) < PAGE:
-            break
-        cursor = f"({_s(page[-1][0])}"
+    for entry, fields in newest_first(ledger, scan=scan):
+        change = _change(entry, fields)
+        if change is not None and change.status in FAILED:
+            found.append(change)
+            if len(found) == limit:
+                break
     return found
 
 

@@ -188,6 +188,20 @@ def _tail(client: redis.Redis, cursor: str, stop: threading.Event | None, wait: 
                     yield change
 
 
+def newest_first(source: Ledger | redis.Redis, *, scan: int) -> Iterator[tuple[Any, dict[Any, Any]]]:
+    """The stream's last `scan` entries as they are stored (id, fields), newest first, read in
+    pages."""
+    client = _client(source)
+    cursor, read = "+", 0
+    while read < scan:
+        page: Any = client.xrevrange(CHANGES, cursor, "-", count=min(PAGE, scan - read))
+        yield from page
+        read += len(page)
+        if len(page) < PAGE:
+            return
+        cursor = f"({_s(page[-1][0])}"
+
+
 def _newest(client: redis.Redis) -> str:
     # The id itself rather than `$` on every XREAD, so that nothing recorded between two
     # reads is missed.

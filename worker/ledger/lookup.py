@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from hudhud.worker.ledger import Ledger
-from hudhud.worker.ledger.keys import CHANGES, idem_key
+from hudhud.worker.ledger.changes import newest_first
+from hudhud.worker.ledger.keys import idem_key
 from hudhud.worker.ledger.records import text as _s
-
-PAGE = 1000
 
 
 def id_of_key(ledger: Ledger, key: str) -> str | None:
@@ -35,21 +34,13 @@ def ids_of_reference(ledger: Ledger, reference: str, *, limit: int = 20, scan: i
         return []
     wanted = reference.encode()
     found: list[str] = []
-    cursor = "+"
-    read = 0
-    while read < scan and len(found) < limit:
-        page: Any = ledger.redis.xrevrange(CHANGES, cursor, "-", count=min(PAGE, scan - read))
-        for _entry, fields in page:
-            if _field(fields, "reference") == wanted:
-                message_id = _s(_field(fields, "id"))
-                if message_id not in found:
-                    found.append(message_id)
-                if len(found) == limit:
-                    break
-        read += len(page)
-        if len(page) < PAGE:
-            break
-        cursor = f"({_s(page[-1][0])}"
+    for _entry, fields in newest_first(ledger, scan=scan):
+        if _field(fields, "reference") == wanted:
+            message_id = _s(_field(fields, "id"))
+            if message_id not in found:
+                found.append(message_id)
+            if len(found) == limit:
+                break
     return found
 
 

@@ -338,6 +338,7 @@ def banner(
         f"  flower     http://127.0.0.1:{ports.flower}{auth}\n"
         f"  api        {api}  (OpenAPI at /openapi.json, docs at /docs)\n"
         f"  worker     {concurrency} greenlets on sms, email, voice, hudhud, celery + bulk lanes\n"
+        f"  ops page   {api}/ops  (any user name, an API key as the password)\n"
         f"  metrics    {api}/metrics and http://127.0.0.1:{ports.metrics}/metrics (the worker's)\n"
         "  beat       the periodic jobs\n"
         "  callbacks  status callbacks to HUDHUD_CALLBACK_URL and per-message URLs\n"
