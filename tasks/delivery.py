@@ -32,7 +32,8 @@ def delivery_result(outcome: str, message_id: str) -> str:
     the outcome first, then the message, e.g. `rejected: message 42`. The task succeeds
     whatever became of the message (a refusal is the provider's answer, not a fault of the
     worker; the ledger holds the details): in Flower, `result:rejected` finds the refused ones.
-    A hold also names the paused provider and the kind of its pause."""
+    A hold also names the paused provider and the kind of its pause, or the top-up a send
+    too large for the balance waits for."""
     shown = f"{outcome}: message {message_id}"
     if outcome == DeliveryOutcome.HELD:
         return f"{shown}: {_pause_of(message_id)}"
@@ -44,9 +45,12 @@ def _pause_of(message_id: str) -> str:
     try:
         ledger = runtime.ledger()
         provider = ledger.field(message_id, "provider")
-        reason = ledger.pause_reason(provider) if provider else None
+        short = bool(ledger.field(message_id, "short_since"))
+        reason = ledger.pause_reason(provider) if provider and not short else None
     except (redis.RedisError, ValueError):  # a Redis that is gone, a pause that is not JSON
         return "its provider is paused"
+    if short:
+        return f"waits for a top-up of {provider}"
     kind = (reason or {}).get("kind")
     return f"{provider or 'its provider'} paused" + (f" ({kind})" if kind else "")
 

@@ -246,7 +246,7 @@ def sweep_unacked(stack: Stack) -> int:
 
 def skipped(stack: Stack, workers: list[str]) -> int:
     """Deliver tasks that found their message already claimed or done."""
-    return sum(stack.log(name).read_text(errors="replace").count(": 'skip'") for name in workers)
+    return sum(stack.log(name).read_text(errors="replace").count(": 'skip: message ") for name in workers)
 
 
 def test_scheduled_messages_beyond_the_visibility_timeout_go_out_once_on_time_despite_worker_kills(

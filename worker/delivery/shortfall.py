@@ -7,8 +7,9 @@ balance reads positive would pause it again at once. So:
 
 - code 3 for a send to several recipients holds that message alone (status `queued`, in the
   index `short:<provider>`, its retry budget untouched) with the balance seen at the time;
-  beat sends it again once the balance has grown (a top-up), and after `HUDHUD_BALANCE_WAIT`
-  seconds without one it ends `failed`, saying why;
+  beat sends it again once the balance has grown (a top-up), and once at the first check
+  after the hold (the balance read just after a refusal may already include a top-up);
+  after `HUDHUD_BALANCE_WAIT` seconds without one it ends `failed`, saying why;
 - code 3 for a single recipient means nothing fits: the provider is paused like for code 2,
   and its probe resumes it only once the balance has grown past what it was.
 """
@@ -28,6 +29,7 @@ from hudhud.worker.providers.errors import BalanceError, ProviderError
 log = logging.getLogger("hudhud.shortfall")
 
 NOT_ENOUGH = "3"
+CHECKED = "short_checked"  # a held message's first check after its hold was made
 
 
 def balance_now(delivery: Delivery, provider: str) -> str:
@@ -105,6 +107,15 @@ def due_again(
     for message_id, since in delivery.ledger.in_index("short", provider):
         before = delivery.ledger.field(message_id, "short_balance")
         topped_up = balance is not None and grown(balance, before)
-        if topped_up or now - since >= delivery.settings.balance_wait:
+        # The balance read at the hold comes a moment after the refusal: a top-up in between
+        # makes it the grown balance already, so the first check after a hold tries once more.
+        first = not delivery.ledger.field(message_id, CHECKED)
+        if topped_up or first or now - since >= delivery.settings.balance_wait:
             ready.append((message_id, topped_up))
     return ready
+
+
+def released_fields(topped_up: bool) -> dict[str, str]:
+    """What a message let go again keeps of its wait: nothing after a top-up, else that the
+    first check after its hold was made (its wait for a top-up goes on)."""
+    return {"short_since": "", CHECKED: ""} if topped_up else {CHECKED: "1"}

@@ -86,7 +86,7 @@ def release_short(ctx: Context, provider: str, balance: Decimal | None) -> int:
             provider=provider,
             zset="queued",
             score=now,
-            fields={"short_since": ""} if topped_up else None,
+            fields=shortfall.released_fields(topped_up),
         )
         if outcome == "ok":
             channel = ctx.ledger.field(message_id, "channel") or "sms"
