@@ -43,7 +43,8 @@ PUBLISHED = {
 }
 ON_DEMAND = {"sandbox": ["sandbox"], "flower": ["flower"], "prometheus": ["monitoring"]}
 PROMETHEUS = ROOT / "deploy" / "prometheus"
-ENV_ONLY = {"HUDHUD_CONCURRENCY", "HUDHUD_BEAT_SCHEDULE", "HUDHUD_BEAT_EVENTS"}  # read from the environment, not Settings
+# read from the environment, not Settings
+ENV_ONLY = {"HUDHUD_CONCURRENCY", "HUDHUD_BEAT_SCHEDULE", "HUDHUD_BEAT_EVENTS"}
 OWN_PREFIXES = ("HUDHUD_", "TAQNYAT_", "TAIFA_", "FLOWER_", "SANDBOX_", "COMPOSE_")
 
 
