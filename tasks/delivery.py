@@ -12,6 +12,7 @@ from celery import Task
 from hudhud.worker import runtime
 from hudhud.worker.broker.celery_app import RedactedRequest, app
 from hudhud.worker.delivery import intake
+from hudhud.worker.ledger.calls import fields_of
 from hudhud.worker.ledger.status import DeliveryOutcome
 
 log = logging.getLogger("hudhud.tasks")
@@ -44,8 +45,8 @@ def _pause_of(message_id: str) -> str:
     """`taqnyat paused (balance)`: the pause the message waits for, read after the fact."""
     try:
         ledger = runtime.ledger()
-        provider = ledger.field(message_id, "provider")
-        short = bool(ledger.field(message_id, "short_since"))
+        provider, short_since = fields_of(ledger, message_id, "provider", "short_since")
+        short = bool(short_since)
         reason = ledger.pause_reason(provider) if provider and not short else None
     except (redis.RedisError, ValueError):  # a Redis that is gone, a pause that is not JSON
         return "its provider is paused"

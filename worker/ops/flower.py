@@ -31,9 +31,6 @@ class QueueLengths:
     """What Flower asks of its broker: `await queues(names)`, the tasks waiting on each (read
     by the ledger, in a thread: Flower's loop does not wait on Redis)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-
     async def queues(self, names: Iterable[str]) -> list[dict[str, Any]]:
         names = list(names)
         ledger = runtime.ledger(get_settings())
@@ -51,7 +48,7 @@ def install(url: str | None = None) -> None:
     if not hasattr(BaseHandler, "get_broker"):
         log.warning("this Flower reads its broker in a way hudhud does not know: no queue lengths")
         return
-    reader = QueueLengths(url)
+    reader = QueueLengths()
     shown = mask_url(url)
     BaseHandler.get_broker = lambda self: reader
     Flower.broker_uri = property(lambda self: shown)

@@ -27,6 +27,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -36,7 +37,7 @@ from hudhud.worker.providers import registry
 
 log = logging.getLogger("hudhud.metrics")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
 
 
 def _counter(name: str, doc: str, labels: list[str], values: dict[Any, int]) -> Metric:
